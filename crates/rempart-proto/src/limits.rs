@@ -1,0 +1,26 @@
+//! Limits that client and server both enforce. Each one produces a typed error.
+
+/// Largest HTTP request body the server accepts (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest MLS message (commit, Welcome or application message) in bytes.
+pub const MAX_MESSAGE_BYTES: usize = MAX_BODY_BYTES - 4096;
+
+/// A signed request's timestamp may differ from the server's clock by at most
+/// this many seconds.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// Most devices one account may list.
+pub const MAX_DEVICES_PER_ACCOUNT: usize = 16;
+
+/// Most one-time KeyPackages in one upload.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
+
+/// Most one-time KeyPackages the server keeps per device.
+pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 1000;
+
+/// Most log entries or inbox items one read returns.
+pub const MAX_PAGE: u32 = 500;
+
+/// Most devices a single commit may add or remove.
+pub const MAX_DEVICES_PER_COMMIT: usize = 10_000;
