@@ -1,1 +1,268 @@
+//! The Rempart client engine: everything a user interface needs, and no UI.
+//!
+//! A [`Client`] is one device of one account. It keeps its keys and MLS
+//! state in a local SQLite store under its home directory, talks to one
+//! server with signed requests, and guarantees:
+//!
+//! - every conversation, 1:1 included, is an MLS group (RFC 9420, openmls);
+//! - a device key reaches a conversation only if its owner's account key
+//!   signed it ([`VerifiedDeviceList`]); a KeyPackage, Welcome or commit that
+//!   breaks this is refused with an [`Alert`];
+//! - the first account key seen for a user is pinned; a different one later
+//!   is the `account_key_changed` alert;
+//! - this device's own commits are merged only after the server accepted
+//!   them; a commit refused as stale is rebuilt after fetching what won;
+//! - no plaintext, key or secret is logged or sent to the server.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rempart_client::ClientError> {
+//! use rempart_client::Client;
+//!
+//! let home = std::path::Path::new("/tmp/alice");
+//! let mut alice = Client::create_account(home, "http://127.0.0.1:7800", "alice".parse()?).await?;
+//! alice.send_text(&"bob".parse()?, "hello Bob").await?;
+//! for event in alice.sync().await? {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
 
+mod api;
+mod conversation;
+mod device_list;
+mod error;
+mod event;
+mod keys;
+mod mls;
+mod store;
+mod sync;
+
+use std::path::{Path, PathBuf};
+
+use openmls_rust_crypto::RustCrypto;
+use rempart_proto::api::KeyPackageUpload;
+use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
+
+pub use crate::device_list::VerifiedDeviceList;
+pub use crate::error::ClientError;
+pub use crate::event::{Alert, AlertCode, Event};
+pub use crate::store::STORE_FILE;
+
+use crate::api::{ServerApi, Signer};
+use crate::keys::{AccountKey, DeviceKey};
+use crate::mls::Provider;
+use crate::store::{Identity, Store};
+
+/// Longest text message, in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// One-time KeyPackages uploaded per batch.
+const KEY_PACKAGE_BATCH: usize = 20;
+
+/// A new batch is uploaded when fewer one-time KeyPackages than this remain.
+const KEY_PACKAGE_LOW_WATER: u64 = 10;
+
+/// Who this device is, for display.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WhoAmI {
+    /// The account's user name.
+    pub user: UserName,
+    /// This device's id.
+    pub device: DeviceId,
+    /// The server's URL.
+    pub server: String,
+    /// Fingerprint of the account key.
+    pub account_fingerprint: String,
+    /// Fingerprint of this device's key.
+    pub device_fingerprint: String,
+}
+
+/// One device of one account.
+pub struct Client {
+    home: PathBuf,
+    store: Store,
+    api: ServerApi,
+    crypto: RustCrypto,
+    id: Identity,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user", &self.id.user)
+            .field("device", &self.id.device)
+            .field("server", &self.id.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Creates an account named `user` on the server at `server_url`, with
+    /// this device as its first device, and stores it in `home`.
+    ///
+    /// Generates the account key and the device key, signs the first device
+    /// list, registers, and uploads KeyPackages. If registration fails
+    /// nothing is left in `home`.
+    pub async fn create_account(
+        home: &Path,
+        server_url: &str,
+        user: UserName,
+    ) -> Result<Self, ClientError> {
+        let api = ServerApi::new(server_url)?;
+        let store = Store::create(home)?;
+        let result = Self::register(home, store, api, user).await;
+        if result.is_err() {
+            remove_store(home);
+        }
+        result
+    }
+
+    async fn register(
+        home: &Path,
+        store: Store,
+        api: ServerApi,
+        user: UserName,
+    ) -> Result<Self, ClientError> {
+        let account_key = AccountKey::generate();
+        let device_key = DeviceKey::generate();
+        let device = DeviceId::random();
+        let list = DeviceList {
+            user: user.clone(),
+            account_key: account_key.public(),
+            version: 1,
+            timestamp: api::unix_now(),
+            devices: vec![DeviceEntry {
+                id: device,
+                signature_key: device_key.public(),
+            }],
+        };
+        let device_list = SignedDeviceList::sign(&list, account_key.signing_key())
+            .map_err(|e| ClientError::Corrupt(format!("cannot sign own device list: {e}")))?;
+        let signer = Signer {
+            device,
+            key: &device_key,
+        };
+        api.register(signer, &user, &device_list).await?;
+        let id = Identity {
+            user,
+            device,
+            server: api.base().to_owned(),
+            account_key,
+            device_key,
+            device_list,
+        };
+        store.atomic(|| {
+            store.save_identity(&id)?;
+            store.pin_key(&id.user, &id.account_key.public())
+        })?;
+        let client = Self {
+            home: home.to_owned(),
+            store,
+            api,
+            crypto: RustCrypto::default(),
+            id,
+        };
+        client.upload_key_packages(true).await?;
+        Ok(client)
+    }
+
+    /// Opens the account stored in `home`.
+    pub fn open(home: &Path) -> Result<Self, ClientError> {
+        let no_account = || ClientError::NoAccount {
+            home: home.to_owned(),
+        };
+        let store = Store::open_existing(home)?.ok_or_else(no_account)?;
+        let id = store.load_identity()?.ok_or_else(no_account)?;
+        let api = ServerApi::new(&id.server)?;
+        Ok(Self {
+            home: home.to_owned(),
+            store,
+            api,
+            crypto: RustCrypto::default(),
+            id,
+        })
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// This account's user name.
+    pub fn user(&self) -> &UserName {
+        &self.id.user
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.id.device
+    }
+
+    /// This account's key.
+    pub fn account_key(&self) -> PublicKey {
+        self.id.account_key.public()
+    }
+
+    /// Who this device is.
+    pub fn whoami(&self) -> WhoAmI {
+        WhoAmI {
+            user: self.id.user.clone(),
+            device: self.id.device,
+            server: self.id.server.clone(),
+            account_fingerprint: self.id.account_key.public().fingerprint(),
+            device_fingerprint: self.id.device_key.public().fingerprint(),
+        }
+    }
+
+    fn signer(&self) -> Signer<'_> {
+        Signer {
+            device: self.id.device,
+            key: &self.id.device_key,
+        }
+    }
+
+    fn provider(&self) -> Provider<'_> {
+        Provider::new(&self.crypto, self.store.conn())
+    }
+
+    /// Uploads a batch of one-time KeyPackages, and a last-resort one if
+    /// `last_resort`. The private parts are committed locally first.
+    async fn upload_key_packages(&self, last_resort: bool) -> Result<(), ClientError> {
+        let upload = self.store.atomic(|| {
+            let provider = self.provider();
+            let credential =
+                || mls::credential(&self.id.user, &self.id.device, &self.id.device_key);
+            let one_time = (0..KEY_PACKAGE_BATCH)
+                .map(|_| mls::new_key_package(&provider, &self.id.device_key, credential(), false))
+                .collect::<Result<Vec<_>, _>>()?;
+            let last_resort = last_resort
+                .then(|| mls::new_key_package(&provider, &self.id.device_key, credential(), true))
+                .transpose()?;
+            Ok(KeyPackageUpload {
+                one_time,
+                last_resort,
+            })
+        })?;
+        self.api.upload_key_packages(self.signer(), &upload).await?;
+        Ok(())
+    }
+
+    /// Uploads more KeyPackages if the server is running low.
+    async fn replenish_key_packages(&self) -> Result<(), ClientError> {
+        let status = self.api.key_package_status(self.signer()).await?;
+        if status.one_time < KEY_PACKAGE_LOW_WATER || !status.last_resort {
+            self.upload_key_packages(!status.last_resort).await?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_store(home: &Path) {
+    let path = Store::path(home);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        // Best effort: the files may not exist.
+        let _ = std::fs::remove_file(file);
+    }
+}

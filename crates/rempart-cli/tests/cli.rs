@@ -1,0 +1,245 @@
+//! Golden tests of the `rempart` command: stdout, stderr and exit status.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rempart_testkit::{ServerProcess, register_with_foreign_key_package, sibling_binary};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn server() -> (TempDir, ServerProcess) {
+    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
+    let data = TempDir::new().unwrap();
+    let server = ServerProcess::start(&binary, "127.0.0.1:0", data.path());
+    (data, server)
+}
+
+fn rempart(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
+    cmd.env_remove("REMPART_HOME")
+        .env_remove("RUST_LOG")
+        .arg("--home")
+        .arg(home);
+    cmd
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn home() -> (TempDir, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let home = dir.path().join("home");
+    (dir, home)
+}
+
+#[test]
+fn commands_without_an_account_say_to_run_init() {
+    let (_dir, home) = home();
+    for args in [&["whoami"][..], &["sync"], &["send", "--to", "bob", "hi"]] {
+        let out = rempart(&home).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: no account in {}: run `rempart init`\n",
+                home.display()
+            )
+        );
+        assert_eq!(stdout(&out), "");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (_dir, home) = home();
+    let out = rempart(&home).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unrecognized subcommand 'frobnicate'"));
+
+    let out = rempart(&home)
+        .args([
+            "init",
+            "--server",
+            "http://127.0.0.1:1",
+            "--name",
+            "Bad Name",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid user name \"Bad Name\": expected 3 to 32 characters of a-z, 0-9, '.', '_' or '-'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rempart(&home).args(["send", "hi"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--to <TO>"));
+}
+
+#[test]
+fn an_unreachable_server_is_explained_and_leaves_nothing_behind() {
+    let (_dir, home) = home();
+    let out = rempart(&home)
+        .args(["init", "--server", "http://127.0.0.1:9", "--name", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: cannot reach the server at http://127.0.0.1:9: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("is the server running, and is the URL right?\n"),
+        "{err}"
+    );
+    assert!(!home.join(rempart_client::STORE_FILE).exists());
+
+    let out = rempart(&home)
+        .args(["init", "--server", "ftp://example", "--name", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the URL must start with http:// or https://"));
+}
+
+#[test]
+fn init_whoami_send_sync_outputs() {
+    let (_data, server) = server();
+    let url = server.url();
+    let dir = TempDir::new().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+
+    let out = rempart(&alice)
+        .args(["init", "--server", &url, "--name", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], format!("created account alice on {url}"));
+    assert!(lines[1].starts_with("device ") && lines[1].len() == "device ".len() + 16);
+    assert!(lines[2].starts_with("account key fingerprint: "));
+    assert_eq!(stderr(&out), "");
+
+    let out = rempart(&alice)
+        .args(["init", "--server", &url, "--name", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {} already holds an account: use another --home\n",
+            alice.display()
+        )
+    );
+
+    let out = rempart(&alice).arg("whoami").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.starts_with("user: alice\ndevice: "), "{text}");
+    assert!(text.contains(&format!("\nserver: {url}\naccount key fingerprint: ")));
+    assert!(text.contains("\ndevice key fingerprint: "));
+
+    let out = rempart(&alice).args(["--json", "whoami"]).output().unwrap();
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["kind"], "whoami");
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["server"], url.as_str());
+    assert_eq!(who["device"].as_str().unwrap().len(), 16);
+
+    let out = rempart(&alice)
+        .args(["send", "--to", "zed", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: no user named zed on this server\n");
+
+    let out = rempart(&alice)
+        .args(["send", "--to", "alice", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: you cannot open a conversation with yourself\n"
+    );
+
+    rempart(&bob)
+        .args(["init", "--server", &url, "--name", "bob"])
+        .assert()
+        .success();
+    let out = rempart(&alice)
+        .args(["send", "--to", "bob", "hello"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "sent to bob\n");
+    let out = rempart(&alice)
+        .args(["--json", "send", "--to", "bob", "again"])
+        .output()
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["kind"], "sent");
+    assert_eq!(sent["conversation"], "bob");
+    assert_eq!(sent["message_id"].as_str().unwrap().len(), 32);
+
+    let out = rempart(&bob).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("[alice] alice added bob (device "),
+        "{text}"
+    );
+    assert_eq!(
+        &lines[1..],
+        ["[alice] alice: hello", "[alice] alice: again"]
+    );
+
+    let out = rempart(&bob).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_security_alert_exits_3() {
+    let (_data, server) = server();
+    let url = server.url();
+    register_with_foreign_key_package(&url, "mallory").await;
+    let (_dir, home) = home();
+    rempart(&home)
+        .args(["init", "--server", &url, "--name", "alice"])
+        .assert()
+        .success();
+
+    let out = rempart(&home)
+        .args(["--json", "send", "--to", "mallory", "secret"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let alert: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alert["kind"], "alert");
+    assert_eq!(alert["code"], "unauthorized_member");
+    assert_eq!(alert["sender"], "mallory");
+
+    let out = rempart(&home)
+        .args(["send", "--to", "mallory", "secret"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stdout(&out).starts_with("SECURITY ALERT [unauthorized_member]: "),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,0 +1,150 @@
+//! End to end with real processes: a `rempart-server` process and two people
+//! using the `rempart` command, across a graceful restart and a crash.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rempart_testkit::{ServerProcess, sibling_binary};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn server_binary() -> PathBuf {
+    sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server")
+}
+
+fn rempart(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
+    cmd.env_remove("REMPART_HOME")
+        .arg("--home")
+        .arg(home)
+        .arg("--json");
+    cmd
+}
+
+fn events(home: &Path) -> Vec<Value> {
+    let output = rempart(home).arg("sync").output().unwrap();
+    assert!(
+        output.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn texts(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| {
+            (
+                e["sender"].as_str().unwrap().to_owned(),
+                e["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn send(home: &Path, to: &str, text: &str) {
+    rempart(home)
+        .args(["send", "--to", to, text])
+        .assert()
+        .success();
+}
+
+const MARKERS: [&str; 5] = [
+    "marker-hello-bob-5e1d7c",
+    "marker-hi-alice-a93f02",
+    "marker-pending-0b44e1",
+    "marker-acknowledged-before-crash-77c2aa",
+    "marker-after-restart-c0ffee",
+];
+
+#[test]
+fn two_people_talk_and_nothing_is_lost_across_restarts() {
+    let data = TempDir::new().unwrap();
+    let homes = TempDir::new().unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    let server = ServerProcess::start(&server_binary(), "127.0.0.1:0", data.path());
+    let url = server.url();
+    let addr = server.addr.to_string();
+
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        let out = rempart(home)
+            .args(["init", "--server", &url, "--name", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(created["kind"], "account_created");
+        assert_eq!(created["user"], name);
+    }
+
+    send(&alice, "bob", MARKERS[0]);
+    let got = events(&bob);
+    assert!(
+        got.iter()
+            .any(|e| e["kind"] == "member_added" && e["sender"] == "alice")
+    );
+    assert_eq!(texts(&got), vec![("alice".into(), MARKERS[0].into())]);
+    assert!(got.iter().all(|e| e["conversation"] == "alice"), "{got:?}");
+
+    send(&bob, "alice", MARKERS[1]);
+    assert_eq!(
+        texts(&events(&alice)),
+        vec![("bob".into(), MARKERS[1].into())]
+    );
+
+    // A message waiting for Bob survives a graceful restart.
+    send(&alice, "bob", MARKERS[2]);
+    assert!(server.terminate(), "graceful shutdown should exit 0");
+    let server = ServerProcess::start(&server_binary(), &addr, data.path());
+    assert_eq!(
+        texts(&events(&bob)),
+        vec![("alice".into(), MARKERS[2].into())]
+    );
+
+    // An acknowledged message survives a crash right after the acknowledgement.
+    send(&alice, "bob", MARKERS[3]);
+    server.kill();
+    let server = ServerProcess::start(&server_binary(), &addr, data.path());
+    assert_eq!(
+        texts(&events(&bob)),
+        vec![("alice".into(), MARKERS[3].into())]
+    );
+
+    // The conversation goes on: group state and membership survived.
+    send(&bob, "alice", MARKERS[4]);
+    assert_eq!(
+        texts(&events(&alice)),
+        vec![("bob".into(), MARKERS[4].into())]
+    );
+    assert!(events(&alice).is_empty());
+    assert!(server.terminate());
+
+    // The server's data directory, byte by byte, holds none of the texts.
+    let mut files = 0;
+    for entry in std::fs::read_dir(data.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        files += 1;
+        let bytes = std::fs::read(&path).unwrap();
+        for marker in MARKERS {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "{marker} found in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0, "the server stored nothing?");
+}

@@ -1,0 +1,314 @@
+//! The server's HTTP API, as seen from a device: every call is signed with
+//! the device key ([`rempart_proto::auth`]).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rempart_proto::api::{
+    self, Acked, Appended, ClaimedKeyPackages, CommitUpload, ErrorBody, InboxAck, InboxPage,
+    KeyPackageStatus, KeyPackageUpload, LogPage, RegisterRequest, RegisterResponse,
+};
+use rempart_proto::auth::RequestAuth;
+use rempart_proto::{DeviceId, GroupId, MessageId, SignedDeviceList, UserName};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::keys::DeviceKey;
+
+/// The device credentials a request is signed with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signer<'a> {
+    pub device: DeviceId,
+    pub key: &'a DeviceKey,
+}
+
+/// Result of uploading a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitOutcome {
+    /// Accepted at this position.
+    Accepted(Appended),
+    /// Built on a stale epoch; the group is at `current_epoch`.
+    Stale { current_epoch: u64 },
+}
+
+/// A thin HTTP client for one server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerApi {
+    base: String,
+    http: reqwest::Client,
+}
+
+enum Body {
+    Empty,
+    Json(Vec<u8>),
+    Bytes(Vec<u8>),
+}
+
+impl ServerApi {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| ClientError::Network {
+            url: base.clone(),
+            reason: format!("not a valid URL ({e})"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::Network {
+                url: base,
+                reason: "the URL must start with http:// or https://".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Network {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self { base, http })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn register(
+        &self,
+        signer: Signer<'_>,
+        user: &UserName,
+        device_list: &SignedDeviceList,
+    ) -> Result<RegisterResponse, ClientError> {
+        let body = RegisterRequest {
+            user: user.clone(),
+            device_list: device_list.clone(),
+        };
+        self.call(Some(signer), Method::POST, api::ACCOUNTS_PATH, json(&body)?)
+            .await
+    }
+
+    /// The user's signed device list, or `None` if there is no such user.
+    pub async fn device_list(
+        &self,
+        user: &UserName,
+    ) -> Result<Option<SignedDeviceList>, ClientError> {
+        match self
+            .call(None, Method::GET, &api::devices_path(user), Body::Empty)
+            .await
+        {
+            Ok(list) => Ok(Some(list)),
+            Err(ClientError::Server { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn upload_key_packages(
+        &self,
+        signer: Signer<'_>,
+        upload: &KeyPackageUpload,
+    ) -> Result<KeyPackageStatus, ClientError> {
+        self.call(
+            Some(signer),
+            Method::POST,
+            api::KEYPACKAGES_PATH,
+            json(upload)?,
+        )
+        .await
+    }
+
+    pub async fn key_package_status(
+        &self,
+        signer: Signer<'_>,
+    ) -> Result<KeyPackageStatus, ClientError> {
+        self.call(
+            Some(signer),
+            Method::GET,
+            api::KEYPACKAGES_PATH,
+            Body::Empty,
+        )
+        .await
+    }
+
+    pub async fn claim_key_packages(
+        &self,
+        signer: Signer<'_>,
+        user: &UserName,
+    ) -> Result<ClaimedKeyPackages, ClientError> {
+        self.call(
+            Some(signer),
+            Method::POST,
+            &api::claim_path(user),
+            Body::Empty,
+        )
+        .await
+    }
+
+    pub async fn post_commit(
+        &self,
+        signer: Signer<'_>,
+        group: &GroupId,
+        upload: &CommitUpload,
+    ) -> Result<CommitOutcome, ClientError> {
+        let path = api::commits_path(group);
+        match self
+            .request(Some(signer), Method::POST, &path, json(upload)?)
+            .await?
+        {
+            Ok(bytes) => Ok(CommitOutcome::Accepted(decode(&self.base, &bytes)?)),
+            Err((
+                StatusCode::CONFLICT,
+                ErrorBody {
+                    error,
+                    current_epoch: Some(current_epoch),
+                    ..
+                },
+            )) if error == api::error_code::STALE_EPOCH => {
+                Ok(CommitOutcome::Stale { current_epoch })
+            }
+            Err((status, body)) => Err(server_error(status, body)),
+        }
+    }
+
+    pub async fn put_message(
+        &self,
+        signer: Signer<'_>,
+        group: &GroupId,
+        message_id: &MessageId,
+        message: Vec<u8>,
+    ) -> Result<Appended, ClientError> {
+        let path = api::message_path(group, message_id);
+        self.call(Some(signer), Method::PUT, &path, Body::Bytes(message))
+            .await
+    }
+
+    pub async fn read_log(
+        &self,
+        signer: Signer<'_>,
+        group: &GroupId,
+        after: u64,
+    ) -> Result<LogPage, ClientError> {
+        let path = api::log_path(group, after, rempart_proto::limits::MAX_PAGE);
+        self.call(Some(signer), Method::GET, &path, Body::Empty)
+            .await
+    }
+
+    pub async fn read_inbox(
+        &self,
+        signer: Signer<'_>,
+        after: u64,
+    ) -> Result<InboxPage, ClientError> {
+        let path = api::inbox_path(after, rempart_proto::limits::MAX_PAGE);
+        self.call(Some(signer), Method::GET, &path, Body::Empty)
+            .await
+    }
+
+    pub async fn ack_inbox(&self, signer: Signer<'_>, ids: Vec<u64>) -> Result<Acked, ClientError> {
+        self.call(
+            Some(signer),
+            Method::POST,
+            api::INBOX_ACK_PATH,
+            json(&InboxAck { ids })?,
+        )
+        .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        signer: Option<Signer<'_>>,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<T, ClientError> {
+        match self.request(signer, method, path, body).await? {
+            Ok(bytes) => decode(&self.base, &bytes),
+            Err((status, body)) => Err(server_error(status, body)),
+        }
+    }
+
+    /// Sends one request. `Ok(Err(..))` is an error answer from the server.
+    async fn request(
+        &self,
+        signer: Option<Signer<'_>>,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<Result<Vec<u8>, (StatusCode, ErrorBody)>, ClientError> {
+        let (content_type, bytes) = match body {
+            Body::Empty => (None, Vec::new()),
+            Body::Json(b) => (Some("application/json"), b),
+            Body::Bytes(b) => (Some("application/octet-stream"), b),
+        };
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(signer) = signer {
+            let auth = RequestAuth::sign(
+                signer.key.signing_key(),
+                signer.device,
+                method.as_str(),
+                path,
+                &bytes,
+                unix_now(),
+            );
+            for (name, value) in auth.headers() {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        let response = request
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.network(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.network(e))?;
+        if status.is_success() {
+            return Ok(Ok(bytes.to_vec()));
+        }
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+            error: "unknown".into(),
+            message: format!("unexpected answer ({} bytes)", bytes.len()),
+            current_epoch: None,
+        });
+        Ok(Err((status, body)))
+    }
+
+    fn network(&self, e: reqwest::Error) -> ClientError {
+        // `without_url` keeps the message short; the URL is reported separately.
+        ClientError::Network {
+            url: self.base.clone(),
+            reason: e.without_url().to_string(),
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Body, ClientError> {
+    serde_json::to_vec(value)
+        .map(Body::Json)
+        .map_err(|e| ClientError::Corrupt(format!("cannot encode request: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(base: &str, bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Network {
+        url: base.to_owned(),
+        reason: format!("unreadable answer: {e}"),
+    })
+}
+
+fn server_error(status: StatusCode, body: ErrorBody) -> ClientError {
+    ClientError::Server {
+        status: status.as_u16(),
+        code: body.error,
+        message: body.message,
+    }
+}
+
+/// Current Unix time in seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,161 @@
+//! Checking a user's device list before any of its keys is trusted.
+//!
+//! A [`VerifiedDeviceList`] can only be made here, by checking the account
+//! key's signature over the list and that the account key is the one pinned
+//! for the user (the first one seen is pinned; a different one later is the
+//! `account_key_changed` alert, never a silent switch). Group code takes only
+//! this type, so no unchecked device key can reach a conversation.
+
+use std::collections::HashMap;
+
+use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
+
+use crate::error::ClientError;
+use crate::event::{Alert, AlertCode};
+use crate::store::Store;
+
+/// A device list whose signature verified under the account key pinned for
+/// its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDeviceList {
+    list: DeviceList,
+}
+
+impl VerifiedDeviceList {
+    /// The user.
+    pub fn user(&self) -> &UserName {
+        &self.list.user
+    }
+
+    /// The user's account key.
+    pub fn account_key(&self) -> &PublicKey {
+        &self.list.account_key
+    }
+
+    /// The list's version.
+    pub fn version(&self) -> u64 {
+        self.list.version
+    }
+
+    /// The devices.
+    pub fn devices(&self) -> &[DeviceEntry] {
+        &self.list.devices
+    }
+
+    /// True if `device` is listed with exactly `signature_key`.
+    pub fn authorizes(&self, device: &DeviceId, signature_key: &[u8]) -> bool {
+        self.list
+            .device(device)
+            .is_some_and(|d| d.signature_key.as_bytes().as_slice() == signature_key)
+    }
+}
+
+/// Verifies `signed` as `user`'s device list, pinning the account key on first
+/// sight. `Err(Ok(alert))` is a security alert; `Err(Err(e))` a local failure.
+pub(crate) fn verify(
+    store: &Store,
+    user: &UserName,
+    signed: &SignedDeviceList,
+) -> Result<VerifiedDeviceList, ClientError> {
+    let list = signed.verify_for(user).map_err(|e| Alert {
+        code: AlertCode::DeviceListSignatureInvalid,
+        conversation: None,
+        user: Some(user.clone()),
+        message: format!("the device list the server gave for {user} is not validly signed by an account key: {e}"),
+    })?;
+    match store.pinned_key(user)? {
+        None => store.pin_key(user, &list.account_key)?,
+        Some(pinned) if pinned == list.account_key => {}
+        Some(pinned) => {
+            return Err(Alert {
+                code: AlertCode::AccountKeyChanged,
+                conversation: None,
+                user: Some(user.clone()),
+                message: format!(
+                    "{user}'s account key changed from {} to {}; their devices are not trusted",
+                    pinned.fingerprint(),
+                    list.account_key.fingerprint()
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(VerifiedDeviceList { list })
+}
+
+/// Verified device lists fetched during one operation, by user.
+pub(crate) type DeviceLists = HashMap<UserName, VerifiedDeviceList>;
+
+#[cfg(test)]
+mod tests {
+    use rempart_proto::{DeviceEntry, DeviceId};
+
+    use super::*;
+    use crate::keys::{AccountKey, DeviceKey};
+
+    fn signed_list(user: &str, account: &AccountKey) -> SignedDeviceList {
+        let list = DeviceList {
+            user: user.parse().unwrap(),
+            account_key: account.public(),
+            version: 1,
+            timestamp: 0,
+            devices: vec![DeviceEntry {
+                id: DeviceId::random(),
+                signature_key: DeviceKey::generate().public(),
+            }],
+        };
+        SignedDeviceList::sign(&list, account.signing_key()).unwrap()
+    }
+
+    fn alert_code(result: Result<VerifiedDeviceList, ClientError>) -> AlertCode {
+        match result {
+            Err(ClientError::Alert(alert)) => alert.code,
+            other => panic!("expected an alert, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_key_is_pinned_and_a_different_one_is_an_alert() {
+        let home = tempfile::TempDir::new().unwrap();
+        let store = Store::create(home.path()).unwrap();
+        let bob: UserName = "bob".parse().unwrap();
+        let first = AccountKey::generate();
+        let verified = verify(&store, &bob, &signed_list("bob", &first)).unwrap();
+        assert_eq!(verified.account_key(), &first.public());
+        // Same key again: fine.
+        verify(&store, &bob, &signed_list("bob", &first)).unwrap();
+        // A validly signed list under another account key: a silent "reset".
+        let other = AccountKey::generate();
+        let code = alert_code(verify(&store, &bob, &signed_list("bob", &other)));
+        assert_eq!(code, AlertCode::AccountKeyChanged);
+        // The pin did not move.
+        assert_eq!(store.pinned_key(&bob).unwrap(), Some(first.public()));
+    }
+
+    #[test]
+    fn a_list_with_a_ghost_device_is_an_alert() {
+        let home = tempfile::TempDir::new().unwrap();
+        let store = Store::create(home.path()).unwrap();
+        let account = AccountKey::generate();
+        let mut signed = signed_list("bob", &account);
+        let mut list: DeviceList = serde_json::from_slice(&signed.list).unwrap();
+        list.devices.push(DeviceEntry {
+            id: DeviceId::random(),
+            signature_key: DeviceKey::generate().public(),
+        });
+        signed.list = serde_json::to_vec(&list).unwrap();
+        let code = alert_code(verify(&store, &"bob".parse().unwrap(), &signed));
+        assert_eq!(code, AlertCode::DeviceListSignatureInvalid);
+        // Nothing was pinned from a list that failed verification.
+        assert_eq!(store.pinned_key(&"bob".parse().unwrap()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_list_for_another_user_is_refused() {
+        let home = tempfile::TempDir::new().unwrap();
+        let store = Store::create(home.path()).unwrap();
+        let signed = signed_list("carol", &AccountKey::generate());
+        let code = alert_code(verify(&store, &"bob".parse().unwrap(), &signed));
+        assert_eq!(code, AlertCode::DeviceListSignatureInvalid);
+    }
+}

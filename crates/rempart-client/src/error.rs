@@ -1,0 +1,95 @@
+//! Errors of the client engine.
+//!
+//! [`ClientError::Alert`] is the one to show loudly: the server or a peer
+//! misbehaved. The other variants are failures (network, local store) or
+//! misuse (no account yet, unknown user).
+
+use std::path::PathBuf;
+
+use rempart_proto::UserName;
+
+use crate::event::Alert;
+
+/// Everything that can go wrong in the client engine.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The home directory holds no account.
+    #[error("no account in {}: run `rempart init`", home.display())]
+    NoAccount {
+        /// The home directory that was searched.
+        home: PathBuf,
+    },
+    /// The home directory already holds an account.
+    #[error("{} already holds an account: use another --home", home.display())]
+    AccountExists {
+        /// The home directory.
+        home: PathBuf,
+    },
+    /// A security alert: the operation was refused.
+    #[error("{0}")]
+    Alert(Alert),
+    /// The server answered with an error.
+    #[error("server refused the request: {message} ({code}, HTTP {status})")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code from the server.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server could not be reached or answered something unreadable.
+    #[error("cannot reach the server at {url}: {reason}")]
+    Network {
+        /// The server's URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The user does not exist on the server.
+    #[error("no user named {0} on this server")]
+    UnknownUser(UserName),
+    /// None of the user's devices has a KeyPackage to start a conversation.
+    #[error(
+        "{0} has no device ready to receive a new conversation; ask them to run `rempart sync`"
+    )]
+    NoKeyPackages(UserName),
+    /// A conversation with oneself was asked for.
+    #[error("you cannot open a conversation with yourself")]
+    SelfConversation,
+    /// A commit kept conflicting with others.
+    #[error("the conversation kept changing under this device; try again")]
+    CommitConflict,
+    /// An MLS operation failed.
+    #[error("MLS error: {0}")]
+    Mls(String),
+    /// The local store failed.
+    #[error("local store error: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// The local store holds something unreadable.
+    #[error("local store is corrupt: {0}")]
+    Corrupt(String),
+    /// A file-system operation on the home directory failed.
+    #[error("cannot use {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is longer than a message may be.
+    #[error("message is {0} bytes, more than the limit of {max}", max = crate::MAX_TEXT_BYTES)]
+    TextTooLong(usize),
+}
+
+impl ClientError {
+    pub(crate) fn mls(e: impl std::fmt::Display) -> Self {
+        ClientError::Mls(e.to_string())
+    }
+}
+
+impl From<Alert> for ClientError {
+    fn from(alert: Alert) -> Self {
+        ClientError::Alert(alert)
+    }
+}

@@ -1,0 +1,150 @@
+//! What a sync reports: messages, membership changes and security alerts.
+
+use std::fmt;
+
+use rempart_proto::{DeviceId, MessageId, UserName};
+use serde::Serialize;
+
+/// A security alert: something the server or a peer did that Rempart refuses
+/// and the user must see. Never only a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// Stable machine-readable code.
+    pub code: AlertCode,
+    /// The conversation concerned, if any.
+    pub conversation: Option<String>,
+    /// The user concerned, if any.
+    pub user: Option<UserName>,
+    /// What was expected and what was found, in plain words.
+    pub message: String,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "security alert [{}]: {}", self.code, self.message)
+    }
+}
+
+/// Stable alert codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertCode {
+    /// A leaf's credential or KeyPackage is not in its owner's account-signed
+    /// device list, or a commit comes from outside the group; refused.
+    UnauthorizedMember,
+    /// A user's account key differs from the one pinned when first seen.
+    AccountKeyChanged,
+    /// A device list's signature does not verify under its account key.
+    DeviceListSignatureInvalid,
+    /// A Welcome or KeyPackage uses a ciphersuite or protocol version other
+    /// than the one Rempart requires.
+    CiphersuiteDowngrade,
+    /// The server skipped entries of a conversation's log.
+    MessageGap,
+}
+
+impl AlertCode {
+    /// The code as written in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnauthorizedMember => "unauthorized_member",
+            Self::AccountKeyChanged => "account_key_changed",
+            Self::DeviceListSignatureInvalid => "device_list_signature_invalid",
+            Self::CiphersuiteDowngrade => "ciphersuite_downgrade",
+            Self::MessageGap => "message_gap",
+        }
+    }
+}
+
+impl fmt::Display for AlertCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing that happened, as reported by [`crate::Client::sync`].
+///
+/// Every variant names its `conversation` (the peer's user name for a 1:1
+/// conversation) and its `sender`: the author of a message, the member who
+/// made a membership change, or the user an alert is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A text message, decrypted.
+    Message {
+        /// The conversation.
+        conversation: String,
+        /// Who wrote it (from the MLS credential, checked against their
+        /// device list when they joined).
+        sender: UserName,
+        /// The device that sent it.
+        sender_device: DeviceId,
+        /// The text.
+        text: String,
+        /// The message's id (inside the encryption).
+        message_id: MessageId,
+        /// When the sender says it was sent (Unix seconds).
+        sent_at: i64,
+    },
+    /// A device was added to a conversation by a member's commit.
+    MemberAdded {
+        /// The conversation.
+        conversation: String,
+        /// The member who committed the addition.
+        sender: UserName,
+        /// The user whose device was added.
+        user: UserName,
+        /// The added device.
+        device: DeviceId,
+    },
+    /// A device was removed from a conversation by a member's commit.
+    MemberRemoved {
+        /// The conversation.
+        conversation: String,
+        /// The member who committed the removal.
+        sender: UserName,
+        /// The user whose device was removed.
+        user: UserName,
+        /// The removed device.
+        device: DeviceId,
+    },
+    /// A log entry or Welcome that could not be processed (not a security
+    /// alert: e.g. corrupted data).
+    Undecryptable {
+        /// The conversation.
+        conversation: String,
+        /// The claimed sender, if known.
+        sender: Option<UserName>,
+        /// What failed.
+        reason: String,
+    },
+    /// A security alert.
+    Alert {
+        /// The conversation concerned, if any.
+        conversation: Option<String>,
+        /// The user concerned, if any.
+        sender: Option<UserName>,
+        /// Stable alert code.
+        code: AlertCode,
+        /// Plain-words explanation.
+        message: String,
+    },
+}
+
+impl Event {
+    /// True for security alerts.
+    pub fn is_alert(&self) -> bool {
+        matches!(self, Event::Alert { .. })
+    }
+}
+
+impl From<Alert> for Event {
+    fn from(alert: Alert) -> Self {
+        Event::Alert {
+            conversation: alert.conversation,
+            sender: alert.user,
+            code: alert.code,
+            message: alert.message,
+        }
+    }
+}

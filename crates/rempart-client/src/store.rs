@@ -1,0 +1,403 @@
+//! The device's local store: one SQLite file in the home directory holding
+//! the account and device keys, pinned account keys of contacts, the
+//! conversations with their log cursors, the message history, and the
+//! openmls group state (openmls_sqlite_storage tables in the same file).
+//!
+//! Every change that spans openmls state and Rempart's own tables runs in
+//! one SQLite transaction ([`Store::atomic`]), because openmls has no storage
+//! transactions of its own.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use openmls_sqlite_storage::SqliteStorageProvider;
+use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::ClientError;
+use crate::keys::{AccountKey, DeviceKey};
+use crate::mls::JsonCodec;
+
+/// File name of the store inside the home directory.
+pub const STORE_FILE: &str = "rempart.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    account_secret BLOB NOT NULL,
+    device_secret BLOB NOT NULL,
+    device_list TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    user TEXT PRIMARY KEY,
+    account_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    group_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    peer TEXT,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS conversations_peer ON conversations(peer);
+CREATE TABLE IF NOT EXISTS sent (
+    group_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, message_id)
+);
+CREATE TABLE IF NOT EXISTS pending_commits (
+    group_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    group_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    sender_device TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, message_id)
+);
+";
+
+/// The identity of this device, as stored.
+pub(crate) struct Identity {
+    pub user: UserName,
+    pub device: DeviceId,
+    pub server: String,
+    pub account_key: AccountKey,
+    pub device_key: DeviceKey,
+    pub device_list: SignedDeviceList,
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Conversation {
+    pub group: GroupId,
+    pub name: String,
+    pub cursor: u64,
+}
+
+/// A message kept in the local history.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage<'a> {
+    pub group: &'a GroupId,
+    pub message_id: &'a MessageId,
+    pub sender: &'a UserName,
+    pub sender_device: &'a DeviceId,
+    pub text: &'a str,
+    pub sent_at: i64,
+}
+
+/// The local store.
+pub(crate) struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Path of the store in `home`.
+    pub fn path(home: &Path) -> PathBuf {
+        home.join(STORE_FILE)
+    }
+
+    /// Opens an existing store, or `None` if `home` has none.
+    pub fn open_existing(home: &Path) -> Result<Option<Self>, ClientError> {
+        let path = Self::path(home);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open_path(&path).map(Some)
+    }
+
+    /// Creates a new store in `home` (created with mode 0700 if missing).
+    pub fn create(home: &Path) -> Result<Self, ClientError> {
+        let io = |source| ClientError::Io {
+            path: home.to_owned(),
+            source,
+        };
+        fs::create_dir_all(home).map_err(io)?;
+        restrict(home, 0o700).map_err(io)?;
+        let path = Self::path(home);
+        if path.exists() {
+            return Err(ClientError::AccountExists {
+                home: home.to_owned(),
+            });
+        }
+        let store = Self::open_path(&path)?;
+        restrict(&path, 0o600).map_err(|source| ClientError::Io { path, source })?;
+        Ok(store)
+    }
+
+    fn open_path(path: &Path) -> Result<Self, ClientError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
+            .run_migrations()
+            .map_err(|e| ClientError::Corrupt(format!("openmls storage migration: {e}")))?;
+        Ok(Self { conn })
+    }
+
+    /// The connection, for the openmls provider.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one immediate transaction: all of it is stored, or none.
+    pub fn atomic<T>(&self, f: impl FnOnce() -> Result<T, ClientError>) -> Result<T, ClientError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f() {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The original error matters more than a failed rollback.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn save_identity(&self, id: &Identity) -> Result<(), ClientError> {
+        let list = serde_json::to_string(&id.device_list)
+            .map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO identity (id, user, device_id, server, account_secret, device_secret, device_list)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id.user.as_str(),
+                id.device.to_string(),
+                id.server,
+                &id.account_key.secret_bytes()[..],
+                &id.device_key.secret_bytes()[..],
+                list
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn load_identity(&self) -> Result<Option<Identity>, ClientError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT user, device_id, server, account_secret, device_secret, device_list FROM identity WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        zeroize::Zeroizing::new(r.get::<_, Vec<u8>>(3)?),
+                        zeroize::Zeroizing::new(r.get::<_, Vec<u8>>(4)?),
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((user, device, server, account, device_secret, list)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| ClientError::Corrupt(format!("identity: bad {what}"));
+        Ok(Some(Identity {
+            user: user.parse().map_err(|_| corrupt("user"))?,
+            device: device.parse().map_err(|_| corrupt("device id"))?,
+            server,
+            account_key: AccountKey::from_secret(&account).ok_or_else(|| corrupt("account key"))?,
+            device_key: DeviceKey::from_secret(&device_secret)
+                .ok_or_else(|| corrupt("device key"))?,
+            device_list: serde_json::from_str(&list).map_err(|_| corrupt("device list"))?,
+        }))
+    }
+
+    /// The account key pinned for `user`, if any.
+    pub fn pinned_key(&self, user: &UserName) -> Result<Option<PublicKey>, ClientError> {
+        let key: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT account_key FROM contacts WHERE user = ?1",
+                [user.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        key.map(|k| {
+            PublicKey::try_from(k)
+                .map_err(|_| ClientError::Corrupt(format!("pinned key of {user}")))
+        })
+        .transpose()
+    }
+
+    pub fn pin_key(&self, user: &UserName, key: &PublicKey) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO contacts (user, account_key) VALUES (?1, ?2)",
+            params![user.as_str(), String::from(*key)],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_conversation(
+        &self,
+        group: &GroupId,
+        name: &str,
+        peer: Option<&UserName>,
+    ) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO conversations (group_id, name, peer) VALUES (?1, ?2, ?3)",
+            params![group.to_string(), name, peer.map(UserName::as_str)],
+        )?;
+        Ok(())
+    }
+
+    pub fn conversation_with(&self, peer: &UserName) -> Result<Option<Conversation>, ClientError> {
+        self.conversations_where("peer = ?1 AND active = 1", [peer.as_str()])
+            .map(|mut v| v.pop())
+    }
+
+    pub fn conversation(&self, group: &GroupId) -> Result<Option<Conversation>, ClientError> {
+        self.conversations_where("group_id = ?1", [group.to_string()])
+            .map(|mut v| v.pop())
+    }
+
+    pub fn active_conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        self.conversations_where("active = 1", [])
+    }
+
+    fn conversations_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<Vec<Conversation>, ClientError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT group_id, name, cursor FROM conversations WHERE {filter} ORDER BY rowid"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (group, name, cursor) = row?;
+            Ok(Conversation {
+                group: group
+                    .parse()
+                    .map_err(|_| ClientError::Corrupt("conversation group id".into()))?,
+                name,
+                cursor: u64::try_from(cursor).unwrap_or(0),
+            })
+        })
+        .collect()
+    }
+
+    pub fn set_cursor(&self, group: &GroupId, cursor: u64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET cursor = ?2 WHERE group_id = ?1",
+            params![group.to_string(), i64::try_from(cursor).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
+    pub fn deactivate(&self, group: &GroupId) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET active = 0 WHERE group_id = ?1",
+            [group.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Records that this device uploaded `message_id` to `group`.
+    pub fn record_sent(&self, group: &GroupId, message_id: &MessageId) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO sent (group_id, message_id) VALUES (?1, ?2)",
+            params![group.to_string(), message_id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn was_sent(&self, group: &GroupId, message_id: &MessageId) -> Result<bool, ClientError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM sent WHERE group_id = ?1 AND message_id = ?2",
+                params![group.to_string(), message_id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn set_pending_commit(
+        &self,
+        group: &GroupId,
+        message_id: Option<&MessageId>,
+    ) -> Result<(), ClientError> {
+        match message_id {
+            Some(id) => self.conn.execute(
+                "INSERT OR REPLACE INTO pending_commits (group_id, message_id) VALUES (?1, ?2)",
+                params![group.to_string(), id.to_string()],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM pending_commits WHERE group_id = ?1",
+                [group.to_string()],
+            )?,
+        };
+        Ok(())
+    }
+
+    pub fn pending_commit(&self, group: &GroupId) -> Result<Option<MessageId>, ClientError> {
+        let id: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT message_id FROM pending_commits WHERE group_id = ?1",
+                [group.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|id| {
+            id.parse()
+                .map_err(|_| ClientError::Corrupt("pending commit id".into()))
+        })
+        .transpose()
+    }
+
+    /// Stores a message in the history. Returns false if its id was already
+    /// there (a duplicate).
+    pub fn store_message(&self, m: &StoredMessage<'_>) -> Result<bool, ClientError> {
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO messages (group_id, message_id, sender, sender_device, text, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                m.group.to_string(),
+                m.message_id.to_string(),
+                m.sender.as_str(),
+                m.sender_device.to_string(),
+                m.text,
+                m.sent_at
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}

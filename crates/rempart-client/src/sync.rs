@@ -1,0 +1,582 @@
+//! Sync: read the inbox and every conversation's log by cursor, process
+//! Welcomes and commits, decrypt messages, and report what happened.
+//!
+//! Nothing from the server is trusted: a Welcome is joined only if every
+//! member's credential is in its owner's verified device list; a commit is
+//! merged only if it comes from a member and every leaf it adds or changes
+//! passes the same check; log entries must be consecutive (`message_gap`
+//! otherwise); messages are deduplicated by the id inside their encryption.
+
+use std::collections::BTreeSet;
+
+use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
+use openmls::prelude::{
+    ContentType, LeafNode, MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider as _,
+    ProcessMessageError, ProcessedMessageContent, ProcessedWelcome, ProtocolMessage, Sender,
+    StagedCommit, ValidationError, tls_codec::Deserialize as _,
+};
+use rempart_proto::api::{InboxItem, InboxKind, LogEntry};
+use rempart_proto::{DeviceId, UserName};
+
+use crate::Client;
+use crate::conversation::Envelope;
+use crate::device_list::DeviceLists;
+use crate::error::ClientError;
+use crate::event::{Alert, AlertCode, Event};
+use crate::mls::{self, CIPHERSUITE};
+use crate::store::{Conversation, StoredMessage};
+
+/// A leaf to check against its owner's device list: who its credential
+/// names, and its signature key.
+struct LeafClaim {
+    named: Option<(UserName, DeviceId)>,
+    signature_key: Vec<u8>,
+}
+
+impl LeafClaim {
+    fn of(leaf: &LeafNode) -> Self {
+        Self {
+            named: mls::parse_credential(leaf.credential()),
+            signature_key: leaf.signature_key().as_slice().to_vec(),
+        }
+    }
+}
+
+impl Client {
+    /// Fetches and processes everything new: Welcomes, then each
+    /// conversation's log. Returns the events in order; security alerts are
+    /// [`Event::Alert`].
+    pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        self.sync_inbox(&mut events).await?;
+        for conversation in self.store.active_conversations()? {
+            self.sync_conversation(&conversation, &mut events).await?;
+        }
+        self.replenish_key_packages().await?;
+        Ok(events)
+    }
+
+    async fn sync_inbox(&mut self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+        let page = self.api.read_inbox(self.signer(), 0).await?;
+        let mut done = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            match item.kind {
+                InboxKind::Welcome => self.join(&item, events).await?,
+            }
+            done.push(item.id);
+        }
+        if !done.is_empty() {
+            self.api.ack_inbox(self.signer(), done).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins the group of a Welcome if, and only if, every member is genuine.
+    async fn join(&mut self, item: &InboxItem, events: &mut Vec<Event>) -> Result<(), ClientError> {
+        if self.store.conversation(&item.group)?.is_some() {
+            return Ok(()); // Already joined; the acknowledgement was lost.
+        }
+        let conversation = item.group.to_string();
+        let welcome =
+            match MlsMessageIn::tls_deserialize_exact(&item.data).map(MlsMessageIn::extract) {
+                Ok(MlsMessageBodyIn::Welcome(welcome)) => welcome,
+                _ => {
+                    events.push(undecryptable(
+                        &conversation,
+                        None,
+                        "inbox item is not an MLS Welcome",
+                    ));
+                    return Ok(());
+                }
+            };
+        if welcome.ciphersuite() != CIPHERSUITE {
+            events.push(alert(
+                AlertCode::CiphersuiteDowngrade,
+                Some(conversation),
+                None,
+                format!(
+                    "a Welcome uses ciphersuite {:?}; Rempart requires {CIPHERSUITE:?}. Not joined",
+                    welcome.ciphersuite()
+                ),
+            ));
+            return Ok(());
+        }
+
+        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
+        let result = self.join_checked(item, welcome, events).await;
+        match result {
+            Ok(true) => self.store.conn().execute_batch("COMMIT")?,
+            Ok(false) => self.store.conn().execute_batch("ROLLBACK")?,
+            Err(e) => {
+                // The original error matters more than a failed rollback.
+                let _ = self.store.conn().execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inside the join transaction: `Ok(true)` to commit it.
+    async fn join_checked(
+        &mut self,
+        item: &InboxItem,
+        welcome: openmls::prelude::Welcome,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ClientError> {
+        let fallback_name = item.group.to_string();
+        let staged = {
+            let provider = self.provider();
+            ProcessedWelcome::new_from_welcome(&provider, &mls::join_config(), welcome)
+                .and_then(|p| p.into_staged_welcome(&provider, None))
+        };
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                events.push(undecryptable(
+                    &fallback_name,
+                    None,
+                    &format!("cannot join: {e}"),
+                ));
+                return Ok(false);
+            }
+        };
+        let claims: Vec<LeafClaim> = staged
+            .members()
+            .map(|m| LeafClaim {
+                named: mls::parse_credential(&m.credential),
+                signature_key: m.signature_key,
+            })
+            .collect();
+        let adder = staged
+            .welcome_sender()
+            .ok()
+            .and_then(|leaf| mls::parse_credential(leaf.credential()))
+            .map(|(user, _)| user);
+
+        let lists = match self.lists_for(&claims).await {
+            Ok(lists) => lists,
+            Err(ClientError::Alert(a)) => {
+                events.push(a.into());
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(bad) = first_unauthorized(&claims, &lists) {
+            events.push(alert(
+                AlertCode::UnauthorizedMember,
+                Some(fallback_name),
+                bad.clone(),
+                format!(
+                    "refused to join a conversation containing a device that is not in {}'s account-signed device list",
+                    bad.map_or_else(|| "its owner".to_owned(), |u| u.to_string())
+                ),
+            ));
+            return Ok(false);
+        }
+        let Some(adder) = adder else {
+            events.push(alert(
+                AlertCode::UnauthorizedMember,
+                Some(fallback_name),
+                None,
+                "a Welcome came from a sender without a valid credential; not joined".into(),
+            ));
+            return Ok(false);
+        };
+        let group = staged
+            .into_group(&self.provider())
+            .map_err(ClientError::mls)?;
+
+        let others: BTreeSet<UserName> = claims
+            .iter()
+            .filter_map(|c| c.named.as_ref().map(|(u, _)| u.clone()))
+            .filter(|u| u != &self.id.user)
+            .collect();
+        let (name, peer) = match others.iter().next() {
+            Some(peer) if others.len() == 1 => (peer.to_string(), Some(peer.clone())),
+            _ => (fallback_name, None),
+        };
+        self.store
+            .add_conversation(&item.group, &name, peer.as_ref())?;
+        tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
+        events.push(Event::MemberAdded {
+            conversation: name,
+            sender: adder,
+            user: self.id.user.clone(),
+            device: self.id.device,
+        });
+        Ok(true)
+    }
+
+    /// Reads `conversation`'s log after its cursor and processes each entry.
+    pub(crate) async fn sync_conversation(
+        &mut self,
+        conversation: &Conversation,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let group = conversation.group;
+        let mut cursor = conversation.cursor;
+        loop {
+            let page = match self.api.read_log(self.signer(), &group, cursor).await {
+                Ok(page) => page,
+                Err(ClientError::Server { status: 403, .. }) => {
+                    // No longer a member: the server stopped serving the log.
+                    self.store.deactivate(&group)?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let count = page.entries.len();
+            for entry in page.entries {
+                if entry.seq <= cursor {
+                    continue; // Served twice; already processed.
+                }
+                if entry.seq != cursor + 1 {
+                    events.push(alert(
+                        AlertCode::MessageGap,
+                        Some(conversation.name.clone()),
+                        None,
+                        format!(
+                            "the server skipped log entries {} to {} of conversation {}",
+                            cursor + 1,
+                            entry.seq - 1,
+                            conversation.name
+                        ),
+                    ));
+                }
+                self.process_entry(conversation, &entry, events).await?;
+                cursor = entry.seq;
+            }
+            if count < rempart_proto::limits::MAX_PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn process_entry(
+        &mut self,
+        conversation: &Conversation,
+        entry: &LogEntry,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let group = conversation.group;
+        let name = &conversation.name;
+        let advance = |client: &Client| client.store.set_cursor(&group, entry.seq);
+
+        if entry.sender == self.id.device {
+            if self.store.pending_commit(&group)? == Some(entry.message_id) {
+                // Our own commit, accepted while we did not hear the answer.
+                return self.store.atomic(|| {
+                    self.load_group(&group)?
+                        .merge_pending_commit(&self.provider())
+                        .map_err(ClientError::mls)?;
+                    self.store.set_pending_commit(&group, None)?;
+                    advance(self)
+                });
+            }
+            if self.store.was_sent(&group, &entry.message_id)? {
+                return advance(self);
+            }
+        }
+
+        let message = MlsMessageIn::tls_deserialize_exact(&entry.data)
+            .ok()
+            .and_then(|m| m.try_into_protocol_message().ok());
+        let Some(message) = message else {
+            events.push(undecryptable(name, None, "log entry is not an MLS message"));
+            return advance(self);
+        };
+        let mut mls_group = self.load_group(&group)?;
+        let our_epoch = mls_group.epoch().as_u64();
+        let message_epoch = message.epoch().as_u64();
+        let is_commit = message.content_type() == ContentType::Commit;
+        if is_commit && message_epoch < our_epoch {
+            return advance(self); // Before we joined, or already merged.
+        }
+        if is_commit && self.store.pending_commit(&group)?.is_some() {
+            // Another member's commit won the epoch our pending one was for.
+            self.store.atomic(|| {
+                mls_group
+                    .clear_pending_commit(self.provider().storage())
+                    .map_err(ClientError::mls)?;
+                self.store.set_pending_commit(&group, None)
+            })?;
+        }
+
+        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
+        let result = self
+            .process_message(
+                conversation,
+                entry,
+                &mut mls_group,
+                message,
+                message_epoch < our_epoch,
+                events,
+            )
+            .await;
+        match result {
+            Ok(true) => {
+                if let Err(e) = advance(self) {
+                    let _ = self.store.conn().execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+                self.store.conn().execute_batch("COMMIT")?;
+                Ok(())
+            }
+            Ok(false) => {
+                self.store.conn().execute_batch("ROLLBACK")?;
+                advance(self)
+            }
+            Err(e) => {
+                // The original error matters more than a failed rollback.
+                let _ = self.store.conn().execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Inside the entry's transaction: `Ok(true)` to commit what openmls and
+    /// this function stored, `Ok(false)` to discard it.
+    async fn process_message(
+        &mut self,
+        conversation: &Conversation,
+        entry: &LogEntry,
+        mls_group: &mut MlsGroup,
+        message: ProtocolMessage,
+        from_past_epoch: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ClientError> {
+        let name = &conversation.name;
+        let processed = match mls_group.process_message(&self.provider(), message) {
+            Ok(processed) => processed,
+            Err(e) => {
+                // Messages from before this device joined, and replays of
+                // messages already decrypted, are dropped without noise.
+                if !from_past_epoch && !is_replay(&e) {
+                    tracing::warn!(group = %conversation.group, seq = entry.seq, "undecryptable log entry");
+                    events.push(undecryptable(name, None, &e.to_string()));
+                }
+                return Ok(false);
+            }
+        };
+        let sender = mls::parse_credential(processed.credential());
+        let from_member = matches!(processed.sender(), Sender::Member(_));
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                let Some((sender, sender_device)) = sender else {
+                    events.push(undecryptable(
+                        name,
+                        None,
+                        "message sender has no valid credential",
+                    ));
+                    return Ok(false);
+                };
+                let Ok(envelope) = serde_json::from_slice::<Envelope>(&app.into_bytes()) else {
+                    events.push(undecryptable(
+                        name,
+                        Some(sender),
+                        "message content is not readable",
+                    ));
+                    return Ok(true);
+                };
+                let fresh = self.store.store_message(&StoredMessage {
+                    group: &conversation.group,
+                    message_id: &envelope.id,
+                    sender: &sender,
+                    sender_device: &sender_device,
+                    text: &envelope.text,
+                    sent_at: envelope.sent_at,
+                })?;
+                if fresh {
+                    events.push(Event::Message {
+                        conversation: name.clone(),
+                        sender,
+                        sender_device,
+                        text: envelope.text,
+                        message_id: envelope.id,
+                        sent_at: envelope.sent_at,
+                    });
+                }
+                Ok(true)
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let committer = match (from_member, sender) {
+                    (true, Some((user, _))) => user,
+                    _ => {
+                        events.push(alert(
+                            AlertCode::UnauthorizedMember,
+                            Some(name.clone()),
+                            None,
+                            "a commit from outside the conversation was refused".into(),
+                        ));
+                        return Ok(false);
+                    }
+                };
+                self.merge_checked(conversation, mls_group, *staged, committer, events)
+                    .await
+            }
+            ProcessedMessageContent::OwnPendingCommit => {
+                mls_group
+                    .merge_pending_commit(&self.provider())
+                    .map_err(ClientError::mls)?;
+                self.store.set_pending_commit(&conversation.group, None)?;
+                Ok(true)
+            }
+            // Our own message served back under another id: nothing to show.
+            ProcessedMessageContent::OwnPrivateMessage => Ok(false),
+            ProcessedMessageContent::ProposalMessage(_) => Ok(true),
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
+                events.push(alert(
+                    AlertCode::UnauthorizedMember,
+                    Some(name.clone()),
+                    None,
+                    "an external join proposal was refused".into(),
+                ));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Merges a member's commit if every leaf it adds or changes is in its
+    /// owner's verified device list; otherwise refuses it with an alert.
+    async fn merge_checked(
+        &mut self,
+        conversation: &Conversation,
+        mls_group: &mut MlsGroup,
+        staged: StagedCommit,
+        committer: UserName,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ClientError> {
+        let name = &conversation.name;
+        let added: Vec<LeafClaim> = staged
+            .add_proposals()
+            .map(|p| LeafClaim::of(p.add_proposal().key_package().leaf_node()))
+            .collect();
+        let mut claims: Vec<LeafClaim> = staged
+            .update_proposals()
+            .map(|p| LeafClaim::of(p.update_proposal().leaf_node()))
+            .chain(staged.update_path_leaf_node().map(LeafClaim::of))
+            .collect();
+        let removed: Vec<(UserName, DeviceId)> = staged
+            .remove_proposals()
+            .filter_map(|p| mls_group.member(p.remove_proposal().removed()))
+            .filter_map(mls::parse_credential)
+            .collect();
+        claims.extend(added.iter().map(|c| LeafClaim {
+            named: c.named.clone(),
+            signature_key: c.signature_key.clone(),
+        }));
+
+        let lists = match self.lists_for(&claims).await {
+            Ok(lists) => lists,
+            Err(ClientError::Alert(mut a)) => {
+                a.conversation = Some(name.clone());
+                events.push(a.into());
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(bad) = first_unauthorized(&claims, &lists) {
+            events.push(alert(
+                AlertCode::UnauthorizedMember,
+                Some(name.clone()),
+                bad,
+                format!("a commit by {committer} adds or changes a device that is not in its owner's account-signed device list; refused"),
+            ));
+            return Ok(false);
+        }
+
+        let self_removed = staged.self_removed();
+        mls_group
+            .merge_staged_commit(&self.provider(), staged)
+            .map_err(ClientError::mls)?;
+        for (user, device) in added.into_iter().filter_map(|c| c.named) {
+            events.push(Event::MemberAdded {
+                conversation: name.clone(),
+                sender: committer.clone(),
+                user,
+                device,
+            });
+        }
+        for (user, device) in removed {
+            events.push(Event::MemberRemoved {
+                conversation: name.clone(),
+                sender: committer.clone(),
+                user,
+                device,
+            });
+        }
+        if self_removed {
+            self.store.deactivate(&conversation.group)?;
+        }
+        Ok(true)
+    }
+
+    /// Verified device lists of every user the claims name.
+    async fn lists_for(&self, claims: &[LeafClaim]) -> Result<DeviceLists, ClientError> {
+        let users: BTreeSet<&UserName> = claims
+            .iter()
+            .filter_map(|c| c.named.as_ref().map(|(u, _)| u))
+            .collect();
+        let mut lists = DeviceLists::new();
+        for user in users {
+            match self.verified_device_list(user).await {
+                Ok(list) => {
+                    lists.insert(user.clone(), list);
+                }
+                // A credential naming a user who does not exist is simply
+                // unauthorized; `first_unauthorized` reports it.
+                Err(ClientError::UnknownUser(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lists)
+    }
+}
+
+/// The first claim not authorized by its owner's list: `Some(Some(user))` if
+/// it names a user, `Some(None)` if its credential is malformed.
+fn first_unauthorized(claims: &[LeafClaim], lists: &DeviceLists) -> Option<Option<UserName>> {
+    claims.iter().find_map(|claim| match &claim.named {
+        None => Some(None),
+        Some((user, device)) => {
+            let ok = lists
+                .get(user)
+                .is_some_and(|list| list.authorizes(device, &claim.signature_key));
+            (!ok).then(|| Some(user.clone()))
+        }
+    })
+}
+
+fn is_replay<E>(e: &ProcessMessageError<E>) -> bool {
+    matches!(
+        e,
+        ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(
+            MessageDecryptionError::SecretTreeError(
+                SecretTreeError::SecretReuseError | SecretTreeError::TooDistantInThePast
+            )
+        ))
+    )
+}
+
+fn alert(
+    code: AlertCode,
+    conversation: Option<String>,
+    user: Option<UserName>,
+    message: String,
+) -> Event {
+    Alert {
+        code,
+        conversation,
+        user,
+        message,
+    }
+    .into()
+}
+
+fn undecryptable(conversation: &str, sender: Option<UserName>, reason: &str) -> Event {
+    Event::Undecryptable {
+        conversation: conversation.to_owned(),
+        sender,
+        reason: reason.to_owned(),
+    }
+}

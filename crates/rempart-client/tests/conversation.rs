@@ -1,0 +1,202 @@
+//! The client engine against a real server on a real socket.
+
+use std::path::Path;
+
+use rempart_client::{AlertCode, Client, ClientError, Event};
+use rempart_proto::UserName;
+use rempart_testkit::{TestServer, register_with_foreign_key_package};
+use tempfile::TempDir;
+
+fn name(s: &str) -> UserName {
+    s.parse().unwrap()
+}
+
+async fn account(server: &TestServer, home: &Path, user: &str) -> Client {
+    Client::create_account(home, &server.url, name(user))
+        .await
+        .unwrap()
+}
+
+fn messages(events: &[Event]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message {
+                conversation,
+                sender,
+                text,
+                ..
+            } => Some((conversation.clone(), sender.to_string(), text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alerts(events: &[Event]) -> Vec<AlertCode> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_people_exchange_messages_both_ways() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+
+    alice.send_text(&name("bob"), "hello Bob").await.unwrap();
+    alice.send_text(&name("bob"), "second").await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert!(alerts(&events).is_empty(), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e,
+        Event::MemberAdded { sender, user, .. } if sender.as_str() == "alice" && user.as_str() == "bob")));
+    assert_eq!(
+        messages(&events),
+        vec![
+            ("alice".into(), "alice".into(), "hello Bob".into()),
+            ("alice".into(), "alice".into(), "second".into()),
+        ]
+    );
+
+    bob.send_text(&name("alice"), "hi Alice").await.unwrap();
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        messages(&events),
+        vec![("bob".into(), "bob".into(), "hi Alice".into())]
+    );
+
+    // Nothing is shown twice.
+    assert!(bob.sync().await.unwrap().is_empty());
+    assert!(alice.sync().await.unwrap().is_empty());
+
+    // State survives reopening the store.
+    drop(bob);
+    let mut bob = Client::open(&homes.path().join("bob")).unwrap();
+    alice.send_text(&name("bob"), "after reopen").await.unwrap();
+    assert_eq!(
+        messages(&bob.sync().await.unwrap()),
+        vec![("alice".into(), "alice".into(), "after reopen".into())]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_commits_converge_after_a_conflict() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "start").await.unwrap();
+    bob.sync().await.unwrap();
+
+    // Both update their keys from the same epoch at the same time: the server
+    // accepts one; the other is refused as stale, fetches, merges, retries.
+    let (a, b) = tokio::join!(
+        alice.update_keys(&name("bob")),
+        bob.update_keys(&name("alice"))
+    );
+    a.unwrap();
+    b.unwrap();
+    alice.sync().await.unwrap();
+    bob.sync().await.unwrap();
+
+    alice
+        .send_text(&name("bob"), "after updates")
+        .await
+        .unwrap();
+    bob.send_text(&name("alice"), "me too").await.unwrap();
+    assert_eq!(
+        messages(&bob.sync().await.unwrap()),
+        vec![("alice".into(), "alice".into(), "after updates".into())]
+    );
+    assert_eq!(
+        messages(&alice.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), "me too".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_commit_is_rebuilt_on_the_current_epoch() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "start").await.unwrap();
+    bob.sync().await.unwrap();
+
+    alice.update_keys(&name("bob")).await.unwrap();
+    // Bob has not synced: his commit is built on the old epoch, refused with
+    // 409, and retried after merging Alice's.
+    bob.update_keys(&name("alice")).await.unwrap();
+    alice.send_text(&name("bob"), "still here").await.unwrap();
+    assert_eq!(
+        messages(&bob.sync().await.unwrap()),
+        vec![("alice".into(), "alice".into(), "still here".into())]
+    );
+    bob.send_text(&name("alice"), "yes").await.unwrap();
+    assert_eq!(
+        messages(&alice.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), "yes".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_key_package_not_in_the_signed_device_list_is_refused_with_an_alert() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    register_with_foreign_key_package(&server.url, "mallory").await;
+
+    let err = alice
+        .send_text(&name("mallory"), "secret")
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Alert(alert) => assert_eq!(alert.code, AlertCode::UnauthorizedMember),
+        other => panic!("expected an alert, got {other:?}"),
+    }
+    // No conversation was created: a later send tries again and refuses again.
+    let err = alice
+        .send_text(&name("mallory"), "secret")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Alert(a) if a.code == AlertCode::UnauthorizedMember));
+}
+
+#[tokio::test]
+async fn errors_say_what_to_do() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let missing = Client::open(&homes.path().join("nobody")).unwrap_err();
+    assert!(
+        missing.to_string().contains("run `rempart init`"),
+        "{missing}"
+    );
+
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let unknown = alice.send_text(&name("zed"), "hi").await.unwrap_err();
+    assert!(
+        matches!(unknown, ClientError::UnknownUser(_)),
+        "{unknown:?}"
+    );
+
+    let taken = Client::create_account(&homes.path().join("alice2"), &server.url, name("alice"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, ClientError::Server { status: 409, .. }),
+        "{taken:?}"
+    );
+    // A failed registration leaves nothing behind: the home can be reused.
+    assert!(
+        !homes
+            .path()
+            .join("alice2")
+            .join(rempart_client::STORE_FILE)
+            .exists()
+    );
+}
