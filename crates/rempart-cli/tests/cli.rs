@@ -1,5 +1,7 @@
 //! Golden tests of the `rempart` command: stdout, stderr and exit status.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -1,6 +1,8 @@
 //! End to end with real processes: a `rempart-server` process and two people
 //! using the `rempart` command, across a graceful restart and a crash.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

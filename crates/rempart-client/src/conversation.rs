@@ -279,6 +279,9 @@ impl Client {
         let claimed = self.api.claim_key_packages(self.signer(), user).await?;
         let mut checked = Vec::with_capacity(claimed.packages.len());
         for package in claimed.packages {
+            if package.device == self.id.device {
+                continue; // This device is the group's creator, not a joiner.
+            }
             let refuse = |code, message: String| {
                 ClientError::Alert(Alert {
                     code,

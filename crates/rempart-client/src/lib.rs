@@ -15,7 +15,7 @@
 //! - no plaintext, key or secret is logged or sent to the server.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), rempart_client::ClientError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use rempart_client::Client;
 //!
 //! let home = std::path::Path::new("/tmp/alice");

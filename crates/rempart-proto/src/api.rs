@@ -192,6 +192,7 @@ pub struct Appended {
 
 /// `?after=&limit=` of log and inbox reads.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Return entries strictly after this cursor (0 for the start).
     #[serde(default)]

@@ -21,9 +21,8 @@ pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S:
 
 /// See [`serialize`].
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-    let text = <&str>::deserialize(deserializer)
-        .or_else(|_| Err(serde::de::Error::custom("expected a base64 string")))?;
-    decode(text).map_err(serde::de::Error::custom)
+    let text = String::deserialize(deserializer)?;
+    decode(&text).map_err(serde::de::Error::custom)
 }
 
 /// `#[serde(with = "rempart_proto::b64::option")]` for `Option<Vec<u8>>` fields.

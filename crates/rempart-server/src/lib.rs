@@ -1,1 +1,321 @@
+//! The Rempart server: delivery service, accounts, KeyPackages and push.
+//!
+//! # What the server holds
+//!
+//! The server is an untrusted relay. It stores:
+//!
+//! - each account's device list exactly as the client signed it with its
+//!   account key, and each device's Ed25519 public key (to check request
+//!   signatures);
+//! - opaque MLS bytes: KeyPackages, commits, Welcomes and application
+//!   messages, all of which are public or encrypted end to end;
+//! - the ordering metadata it needs to deliver them: group ids, epochs,
+//!   sequence numbers, sender device ids, client-chosen message ids, and the
+//!   devices it counts as group members;
+//! - recently used request nonces, to refuse replays.
+//!
+//! It holds no private key, password, token or plaintext, and it never logs a
+//! request body.
+//!
+//! # Delivery model
+//!
+//! Every request from a device is signed by that device's key
+//! ([`rempart_proto::auth`]); there are no sessions or bearer tokens. Each
+//! conversation is an MLS group with one append-only log on the server. A
+//! commit is accepted only if it is built on the group's current epoch, so
+//! concurrent commits are ordered first-writer-wins and the loser gets a
+//! `stale_epoch` conflict; an application message is written once and read
+//! by every member by cursor. Welcomes go to per-device inboxes. A write is
+//! acknowledged only after it is durable; writes are group-committed by a
+//! single writer (see [`store`]). Message ids make retries idempotent. Push
+//! notifications over a WebSocket tell devices when to read; polling works
+//! without them.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//!
+//! use rempart_server::{Server, ServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = tempfile::tempdir()?;
+//! let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data.path().join("db"));
+//! let server = Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! // Serve until the future resolves; here, stop at once.
+//! server.run(async {}).await?;
+//! # Ok(())
+//! # }
+//! ```
 
+mod accounts;
+mod auth;
+mod delivery;
+mod error;
+mod inbox;
+mod keypackages;
+mod openapi;
+mod push;
+pub mod store;
+
+use std::fs::DirBuilder;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::{fmt, io};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use rempart_proto::api::{self, Health};
+use rempart_proto::limits::MAX_BODY_BYTES;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+pub use crate::openapi::ApiDoc;
+use crate::push::Hub;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Name of the SQLite database file inside the data directory.
+pub const DATABASE_FILE: &str = "rempart.sqlite3";
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory holding the database, created with mode 0700 if missing.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// A configuration with the protocol's default body limit.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// A server with its store open and its socket bound, ready to [`run`](Self::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+}
+
+impl Server {
+    /// Creates the data directory if needed, opens (or creates) the database
+    /// in it and binds the listening socket.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let ServerConfig {
+            listen,
+            data_dir,
+            max_body_bytes,
+        } = config;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(|source| ServerError::DataDir {
+                path: data_dir.clone(),
+                source,
+            })?;
+        let database = data_dir.join(DATABASE_FILE);
+        let store = SqliteStore::open(database.clone())
+            .await
+            .map_err(|source| ServerError::Store {
+                path: database,
+                source,
+            })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: listen,
+            source,
+        })?;
+        Ok(Server {
+            listener,
+            local_addr,
+            state: AppState::new(Arc::new(store), max_body_bytes),
+        })
+    }
+
+    /// The address the server listens on (with the real port if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting connections,
+    /// ends push sessions, lets requests in flight finish and closes the
+    /// store once its queued writes are committed.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener, state, ..
+        } = self;
+        let (store, hub) = (state.store.clone(), state.hub.clone());
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                hub.close();
+            })
+            .await;
+        store.close().await;
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {}", path.display())]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: StoreError,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Serving connections failed.
+    #[error("the server failed")]
+    Serve(#[source] io::Error),
+}
+
+/// What every request handler shares: the store, the push hub and limits.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State over `store`, refusing request bodies above `max_body_bytes`.
+    pub fn new(store: Arc<dyn Store>, max_body_bytes: usize) -> Self {
+        Self {
+            store,
+            hub: Hub::default(),
+            max_body_bytes,
+        }
+    }
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP API (the table in [`rempart_proto::api`]), with the body
+/// limit applied to every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi::document))
+        .route(api::ACCOUNTS_PATH, post(accounts::register))
+        .route(
+            "/v1/accounts/{user}/devices",
+            get(accounts::device_list).put(accounts::replace_device_list),
+        )
+        .route(
+            api::KEYPACKAGES_PATH,
+            post(keypackages::upload).get(keypackages::status),
+        )
+        .route(
+            "/v1/accounts/{user}/keypackages/claim",
+            post(keypackages::claim),
+        )
+        .route("/v1/groups/{group}/commits", post(delivery::commit))
+        .route(
+            "/v1/groups/{group}/messages/{message_id}",
+            put(delivery::message),
+        )
+        .route("/v1/groups/{group}/log", get(delivery::log))
+        .route("/v1/inbox", get(inbox::read))
+        .route(api::INBOX_ACK_PATH, post(inbox::ack))
+        .route(api::WS_PATH, get(push::subscribe))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_declared_oversize,
+        ))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Says the server is up.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses((status = 200, description = "The server answers", body = Health))
+)]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Answers 413 to any request whose `Content-Length` exceeds the limit,
+/// before anything reads the body. Bodies without a length are cut at the
+/// limit by whatever reads them.
+async fn refuse_declared_oversize(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
+        return ApiError::PayloadTooLarge {
+            what: "the request body",
+            limit: state.max_body_bytes,
+        }
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -1,1 +1,105 @@
-fn main() {}
+//! `rempart-server`: serves the Rempart API until SIGINT or SIGTERM.
+//!
+//! Prints `listening on ADDR` on stdout once ready; logs go to stderr
+//! (filter with `RUST_LOG`, default `info`).
+
+use std::future::Future;
+use std::io::{self, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rempart_proto::limits::MAX_BODY_BYTES;
+use rempart_server::{Server, ServerConfig};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// Rempart server: delivery service, accounts, KeyPackages and push. It holds
+/// only ciphertext and public keys.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7800")]
+    listen: SocketAddr,
+    /// Directory holding the database (created with mode 0700).
+    #[arg(long, default_value = "./rempart-data")]
+    data: PathBuf,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            // Help and version go to stdout and are not failures.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+        .and_then(|runtime| runtime.block_on(serve(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rempart-server: {}", error_chain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = shutdown_signal()?;
+    let mut config = ServerConfig::new(args.listen, args.data);
+    config.max_body_bytes = args.max_body_bytes;
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, "serving");
+    server.run(shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
+}
+
+/// `error: cause: cause…`
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

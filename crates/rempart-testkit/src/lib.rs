@@ -229,9 +229,10 @@ pub async fn register_with_foreign_key_package(url: &str, user: &str) -> RawDevi
             credential,
         )
         .unwrap();
+    let bytes = bundle.key_package().tls_serialize_detached().unwrap();
     let upload = KeyPackageUpload {
-        one_time: vec![bundle.key_package().tls_serialize_detached().unwrap()],
-        last_resort: None,
+        one_time: vec![bytes.clone()],
+        last_resort: Some(bytes),
     };
     let (status, _) = device
         .send(

@@ -1,0 +1,135 @@
+//! The API's error responses.
+//!
+//! Every refusal is an [`ApiError`], answered as a status code and a JSON
+//! [`ErrorBody`] with a stable code from [`error_code`]. Server-side failures
+//! are logged here and answered with a generic message: internal details never
+//! reach the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rempart_proto::api::{ErrorBody, error_code};
+use rempart_proto::auth::AuthError;
+use rempart_proto::{DeviceId, DeviceListError, IdError};
+
+use crate::store::StoreError;
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A user name in the path or body is not valid.
+    #[error(transparent)]
+    InvalidUserName(IdError),
+    /// The signed-request headers are missing, malformed, stale or do not verify.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The signing device is not registered.
+    #[error("device {0} is not registered")]
+    UnknownDevice(DeviceId),
+    /// A submitted device list is not acceptable.
+    #[error("invalid device list: {0}")]
+    InvalidDeviceList(#[from] DeviceListError),
+    /// A device list is acceptable but not as the account's first one.
+    #[error("{0}")]
+    NotFirstDeviceList(String),
+    /// The endpoint exists but not with this method.
+    #[error("this endpoint does not take this method")]
+    MethodNotAllowed,
+    /// The device may not act on this resource.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing at this path.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body, or a message in it, is larger than allowed.
+    #[error("{what} is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// Status, stable code and (for a stale epoch) the group's current epoch.
+    fn classify(&self) -> (StatusCode, &'static str, Option<u64>) {
+        use StatusCode as S;
+        use error_code as c;
+        match self {
+            Self::BadRequest(_) => (S::BAD_REQUEST, c::BAD_REQUEST, None),
+            Self::InvalidUserName(_) => (S::BAD_REQUEST, c::INVALID_USER_NAME, None),
+            Self::Auth(AuthError::BadSignature) => (S::UNAUTHORIZED, c::BAD_SIGNATURE, None),
+            Self::Auth(AuthError::ClockSkew { .. }) => (S::UNAUTHORIZED, c::CLOCK_SKEW, None),
+            Self::Auth(_) => (S::UNAUTHORIZED, c::UNAUTHENTICATED, None),
+            Self::UnknownDevice(_) => (S::UNAUTHORIZED, c::UNKNOWN_DEVICE, None),
+            Self::InvalidDeviceList(_) | Self::NotFirstDeviceList(_) => {
+                (S::BAD_REQUEST, c::INVALID_DEVICE_LIST, None)
+            }
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, c::BAD_REQUEST, None),
+            Self::Forbidden(_) => (S::FORBIDDEN, c::FORBIDDEN, None),
+            Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
+            Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
+            Self::Store(error) => match error {
+                StoreError::NameTaken(_) => (S::CONFLICT, c::NAME_TAKEN, None),
+                StoreError::DeviceTaken(_) | StoreError::StaleDeviceList { .. } => {
+                    (S::CONFLICT, c::INVALID_DEVICE_LIST, None)
+                }
+                StoreError::AccountKeyChanged => (S::BAD_REQUEST, c::INVALID_DEVICE_LIST, None),
+                StoreError::UnknownUser(_) | StoreError::UnknownGroup(_) => {
+                    (S::NOT_FOUND, c::NOT_FOUND, None)
+                }
+                StoreError::UnknownDevice(_)
+                | StoreError::TooManyKeyPackages { .. }
+                | StoreError::OutOfRange(_) => (S::BAD_REQUEST, c::BAD_REQUEST, None),
+                StoreError::NotOwnDevice { .. } | StoreError::NotMember { .. } => {
+                    (S::FORBIDDEN, c::FORBIDDEN, None)
+                }
+                StoreError::ReplayedNonce => (S::UNAUTHORIZED, c::REPLAYED_NONCE, None),
+                StoreError::StaleEpoch { current } => (S::CONFLICT, c::STALE_EPOCH, Some(*current)),
+                StoreError::DuplicateMessageId(_) => (S::CONFLICT, c::DUPLICATE_MESSAGE_ID, None),
+                StoreError::Corrupt(_)
+                | StoreError::CommitFailed
+                | StoreError::Closed
+                | StoreError::Backend(_) => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, current_epoch) = self.classify();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %error_chain(&self), "request failed");
+            "the server failed; nothing was stored".to_owned()
+        } else {
+            tracing::debug!(code, "request refused");
+            self.to_string()
+        };
+        let body = ErrorBody {
+            error: code.to_owned(),
+            message,
+            current_epoch,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// `error: cause: cause…`, for the log.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,103 @@
+//! KeyPackages: how a device can be added to a group while it is offline.
+//!
+//! Each device uploads a batch of one-time KeyPackages and one last-resort
+//! KeyPackage. A claim hands out, for each device of a user, one one-time
+//! package, deleted in the same transaction so it is never handed out twice,
+//! or else the last-resort package, flagged so the client can tell. The
+//! packages are opaque to the server; it only enforces size and count limits.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use rempart_proto::api::{ClaimedKeyPackages, ErrorBody, KeyPackageStatus, KeyPackageUpload};
+use rempart_proto::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MESSAGE_BYTES};
+
+use crate::AppState;
+use crate::accounts::parse_user;
+use crate::auth::SignedRequest;
+use crate::error::ApiError;
+
+/// Stores one-time KeyPackages of the signing device and replaces its
+/// last-resort one, if given.
+#[utoipa::path(
+    post,
+    path = "/v1/keypackages",
+    tag = "keypackages",
+    request_body = KeyPackageUpload,
+    responses(
+        (status = 200, description = "What the server now holds for the device", body = KeyPackageStatus),
+        (status = 400, description = "Empty package, or too many packages", body = ErrorBody),
+        (status = 401, description = "Request authentication refused", body = ErrorBody),
+        (status = 413, description = "A package or the body is too large", body = ErrorBody),
+    ),
+    security(("signed_request" = []))
+)]
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    request: SignedRequest,
+) -> Result<Json<KeyPackageStatus>, ApiError> {
+    let upload: KeyPackageUpload = request.json()?;
+    if upload.one_time.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+        return Err(ApiError::BadRequest(format!(
+            "{} one-time KeyPackages in one upload, more than the limit of {MAX_KEY_PACKAGES_PER_UPLOAD}",
+            upload.one_time.len()
+        )));
+    }
+    for package in upload.one_time.iter().chain(&upload.last_resort) {
+        if package.is_empty() {
+            return Err(ApiError::BadRequest("a KeyPackage is empty".into()));
+        }
+        if package.len() > MAX_MESSAGE_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                what: "a KeyPackage",
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+    }
+    let status = state
+        .store
+        .upload_key_packages(request.device, upload)
+        .await?;
+    Ok(Json(status))
+}
+
+/// How many KeyPackages the server holds for the signing device.
+#[utoipa::path(
+    get,
+    path = "/v1/keypackages",
+    tag = "keypackages",
+    responses(
+        (status = 200, description = "What the server holds for the device", body = KeyPackageStatus),
+        (status = 401, description = "Request authentication refused", body = ErrorBody),
+    ),
+    security(("signed_request" = []))
+)]
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    request: SignedRequest,
+) -> Result<Json<KeyPackageStatus>, ApiError> {
+    Ok(Json(state.store.key_package_status(request.device).await?))
+}
+
+/// Claims one KeyPackage for each current device of a user.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{user}/keypackages/claim",
+    tag = "keypackages",
+    params(("user" = String, Path, description = "The user whose devices to claim for")),
+    responses(
+        (status = 200, description = "One package per device that has one", body = ClaimedKeyPackages),
+        (status = 400, description = "Invalid user name", body = ErrorBody),
+        (status = 401, description = "Request authentication refused", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+    security(("signed_request" = []))
+)]
+pub(crate) async fn claim(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    _request: SignedRequest,
+) -> Result<Json<ClaimedKeyPackages>, ApiError> {
+    let user = parse_user(&user)?;
+    let packages = state.store.claim_key_packages(&user).await?;
+    Ok(Json(ClaimedKeyPackages { packages }))
+}

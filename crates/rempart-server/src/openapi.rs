@@ -1,0 +1,67 @@
+//! The OpenAPI document served at `/openapi.json`.
+
+use axum::Json;
+use rempart_proto::auth::HEADER_SIGNATURE;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{accounts, delivery, inbox, keypackages, push};
+
+/// The API description, generated from the handlers and the wire types of
+/// `rempart-proto`.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Rempart server API",
+        description = "Delivery service, accounts, KeyPackages and push for Rempart. \
+            The server stores public keys, signatures and MLS ciphertext only."
+    ),
+    paths(
+        crate::health,
+        accounts::register,
+        accounts::device_list,
+        accounts::replace_device_list,
+        keypackages::upload,
+        keypackages::status,
+        keypackages::claim,
+        delivery::commit,
+        delivery::message,
+        delivery::log,
+        inbox::read,
+        inbox::ack,
+        push::subscribe,
+    ),
+    modifiers(&SignedRequestScheme),
+    tags(
+        (name = "accounts", description = "User names and account-signed device lists"),
+        (name = "keypackages", description = "MLS KeyPackages for adding offline devices"),
+        (name = "delivery", description = "Group logs of MLS commits and messages"),
+        (name = "inbox", description = "Per-device Welcome messages"),
+        (name = "push", description = "WebSocket notifications"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `signed_request` security scheme that device endpoints use.
+struct SignedRequestScheme;
+
+impl Modify for SignedRequestScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "signed_request",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                HEADER_SIGNATURE,
+                "Ed25519 signature by the device key over the method, path and query, \
+                 body digest, device id, timestamp and nonce, which travel in the \
+                 rempart-device, rempart-timestamp and rempart-nonce headers \
+                 (see rempart_proto::auth).",
+            ))),
+        );
+    }
+}
+
+/// Serves the OpenAPI document.
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,354 @@
+//! Group logs: ordering of commits by epoch, application messages, membership.
+
+use rempart_proto::api::{Appended, CommitUpload, EntryKind, LogEntry, LogPage};
+use rempart_proto::{DeviceId, GroupId, MessageId};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{from_sql, to_sql};
+use crate::store::{AppendOutcome, StoreError};
+
+/// A group's position: its current epoch and the last `seq` of its log.
+struct Head {
+    epoch: u64,
+    last_seq: u64,
+}
+
+/// A log entry about to be written.
+struct NewEntry<'a> {
+    seq: u64,
+    kind: EntryKind,
+    epoch: u64,
+    sender: DeviceId,
+    message_id: MessageId,
+    data: &'a [u8],
+}
+
+pub(super) fn append_commit(
+    conn: &Connection,
+    group: GroupId,
+    sender: DeviceId,
+    upload: &CommitUpload,
+) -> Result<AppendOutcome, StoreError> {
+    let head = match head(conn, group)? {
+        Some(head) => head,
+        None if upload.epoch == 0 => create(conn, group, sender)?,
+        None => return Err(StoreError::UnknownGroup(group)),
+    };
+    require_member(conn, group, sender)?;
+    let retry = earlier_entry(
+        conn,
+        group,
+        upload.message_id,
+        sender,
+        EntryKind::Commit,
+        &upload.commit,
+    )?;
+    if let Some((seq, built_on)) = retry {
+        return Ok(AppendOutcome {
+            appended: Appended {
+                seq,
+                epoch: built_on + 1,
+            },
+            fresh: false,
+            welcomed: Vec::new(),
+        });
+    }
+    if upload.epoch != head.epoch {
+        return Err(StoreError::StaleEpoch {
+            current: head.epoch,
+        });
+    }
+    for device in &upload.add_devices {
+        let registered: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1)",
+            [device.as_bytes()],
+            |row| row.get(0),
+        )?;
+        if !registered {
+            return Err(StoreError::UnknownDevice(*device));
+        }
+    }
+
+    let seq = head.last_seq + 1;
+    let epoch = head.epoch + 1;
+    let entry = NewEntry {
+        seq,
+        kind: EntryKind::Commit,
+        epoch: head.epoch,
+        sender,
+        message_id: upload.message_id,
+        data: &upload.commit,
+    };
+    insert_entry(conn, group, &entry)?;
+    conn.execute(
+        "UPDATE groups SET epoch = ?2, last_seq = ?3 WHERE group_id = ?1",
+        params![
+            group.as_bytes(),
+            to_sql(epoch, "epoch")?,
+            to_sql(seq, "seq")?
+        ],
+    )?;
+    for device in &upload.remove_devices {
+        conn.execute(
+            "DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2",
+            params![group.as_bytes(), device.as_bytes()],
+        )?;
+    }
+    for device in &upload.add_devices {
+        conn.execute(
+            "INSERT OR IGNORE INTO group_members (group_id, device_id) VALUES (?1, ?2)",
+            params![group.as_bytes(), device.as_bytes()],
+        )?;
+    }
+    let mut welcomed = Vec::new();
+    if let Some(welcome) = &upload.welcome {
+        for device in &upload.add_devices {
+            conn.execute(
+                "INSERT INTO inbox (device_id, kind, group_id, sender, data)
+                 VALUES (?1, 'welcome', ?2, ?3, ?4)",
+                params![
+                    device.as_bytes(),
+                    group.as_bytes(),
+                    sender.as_bytes(),
+                    welcome
+                ],
+            )?;
+            welcomed.push(*device);
+        }
+    }
+    Ok(AppendOutcome {
+        appended: Appended { seq, epoch },
+        fresh: true,
+        welcomed,
+    })
+}
+
+/// Appends with one insert and one update, whatever the group's size.
+pub(super) fn append_message(
+    conn: &Connection,
+    group: GroupId,
+    sender: DeviceId,
+    message_id: MessageId,
+    data: &[u8],
+) -> Result<AppendOutcome, StoreError> {
+    let head = head(conn, group)?.ok_or(StoreError::UnknownGroup(group))?;
+    require_member(conn, group, sender)?;
+    let retry = earlier_entry(
+        conn,
+        group,
+        message_id,
+        sender,
+        EntryKind::Application,
+        data,
+    )?;
+    if let Some((seq, epoch)) = retry {
+        return Ok(AppendOutcome {
+            appended: Appended { seq, epoch },
+            fresh: false,
+            welcomed: Vec::new(),
+        });
+    }
+    let seq = head.last_seq + 1;
+    let entry = NewEntry {
+        seq,
+        kind: EntryKind::Application,
+        epoch: head.epoch,
+        sender,
+        message_id,
+        data,
+    };
+    insert_entry(conn, group, &entry)?;
+    conn.execute(
+        "UPDATE groups SET last_seq = ?2 WHERE group_id = ?1",
+        params![group.as_bytes(), to_sql(seq, "seq")?],
+    )?;
+    Ok(AppendOutcome {
+        appended: Appended {
+            seq,
+            epoch: head.epoch,
+        },
+        fresh: true,
+        welcomed: Vec::new(),
+    })
+}
+
+pub(super) fn read_log(
+    conn: &Connection,
+    group: GroupId,
+    reader: DeviceId,
+    after: u64,
+    limit: u32,
+) -> Result<LogPage, StoreError> {
+    let head = head(conn, group)?.ok_or(StoreError::UnknownGroup(group))?;
+    require_member(conn, group, reader)?;
+    let mut query = conn.prepare_cached(
+        "SELECT seq, kind, epoch, sender, message_id, data FROM log
+         WHERE group_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = query.query_map(
+        params![group.as_bytes(), to_sql(after, "cursor")?, limit],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                DeviceId::from_bytes(row.get(3)?),
+                MessageId::from_bytes(row.get(4)?),
+                row.get::<_, Vec<u8>>(5)?,
+            ))
+        },
+    )?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, kind, epoch, sender, message_id, data) = row?;
+        entries.push(LogEntry {
+            seq: from_sql(seq, "seq")?,
+            kind: parse_kind(&kind)?,
+            epoch: from_sql(epoch, "epoch")?,
+            sender,
+            message_id,
+            data,
+        });
+    }
+    Ok(LogPage {
+        entries,
+        epoch: head.epoch,
+        last_seq: head.last_seq,
+    })
+}
+
+pub(super) fn members(conn: &Connection, group: GroupId) -> Result<Vec<DeviceId>, StoreError> {
+    let members = conn
+        .prepare_cached("SELECT device_id FROM group_members WHERE group_id = ?1")?
+        .query_map([group.as_bytes()], |row| {
+            Ok(DeviceId::from_bytes(row.get(0)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(members)
+}
+
+fn head(conn: &Connection, group: GroupId) -> Result<Option<Head>, StoreError> {
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT epoch, last_seq FROM groups WHERE group_id = ?1",
+            [group.as_bytes()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(epoch, last_seq)| {
+        Ok(Head {
+            epoch: from_sql(epoch, "epoch")?,
+            last_seq: from_sql(last_seq, "seq")?,
+        })
+    })
+    .transpose()
+}
+
+/// Creates a group at epoch 0 with `creator` as its only member.
+fn create(conn: &Connection, group: GroupId, creator: DeviceId) -> Result<Head, StoreError> {
+    conn.execute(
+        "INSERT INTO groups (group_id, epoch, last_seq) VALUES (?1, 0, 0)",
+        [group.as_bytes()],
+    )?;
+    conn.execute(
+        "INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)",
+        params![group.as_bytes(), creator.as_bytes()],
+    )?;
+    Ok(Head {
+        epoch: 0,
+        last_seq: 0,
+    })
+}
+
+fn require_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result<(), StoreError> {
+    let member: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND device_id = ?2)",
+        params![group.as_bytes(), device.as_bytes()],
+        |row| row.get(0),
+    )?;
+    if !member {
+        return Err(StoreError::NotMember { group, device });
+    }
+    Ok(())
+}
+
+/// An entry already in the log under a message id.
+struct Earlier {
+    seq: i64,
+    kind: String,
+    epoch: i64,
+    sender: DeviceId,
+    data: Vec<u8>,
+}
+
+/// If `message_id` is already in the group's log: its `(seq, epoch)` when the
+/// entry is this very upload (a retry), else [`StoreError::DuplicateMessageId`].
+fn earlier_entry(
+    conn: &Connection,
+    group: GroupId,
+    message_id: MessageId,
+    sender: DeviceId,
+    kind: EntryKind,
+    data: &[u8],
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let earlier = conn
+        .query_row(
+            "SELECT seq, kind, epoch, sender, data FROM log
+             WHERE group_id = ?1 AND message_id = ?2",
+            params![group.as_bytes(), message_id.as_bytes()],
+            |row| {
+                Ok(Earlier {
+                    seq: row.get(0)?,
+                    kind: row.get(1)?,
+                    epoch: row.get(2)?,
+                    sender: DeviceId::from_bytes(row.get(3)?),
+                    data: row.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    let Some(earlier) = earlier else {
+        return Ok(None);
+    };
+    let same =
+        parse_kind(&earlier.kind)? == kind && earlier.sender == sender && earlier.data == data;
+    if !same {
+        return Err(StoreError::DuplicateMessageId(message_id));
+    }
+    Ok(Some((
+        from_sql(earlier.seq, "seq")?,
+        from_sql(earlier.epoch, "epoch")?,
+    )))
+}
+
+fn insert_entry(conn: &Connection, group: GroupId, entry: &NewEntry<'_>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO log (group_id, seq, kind, epoch, sender, message_id, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        group.as_bytes(),
+        to_sql(entry.seq, "seq")?,
+        kind_name(entry.kind),
+        to_sql(entry.epoch, "epoch")?,
+        entry.sender.as_bytes(),
+        entry.message_id.as_bytes(),
+        entry.data,
+    ])?;
+    Ok(())
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Commit => "commit",
+        EntryKind::Application => "application",
+    }
+}
+
+fn parse_kind(name: &str) -> Result<EntryKind, StoreError> {
+    match name {
+        "commit" => Ok(EntryKind::Commit),
+        "application" => Ok(EntryKind::Application),
+        other => Err(StoreError::Corrupt(format!("log entry kind {other:?}"))),
+    }
+}

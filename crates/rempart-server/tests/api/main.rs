@@ -1,0 +1,12 @@
+//! API tests over real TCP: a server bound on 127.0.0.1:0 over a temporary
+//! data directory, driven with reqwest and requests signed by hand.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod delivery;
+mod keypackages;
+mod push;
+mod refusals;
+mod restart;
+mod support;
