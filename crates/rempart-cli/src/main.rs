@@ -9,10 +9,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use rempart_client::{Client, ClientError, Event};
-use rempart_proto::UserName;
+use rempart_proto::{DeviceId, UserName};
 use serde_json::json;
 
 /// End-to-end encrypted messaging whose server cannot read, nor silently add
@@ -32,31 +33,100 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create an account and this first device on a server.
+    /// Create an account and its first device, or link this device to an
+    /// existing account with a code from `rempart device link`.
+    #[command(group(ArgGroup::new("how").required(true).args(["name", "link"])))]
     Init {
         /// The server's URL, e.g. http://127.0.0.1:7800.
         #[arg(long)]
         server: String,
         /// Your user name: 3 to 32 characters of a-z, 0-9, '.', '_' or '-'.
         #[arg(long)]
-        name: UserName,
+        name: Option<UserName>,
+        /// A linking code shown by `rempart device link` on your other device.
+        #[arg(long)]
+        link: Option<String>,
     },
     /// Show this account and device.
     Whoami,
-    /// Send a message to a user (in your 1:1 conversation with them).
+    /// Send a message to a user (in your 1:1 conversation) or to a group.
+    #[command(group(ArgGroup::new("target").required(true).args(["to", "group"])))]
     Send {
         /// The recipient's user name.
         #[arg(long)]
-        to: UserName,
+        to: Option<UserName>,
+        /// The group's name.
+        #[arg(long)]
+        group: Option<String>,
         /// The message.
         text: String,
     },
     /// Fetch and show everything new.
     Sync,
+    /// Groups: create, add and remove members, leave, list.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// This account's devices: link a new one, list, remove.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group with all devices of all members.
+    Create {
+        /// The group's name, the same for every member.
+        name: String,
+        /// Members, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<UserName>,
+    },
+    /// Add a user (all of their devices).
+    Add {
+        /// The group.
+        name: String,
+        /// The user to add.
+        user: UserName,
+    },
+    /// Remove a user (all of their devices).
+    Remove {
+        /// The group.
+        name: String,
+        /// The user to remove.
+        user: UserName,
+    },
+    /// Leave a group with all your devices.
+    Leave {
+        /// The group.
+        name: String,
+    },
+    /// Show a group's users and devices, with each device's key fingerprint.
+    Members {
+        /// The group.
+        name: String,
+    },
+    /// List your conversations.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Show a one-time code for a new device, then wait until it is linked.
+    Link,
+    /// List this account's devices.
+    List,
+    /// Remove a device from this account and from every conversation.
+    Remove {
+        /// The device to remove.
+        device: DeviceId,
+    },
 }
 
 /// Exit status when a security alert was raised.
 const EXIT_ALERT: u8 = 3;
+
+/// How often a waiting link polls the server.
+const LINK_POLL: Duration = Duration::from_millis(300);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -96,18 +166,29 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         Some(home) => home,
         None => default_home()?,
     };
-    match cli.command {
-        Command::Init { server, name } => {
-            let client = Client::create_account(&home, &server, name).await?;
+    let events = match cli.command {
+        Command::Init { server, name, link } => {
+            let (client, verb) = match (name, link) {
+                (Some(name), _) => (
+                    Client::create_account(&home, &server, name).await?,
+                    "created account",
+                ),
+                (None, Some(code)) => (
+                    Client::link_device(&home, &server, &code, LINK_POLL).await?,
+                    "linked this device to account",
+                ),
+                (None, None) => unreachable_usage()?,
+            };
             let who = client.whoami();
             out.line(
                 json!({"kind": "account_created", "user": who.user, "device": who.device,
                        "server": who.server, "account_fingerprint": who.account_fingerprint}),
                 format!(
-                    "created account {} on {}\ndevice {}\naccount key fingerprint: {}",
+                    "{verb} {} on {}\ndevice {}\naccount key fingerprint: {}",
                     who.user, who.server, who.device, who.account_fingerprint
                 ),
             );
+            Vec::new()
         }
         Command::Whoami => {
             let who = Client::open(&home)?.whoami();
@@ -120,27 +201,197 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
                     who.user, who.device, who.server, who.account_fingerprint, who.device_fingerprint
                 ),
             );
+            Vec::new()
         }
-        Command::Send { to, text } => {
+        Command::Send { to, group, text } => {
             let mut client = Client::open(&home)?;
-            let id = client.send_text(&to, &text).await?;
+            let (conversation, id) = match (to, group) {
+                (Some(to), _) => {
+                    let id = client.send_text(&to, &text).await?;
+                    (to.to_string(), id)
+                }
+                (None, Some(group)) => {
+                    let id = client.send_to_group(&group, &text).await?;
+                    (group, id)
+                }
+                (None, None) => unreachable_usage()?,
+            };
             out.line(
-                json!({"kind": "sent", "conversation": to, "message_id": id}),
-                format!("sent to {to}"),
+                json!({"kind": "sent", "conversation": conversation, "message_id": id}),
+                format!("sent to {conversation}"),
             );
+            Vec::new()
         }
-        Command::Sync => {
-            let mut client = Client::open(&home)?;
-            let events = client.sync().await?;
-            for event in &events {
-                out.event(event);
-            }
-            if events.iter().any(Event::is_alert) {
-                return Ok(ExitCode::from(EXIT_ALERT));
-            }
-        }
+        Command::Sync => Client::open(&home)?.sync().await?,
+        Command::Group(command) => group(command, &home, out).await?,
+        Command::Device(command) => device(command, &home, out).await?,
+    };
+    for event in &events {
+        out.event(event);
+    }
+    if events.iter().any(Event::is_alert) {
+        return Ok(ExitCode::from(EXIT_ALERT));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn group(
+    command: GroupCommand,
+    home: &std::path::Path,
+    out: &Output,
+) -> Result<Vec<Event>, ClientError> {
+    let mut client = Client::open(home)?;
+    let done = |action: &str, group: &str, user: Option<&UserName>, text: String| {
+        out.line(
+            json!({"kind": "done", "action": action, "group": group, "user": user}),
+            text,
+        );
+    };
+    match command {
+        GroupCommand::Create { name, members } => {
+            client.create_group(&name, &members).await?;
+            let list = members
+                .iter()
+                .map(UserName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            done(
+                "group_create",
+                &name,
+                None,
+                format!("created group {name} with {list}"),
+            );
+            Ok(Vec::new())
+        }
+        GroupCommand::Add { name, user } => {
+            let events = client.add_member(&name, &user).await?;
+            done(
+                "group_add",
+                &name,
+                Some(&user),
+                format!("added {user} to {name}"),
+            );
+            Ok(events)
+        }
+        GroupCommand::Remove { name, user } => {
+            let events = client.remove_member(&name, &user).await?;
+            done(
+                "group_remove",
+                &name,
+                Some(&user),
+                format!("removed {user} from {name}"),
+            );
+            Ok(events)
+        }
+        GroupCommand::Leave { name } => {
+            client.leave_group(&name).await?;
+            done("group_leave", &name, None, format!("left {name}"));
+            Ok(Vec::new())
+        }
+        GroupCommand::Members { name } => {
+            for m in client.group_members(&name)? {
+                out.line(
+                    json!({"kind": "member", "group": name, "user": m.user, "device": m.device,
+                           "fingerprint": m.fingerprint}),
+                    format!("{} {} {}", m.user, m.device, m.fingerprint),
+                );
+            }
+            Ok(Vec::new())
+        }
+        GroupCommand::List => {
+            for c in client.conversations()? {
+                let members: Vec<&str> = c.members.iter().map(UserName::as_str).collect();
+                out.line(
+                    json!({"kind": "conversation", "name": c.name, "is_group": c.is_group,
+                           "members": c.members}),
+                    format!(
+                        "{} ({}): {}",
+                        c.name,
+                        if c.is_group { "group" } else { "direct" },
+                        members.join(", ")
+                    ),
+                );
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+async fn device(
+    command: DeviceCommand,
+    home: &std::path::Path,
+    out: &Output,
+) -> Result<Vec<Event>, ClientError> {
+    let mut client = Client::open(home)?;
+    match command {
+        DeviceCommand::Link => {
+            let pending = client.start_link().await?;
+            let code = pending.code().to_owned();
+            let server = client.whoami().server;
+            out.line(
+                json!({"code": code}),
+                format!("linking code: {code}\non the new device run:\n  rempart init --server {server} --link {code}"),
+            );
+            let qr = qr(&code);
+            if out.json {
+                eprintln!("{qr}");
+            } else {
+                out.line(json!(null), qr);
+                out.line(
+                    json!(null),
+                    "waiting for the new device (the code works once, for 10 minutes)…".into(),
+                );
+            }
+            let device = client.finish_link(pending, LINK_POLL).await?;
+            out.line(
+                json!({"kind": "device_linked", "device": device}),
+                format!(
+                    "linked device {device}; your conversations will add it at their next sync"
+                ),
+            );
+            Ok(Vec::new())
+        }
+        DeviceCommand::List => {
+            for d in client.devices().await? {
+                out.line(
+                    json!({"kind": "device", "device": d.device, "fingerprint": d.fingerprint,
+                           "this_device": d.this_device}),
+                    format!(
+                        "{} {}{}",
+                        d.device,
+                        d.fingerprint,
+                        if d.this_device { " (this device)" } else { "" }
+                    ),
+                );
+            }
+            Ok(Vec::new())
+        }
+        DeviceCommand::Remove { device } => {
+            let events = client.remove_device(device).await?;
+            out.line(
+                json!({"kind": "device_removed", "device": device}),
+                format!("removed device {device} from your account and your conversations"),
+            );
+            Ok(events)
+        }
+    }
+}
+
+/// The code as a terminal QR code (empty if it cannot be drawn).
+fn qr(code: &str) -> String {
+    qrcode::QrCode::new(code.as_bytes())
+        .map(|qr| {
+            qr.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default()
+}
+
+/// clap's argument groups make the missing combinations unreachable; this
+/// keeps the match total without a panic.
+fn unreachable_usage<T>() -> Result<T, ClientError> {
+    Err(ClientError::Corrupt("invalid arguments".into()))
 }
 
 fn default_home() -> Result<PathBuf, ClientError> {
@@ -168,10 +419,14 @@ impl Output {
         let mut stdout = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not an error worth reporting.
         let _ = if self.json {
+            if json.is_null() {
+                return;
+            }
             writeln!(stdout, "{json}")
         } else {
             writeln!(stdout, "{text}")
         };
+        let _ = stdout.flush();
     }
 
     fn event(&self, event: &Event) {
@@ -193,24 +448,36 @@ fn describe(event: &Event) -> String {
             sender,
             user,
             device,
-        } => {
-            format!("[{conversation}] {sender} added {user} (device {device})")
-        }
+        } => format!("[{conversation}] {sender} added {user} (device {device})"),
         Event::MemberRemoved {
             conversation,
             sender,
             user,
             device,
-        } => {
-            format!("[{conversation}] {sender} removed {user} (device {device})")
-        }
+        } if sender == user => format!("[{conversation}] {user} left (device {device})"),
+        Event::MemberRemoved {
+            conversation,
+            sender,
+            user,
+            device,
+        } => format!("[{conversation}] {sender} removed {user} (device {device})"),
+        Event::DeviceAdded {
+            conversation,
+            sender,
+            user,
+            device,
+        } => format!("[{conversation}] {sender} added {user}'s new device {device}"),
+        Event::DeviceRemoved {
+            conversation,
+            sender,
+            user,
+            device,
+        } => format!("[{conversation}] {sender} removed {user}'s device {device}"),
         Event::Undecryptable {
             conversation,
             reason,
             ..
-        } => {
-            format!("[{conversation}] could not read an entry: {reason}")
-        }
+        } => format!("[{conversation}] could not read an entry: {reason}"),
         Event::Alert { code, message, .. } => format!("SECURITY ALERT [{code}]: {message}"),
     }
 }

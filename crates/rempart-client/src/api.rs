@@ -4,11 +4,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rempart_proto::api::{
-    self, Acked, Appended, ClaimedKeyPackages, CommitUpload, ErrorBody, InboxAck, InboxPage,
-    KeyPackageStatus, KeyPackageUpload, LogPage, RegisterRequest, RegisterResponse,
+    self, Acked, Appended, ClaimRequest, ClaimedKeyPackages, CommitUpload, DeviceListAccepted,
+    DeviceListsRequest, DeviceListsResponse, ErrorBody, InboxAck, InboxPage, KeyPackageStatus,
+    KeyPackageUpload, KnownVersion, LinkCreate, LinkState, LogPage, RegisterRequest,
+    RegisterResponse,
 };
 use rempart_proto::auth::RequestAuth;
-use rempart_proto::{DeviceId, GroupId, MessageId, SignedDeviceList, UserName};
+use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -87,19 +89,28 @@ impl ServerApi {
             .await
     }
 
-    /// The user's signed device list, or `None` if there is no such user.
-    pub async fn device_list(
+    pub async fn device_lists(
         &self,
-        user: &UserName,
-    ) -> Result<Option<SignedDeviceList>, ClientError> {
-        match self
-            .call(None, Method::GET, &api::devices_path(user), Body::Empty)
+        users: Vec<KnownVersion>,
+    ) -> Result<DeviceListsResponse, ClientError> {
+        let body = DeviceListsRequest { users };
+        self.call(None, Method::POST, api::DEVICE_LISTS_PATH, json(&body)?)
             .await
-        {
-            Ok(list) => Ok(Some(list)),
-            Err(ClientError::Server { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+    }
+
+    pub async fn put_device_list(
+        &self,
+        signer: Signer<'_>,
+        user: &UserName,
+        list: &SignedDeviceList,
+    ) -> Result<DeviceListAccepted, ClientError> {
+        self.call(
+            Some(signer),
+            Method::PUT,
+            &api::devices_path(user),
+            json(list)?,
+        )
+        .await
     }
 
     pub async fn upload_key_packages(
@@ -132,15 +143,48 @@ impl ServerApi {
     pub async fn claim_key_packages(
         &self,
         signer: Signer<'_>,
-        user: &UserName,
+        users: Vec<UserName>,
     ) -> Result<ClaimedKeyPackages, ClientError> {
-        self.call(
-            Some(signer),
-            Method::POST,
-            &api::claim_path(user),
-            Body::Empty,
-        )
-        .await
+        let body = json(&ClaimRequest { users })?;
+        self.call(Some(signer), Method::POST, api::CLAIM_PATH, body)
+            .await
+    }
+
+    pub async fn create_link(&self, signer: Signer<'_>, link: LinkId) -> Result<(), ClientError> {
+        let body = json(&LinkCreate { link })?;
+        self.request_empty(Some(signer), Method::POST, api::LINKS_PATH, body)
+            .await
+    }
+
+    pub async fn link_state(
+        &self,
+        signer: Option<Signer<'_>>,
+        path: &str,
+    ) -> Result<LinkState, ClientError> {
+        self.call(signer, Method::GET, path, Body::Empty).await
+    }
+
+    pub async fn put_link(
+        &self,
+        signer: Option<Signer<'_>>,
+        path: &str,
+        sealed: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        self.request_empty(signer, Method::PUT, path, Body::Bytes(sealed))
+            .await
+    }
+
+    async fn request_empty(
+        &self,
+        signer: Option<Signer<'_>>,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<(), ClientError> {
+        match self.request(signer, method, path, body).await? {
+            Ok(_) => Ok(()),
+            Err((status, body)) => Err(server_error(status, body)),
+        }
     }
 
     pub async fn post_commit(

@@ -1,45 +1,121 @@
-//! Opening conversations, sending, and committing changes to a group.
+//! Conversations: opening them, sending, and changing who is in them.
 //!
 //! Sending an application message is one encryption and one upload whatever
-//! the group's size. A commit is persisted as openmls's pending commit,
-//! uploaded with the epoch it was built on, and merged only once the server
-//! accepted it; if another member's commit won that epoch, the pending commit
-//! is dropped, the winner is fetched and merged, and the change is rebuilt.
+//! the group's size. Every membership change is an MLS commit built by
+//! [`Client::apply_change`]: persisted as openmls's pending commit, uploaded
+//! with the epoch it was built on, and merged only once the server accepted
+//! it. If another member's commit won that epoch, the pending commit is
+//! dropped, the winner is fetched and merged, and the change is rebuilt
+//! against the new roster (it may have become unnecessary).
+
+use std::collections::BTreeSet;
 
 use openmls::prelude::{
-    GroupId as MlsGroupId, KeyPackage, LeafNodeParameters, MlsGroup, MlsMessageOut,
+    GroupId as MlsGroupId, KeyPackage, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsMessageOut,
     OpenMlsProvider as _,
 };
 use rempart_proto::api::{Appended, CommitUpload};
 use rempart_proto::{DeviceId, GroupId, MessageId, UserName};
 use serde::{Deserialize, Serialize};
 
-use crate::api::CommitOutcome;
-use crate::device_list::{self, VerifiedDeviceList};
+use crate::api::{CommitOutcome, unix_now};
+use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
-use crate::mls::{self, KeyPackageRefusal};
+use crate::mls::{self, KeyPackageRefusal, Metadata};
 use crate::store::{Conversation, StoredMessage};
 use crate::{Client, MAX_TEXT_BYTES};
 
 /// How many times a commit is rebuilt after losing its epoch to another.
-const MAX_COMMIT_ATTEMPTS: usize = 5;
+const MAX_COMMIT_ATTEMPTS: usize = 8;
 
 /// The plaintext of an application message, encrypted by MLS. Its id is
 /// inside the encryption, so the server can neither forge nor alter it.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Envelope {
-    /// Format version.
-    pub v: u8,
-    /// The message's id, for deduplication.
-    pub id: MessageId,
-    /// Unix seconds at sending, as the sender's clock says.
-    pub sent_at: i64,
-    /// The text.
-    pub text: String,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Envelope {
+    /// A text message.
+    Text {
+        /// The message's id, for deduplication.
+        id: MessageId,
+        /// Unix seconds at sending, as the sender's clock says.
+        sent_at: i64,
+        /// The text.
+        text: String,
+    },
+    /// The sender's user leaves the group; any member commits the removal
+    /// of all of that user's devices.
+    Leave {
+        /// The request's id.
+        id: MessageId,
+    },
 }
 
-/// What a commit builder produces.
+/// A device in a conversation's roster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RosterEntry {
+    /// The user.
+    pub user: UserName,
+    /// The device.
+    pub device: DeviceId,
+    /// Fingerprint of the device's key.
+    pub fingerprint: String,
+}
+
+/// A conversation, for listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationInfo {
+    /// The name every member uses: the group's name, or the peer's user name.
+    pub name: String,
+    /// True for a named group, false for a 1:1 conversation.
+    pub is_group: bool,
+    /// The users in it.
+    pub members: Vec<UserName>,
+}
+
+/// A leaf of the MLS tree, as Rempart reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    pub index: LeafNodeIndex,
+    pub user: UserName,
+    pub device: DeviceId,
+    pub signature_key: Vec<u8>,
+}
+
+/// The roster of a group: every leaf with a well-formed credential.
+pub(crate) fn roster(group: &MlsGroup) -> Vec<Leaf> {
+    group
+        .members()
+        .filter_map(|m| {
+            let (user, device) = mls::parse_credential(&m.credential)?;
+            Some(Leaf {
+                index: m.index,
+                user,
+                device,
+                signature_key: m.signature_key,
+            })
+        })
+        .collect()
+}
+
+/// A membership change, recomputed against the roster at each attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    /// Devices to add, with their checked KeyPackages.
+    pub adds: Vec<(UserName, DeviceId, KeyPackage)>,
+    /// Users all of whose devices leave.
+    pub remove_users: BTreeSet<UserName>,
+    /// Single devices that leave.
+    pub remove_devices: BTreeSet<(UserName, DeviceId)>,
+}
+
+impl Change {
+    fn is_empty(&self) -> bool {
+        self.adds.is_empty() && self.remove_users.is_empty() && self.remove_devices.is_empty()
+    }
+}
+
+/// What a commit builder produced.
 pub(crate) struct BuiltCommit {
     pub commit: MlsMessageOut,
     pub welcome: Option<MlsMessageOut>,
@@ -51,45 +127,80 @@ impl Client {
     /// Sends `text` in the 1:1 conversation with `to`, creating it if needed.
     /// Returns the message's id once the server durably accepted it.
     pub async fn send_text(&mut self, to: &UserName, text: &str) -> Result<MessageId, ClientError> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(ClientError::TextTooLong(text.len()));
-        }
+        check_text(text)?;
         let conversation = match self.store.conversation_with(to)? {
             Some(c) => c,
             None => self.open_conversation(to).await?,
         };
+        self.send_in(&conversation, text).await
+    }
+
+    /// Sends `text` in the group named `name`.
+    pub async fn send_to_group(
+        &mut self,
+        name: &str,
+        text: &str,
+    ) -> Result<MessageId, ClientError> {
+        check_text(text)?;
+        let conversation = self.group(name)?;
+        self.send_in(&conversation, text).await
+    }
+
+    async fn send_in(
+        &mut self,
+        conversation: &Conversation,
+        text: &str,
+    ) -> Result<MessageId, ClientError> {
         let id = MessageId::random();
-        let envelope = Envelope {
-            v: 1,
+        let sent_at = unix_now();
+        let envelope = Envelope::Text {
             id,
-            sent_at: crate::api::unix_now(),
+            sent_at,
             text: text.to_owned(),
         };
+        self.upload_envelope(conversation, &envelope, |client| {
+            client.store.store_message(&StoredMessage {
+                group: &conversation.group,
+                message_id: &id,
+                sender: &client.id.user,
+                sender_device: &client.id.device,
+                text,
+                sent_at,
+            })?;
+            client.store.note_sent(&conversation.group)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Encrypts and uploads one application message; `record` runs in the
+    /// same local transaction as the encryption.
+    async fn upload_envelope(
+        &self,
+        conversation: &Conversation,
+        envelope: &Envelope,
+        record: impl FnOnce(&Client) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let id = match envelope {
+            Envelope::Text { id, .. } | Envelope::Leave { id } => *id,
+        };
         let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(&envelope).map_err(|e| ClientError::Corrupt(e.to_string()))?,
+            serde_json::to_vec(envelope).map_err(|e| ClientError::Corrupt(e.to_string()))?,
         );
         let group = conversation.group;
         let ciphertext = self.store.atomic(|| {
-            let provider = self.provider();
             let mut mls_group = self.load_group(&group)?;
             let out = mls_group
-                .create_message(&provider, &self.id.device_key, &plaintext)
+                .create_message(&self.provider(), &self.id.device_key, &plaintext)
                 .map_err(ClientError::mls)?;
             self.store.record_sent(&group, &id)?;
-            self.store.store_message(&StoredMessage {
-                group: &group,
-                message_id: &id,
-                sender: &self.id.user,
-                sender_device: &self.id.device,
-                text,
-                sent_at: envelope.sent_at,
-            })?;
+            record(self)?;
             out.to_bytes().map_err(ClientError::mls)
         })?;
         self.api
             .put_message(self.signer(), &group, &id, ciphertext)
             .await?;
-        Ok(id)
+        Ok(())
     }
 
     /// Rotates this device's leaf key material in the conversation with
@@ -100,106 +211,177 @@ impl Client {
         let conversation = self
             .store
             .conversation_with(peer)?
-            .ok_or_else(|| ClientError::UnknownUser(peer.clone()))?;
-        self.commit(&conversation, |client, group| {
-            let bundle = group
-                .self_update(
-                    &client.provider(),
-                    &client.id.device_key,
-                    LeafNodeParameters::default(),
-                )
-                .map_err(ClientError::mls)?;
-            let (commit, _, _) = bundle.into_messages();
-            Ok(BuiltCommit {
-                commit,
-                welcome: None,
-                add_devices: Vec::new(),
-                remove_devices: Vec::new(),
-            })
-        })
-        .await
-        .map(|(_, events)| events)
+            .ok_or_else(|| ClientError::UnknownConversation(peer.to_string()))?;
+        self.self_update(&conversation).await
     }
 
-    /// Starts the 1:1 conversation with `peer`: an MLS group with every
-    /// device of both accounts, each checked against its account-signed
-    /// device list before anything is sent.
+    /// Rotates this device's leaf key material in the group named `name`.
+    pub async fn update_group_keys(&mut self, name: &str) -> Result<Vec<Event>, ClientError> {
+        let conversation = self.group(name)?;
+        self.self_update(&conversation).await
+    }
+
+    pub(crate) async fn self_update(
+        &mut self,
+        conversation: &Conversation,
+    ) -> Result<Vec<Event>, ClientError> {
+        let group = conversation.group;
+        let (_, events) = self
+            .commit(conversation, |client, mls_group| {
+                let bundle = mls_group
+                    .self_update(
+                        &client.provider(),
+                        &client.id.device_key,
+                        LeafNodeParameters::default(),
+                    )
+                    .map_err(ClientError::mls)?;
+                let (commit, _, _) = bundle.into_messages();
+                Ok(Some(BuiltCommit {
+                    commit,
+                    welcome: None,
+                    add_devices: Vec::new(),
+                    remove_devices: Vec::new(),
+                }))
+            })
+            .await?;
+        self.store.note_updated(&group, unix_now())?;
+        Ok(events)
+    }
+
+    /// Creates the group `name` with every device of every member (and this
+    /// account's other devices), each checked against its account-signed
+    /// device list before anything is sent. The name travels inside the
+    /// group, so every member sees the same one.
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[UserName],
+    ) -> Result<(), ClientError> {
+        check_group_name(name)?;
+        if self.store.group_named(name)?.is_some() {
+            return Err(ClientError::GroupExists(name.to_owned()));
+        }
+        let mut users: BTreeSet<UserName> = members.iter().cloned().collect();
+        users.insert(self.id.user.clone());
+        let packages = self.claim_checked(&users, None).await?;
+        for member in members {
+            if member != &self.id.user && !packages.iter().any(|(u, _, _)| u == member) {
+                return Err(ClientError::NoKeyPackages(member.clone()));
+            }
+        }
+        self.found_group(
+            Metadata::Group {
+                name: name.to_owned(),
+            },
+            name,
+            None,
+            packages,
+        )
+        .await
+    }
+
+    /// Starts the 1:1 conversation with `peer`.
     async fn open_conversation(&mut self, peer: &UserName) -> Result<Conversation, ClientError> {
         if peer == &self.id.user {
             return Err(ClientError::SelfConversation);
         }
-        let peer_list = self.verified_device_list(peer).await?;
-        let own_list = device_list::verify(&self.store, &self.id.user, &self.id.device_list)?;
-        let mut key_packages = self.claim_checked(&peer_list).await?;
-        if key_packages.is_empty() {
+        let users = BTreeSet::from([peer.clone(), self.id.user.clone()]);
+        let packages = self.claim_checked(&users, None).await?;
+        if !packages.iter().any(|(u, _, _)| u == peer) {
             return Err(ClientError::NoKeyPackages(peer.clone()));
         }
-        if own_list.devices().len() > 1 {
-            key_packages.extend(self.claim_checked(&own_list).await?);
-        }
-        let group = GroupId::random();
-        let message_id = MessageId::random();
-        let add_devices: Vec<DeviceId> = key_packages.iter().map(|(d, _)| *d).collect();
-        let packages: Vec<KeyPackage> = key_packages.into_iter().map(|(_, kp)| kp).collect();
-
-        // The group exists locally only if the server accepts its first
-        // commit: everything below is one local transaction.
-        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
-        let result = self
-            .create_group(&group, peer, message_id, &packages, add_devices)
-            .await;
-        match result {
-            Ok(()) => self.store.conn().execute_batch("COMMIT")?,
-            Err(e) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.store.conn().execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
+        self.found_group(Metadata::Direct, peer.as_str(), Some(peer), packages)
+            .await?;
         self.store
             .conversation_with(peer)?
             .ok_or_else(|| ClientError::Corrupt("conversation vanished after creation".into()))
     }
 
-    async fn create_group(
+    /// Creates a group with the given members. The group exists locally only
+    /// if the server accepts its first commit: everything is one local
+    /// transaction.
+    async fn found_group(
+        &mut self,
+        metadata: Metadata,
+        name: &str,
+        peer: Option<&UserName>,
+        packages: Vec<(UserName, DeviceId, KeyPackage)>,
+    ) -> Result<(), ClientError> {
+        let group = GroupId::random();
+        let message_id = MessageId::random();
+        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
+        let result = self
+            .found_group_inner(&group, message_id, &metadata, name, peer, packages)
+            .await;
+        match result {
+            Ok(()) => {
+                self.store.conn().execute_batch("COMMIT")?;
+                Ok(())
+            }
+            Err(e) => {
+                // The original error matters more than a failed rollback.
+                let _ = self.store.conn().execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    async fn found_group_inner(
         &self,
         group: &GroupId,
-        peer: &UserName,
         message_id: MessageId,
-        packages: &[KeyPackage],
-        add_devices: Vec<DeviceId>,
+        metadata: &Metadata,
+        name: &str,
+        peer: Option<&UserName>,
+        packages: Vec<(UserName, DeviceId, KeyPackage)>,
     ) -> Result<(), ClientError> {
+        let add_devices: Vec<DeviceId> = packages.iter().map(|(_, d, _)| *d).collect();
+        let key_packages: Vec<KeyPackage> = packages.into_iter().map(|(_, _, kp)| kp).collect();
         let upload = {
             let provider = self.provider();
             let credential = mls::credential(&self.id.user, &self.id.device, &self.id.device_key);
             let mut mls_group = MlsGroup::new_with_group_id(
                 &provider,
                 &self.id.device_key,
-                &mls::create_config(),
+                &mls::create_config(metadata)?,
                 MlsGroupId::from_slice(group.as_bytes()),
                 credential,
             )
             .map_err(ClientError::mls)?;
-            let (commit, welcome, _) = mls_group
-                .add_members(&provider, &self.id.device_key, packages)
-                .map_err(ClientError::mls)?;
+            let (commit, welcome) = if key_packages.is_empty() {
+                // Alone (a group of one's own single device): nothing to add.
+                let bundle = mls_group
+                    .self_update(
+                        &provider,
+                        &self.id.device_key,
+                        LeafNodeParameters::default(),
+                    )
+                    .map_err(ClientError::mls)?;
+                let (commit, welcome, _) = bundle.into_messages();
+                (commit, welcome)
+            } else {
+                let (commit, welcome, _) = mls_group
+                    .add_members(&provider, &self.id.device_key, &key_packages)
+                    .map_err(ClientError::mls)?;
+                (commit, Some(welcome))
+            };
             CommitUpload {
                 epoch: 0,
                 message_id,
                 commit: commit.to_bytes().map_err(ClientError::mls)?,
-                welcome: Some(welcome.to_bytes().map_err(ClientError::mls)?),
+                welcome: welcome
+                    .map(|w| w.to_bytes().map_err(ClientError::mls))
+                    .transpose()?,
                 add_devices,
                 remove_devices: Vec::new(),
             }
         };
         match self.api.post_commit(self.signer(), group, &upload).await? {
             CommitOutcome::Accepted(appended) => {
-                let mut mls_group = self.load_group(group)?;
-                mls_group
+                self.load_group(group)?
                     .merge_pending_commit(&self.provider())
                     .map_err(ClientError::mls)?;
-                self.store
-                    .add_conversation(group, peer.as_str(), Some(peer))?;
+                self.store.add_conversation(group, name, peer, unix_now())?;
                 self.store.record_sent(group, &message_id)?;
                 self.store.set_cursor(group, appended.seq)?;
                 Ok(())
@@ -208,13 +390,191 @@ impl Client {
         }
     }
 
-    /// Builds a commit with `build`, uploads it, and merges it once accepted;
-    /// after a stale-epoch refusal, syncs the conversation and rebuilds.
+    /// Adds every device of `user` to the group `name`.
+    pub async fn add_member(
+        &mut self,
+        name: &str,
+        user: &UserName,
+    ) -> Result<Vec<Event>, ClientError> {
+        let conversation = self.group(name)?;
+        let roster_users: BTreeSet<UserName> = roster(&self.load_group(&conversation.group)?)
+            .into_iter()
+            .map(|l| l.user)
+            .collect();
+        if roster_users.contains(user) {
+            return Err(ClientError::AlreadyMember(user.clone(), name.to_owned()));
+        }
+        let adds = self
+            .claim_checked(&BTreeSet::from([user.clone()]), None)
+            .await?;
+        if adds.is_empty() {
+            return Err(ClientError::NoKeyPackages(user.clone()));
+        }
+        let change = Change {
+            adds,
+            ..Change::default()
+        };
+        self.apply_change(&conversation, change).await
+    }
+
+    /// Removes every device of `user` from the group `name`.
+    pub async fn remove_member(
+        &mut self,
+        name: &str,
+        user: &UserName,
+    ) -> Result<Vec<Event>, ClientError> {
+        if user == &self.id.user {
+            return Err(ClientError::UseLeave);
+        }
+        let conversation = self.group(name)?;
+        if !roster(&self.load_group(&conversation.group)?)
+            .iter()
+            .any(|l| &l.user == user)
+        {
+            return Err(ClientError::NotAMember(user.clone(), name.to_owned()));
+        }
+        let change = Change {
+            remove_users: BTreeSet::from([user.clone()]),
+            ..Change::default()
+        };
+        self.apply_change(&conversation, change).await
+    }
+
+    /// Leaves the group `name` with all of this account's devices: asks the
+    /// other members (in an encrypted message) to commit the removal, and
+    /// stops using the group here.
+    pub async fn leave_group(&mut self, name: &str) -> Result<(), ClientError> {
+        let conversation = self.group(name)?;
+        let envelope = Envelope::Leave {
+            id: MessageId::random(),
+        };
+        self.upload_envelope(&conversation, &envelope, |client| {
+            client.store.deactivate(&conversation.group)
+        })
+        .await
+    }
+
+    /// The devices in the group `name`, with their key fingerprints.
+    pub fn group_members(&self, name: &str) -> Result<Vec<RosterEntry>, ClientError> {
+        let conversation = self.group(name)?;
+        let group = self.load_group(&conversation.group)?;
+        let mut entries: Vec<RosterEntry> = group
+            .members()
+            .filter_map(|m| {
+                let (user, device) = mls::parse_credential(&m.credential)?;
+                let key = rempart_proto::PublicKey::from_bytes(&m.signature_key).ok()?;
+                Some(RosterEntry {
+                    user,
+                    device,
+                    fingerprint: key.fingerprint(),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.user, a.device).cmp(&(&b.user, b.device)));
+        Ok(entries)
+    }
+
+    /// The MLS epoch of the group `name`: members who processed the same
+    /// commits are at the same epoch.
+    pub fn group_epoch(&self, name: &str) -> Result<u64, ClientError> {
+        let conversation = self.group(name)?;
+        Ok(self.load_group(&conversation.group)?.epoch().as_u64())
+    }
+
+    /// This device's active conversations.
+    pub fn conversations(&self) -> Result<Vec<ConversationInfo>, ClientError> {
+        self.store
+            .active_conversations()?
+            .into_iter()
+            .map(|c| {
+                let members: BTreeSet<UserName> = roster(&self.load_group(&c.group)?)
+                    .into_iter()
+                    .map(|l| l.user)
+                    .collect();
+                Ok(ConversationInfo {
+                    name: c.name,
+                    is_group: c.is_group,
+                    members: members.into_iter().collect(),
+                })
+            })
+            .collect()
+    }
+
+    fn group(&self, name: &str) -> Result<Conversation, ClientError> {
+        self.store
+            .group_named(name)?
+            .ok_or_else(|| ClientError::UnknownConversation(name.to_owned()))
+    }
+
+    /// Commits `change` to `conversation`, rebuilt against the current
+    /// roster at each attempt. Returns the events of other members' commits
+    /// that won an epoch first.
+    pub(crate) async fn apply_change(
+        &mut self,
+        conversation: &Conversation,
+        change: Change,
+    ) -> Result<Vec<Event>, ClientError> {
+        if change.is_empty() {
+            return Ok(Vec::new());
+        }
+        let own = (self.id.user.clone(), self.id.device);
+        let (_, events) = self
+            .commit(conversation, |client, mls_group| {
+                let leaves = roster(mls_group);
+                let present: BTreeSet<(UserName, DeviceId)> =
+                    leaves.iter().map(|l| (l.user.clone(), l.device)).collect();
+                let adds: Vec<&(UserName, DeviceId, KeyPackage)> = change
+                    .adds
+                    .iter()
+                    .filter(|(u, d, _)| !present.contains(&(u.clone(), *d)))
+                    .collect();
+                let removes: Vec<&Leaf> = leaves
+                    .iter()
+                    .filter(|l| (l.user.clone(), l.device) != own)
+                    .filter(|l| {
+                        change.remove_users.contains(&l.user)
+                            || change.remove_devices.contains(&(l.user.clone(), l.device))
+                    })
+                    .collect();
+                if adds.is_empty() && removes.is_empty() {
+                    return Ok(None);
+                }
+                let provider = client.provider();
+                let bundle = mls_group
+                    .commit_builder()
+                    .propose_adds(adds.iter().map(|(_, _, kp)| kp.clone()))
+                    .propose_removals(removes.iter().map(|l| l.index))
+                    .load_psks(provider.storage())
+                    .map_err(ClientError::mls)?
+                    .build(
+                        provider.rand(),
+                        provider.crypto(),
+                        &client.id.device_key,
+                        |_| true,
+                    )
+                    .map_err(ClientError::mls)?
+                    .stage_commit(&provider)
+                    .map_err(ClientError::mls)?;
+                let (commit, welcome, _) = bundle.into_messages();
+                Ok(Some(BuiltCommit {
+                    commit,
+                    welcome,
+                    add_devices: adds.iter().map(|(_, d, _)| *d).collect(),
+                    remove_devices: removes.iter().map(|l| l.device).collect(),
+                }))
+            })
+            .await?;
+        Ok(events)
+    }
+
+    /// Builds a commit with `build` (`None`: nothing to commit), uploads it,
+    /// and merges it once accepted; after a stale-epoch refusal, syncs the
+    /// conversation and rebuilds.
     pub(crate) async fn commit(
         &mut self,
         conversation: &Conversation,
-        build: impl Fn(&Client, &mut MlsGroup) -> Result<BuiltCommit, ClientError>,
-    ) -> Result<(Appended, Vec<Event>), ClientError> {
+        build: impl Fn(&Client, &mut MlsGroup) -> Result<Option<BuiltCommit>, ClientError>,
+    ) -> Result<(Option<Appended>, Vec<Event>), ClientError> {
         let group = conversation.group;
         let mut events = Vec::new();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
@@ -222,10 +582,12 @@ impl Client {
             let upload = self.store.atomic(|| {
                 let mut mls_group = self.load_group(&group)?;
                 let epoch = mls_group.epoch().as_u64();
-                let built = build(self, &mut mls_group)?;
+                let Some(built) = build(self, &mut mls_group)? else {
+                    return Ok(None);
+                };
                 self.store.set_pending_commit(&group, Some(&message_id))?;
                 self.store.record_sent(&group, &message_id)?;
-                Ok(CommitUpload {
+                Ok(Some(CommitUpload {
                     epoch,
                     message_id,
                     commit: built.commit.to_bytes().map_err(ClientError::mls)?,
@@ -235,8 +597,11 @@ impl Client {
                         .transpose()?,
                     add_devices: built.add_devices,
                     remove_devices: built.remove_devices,
-                })
+                }))
             })?;
+            let Some(upload) = upload else {
+                return Ok((None, events));
+            };
             // On a network error the outcome is unknown: the pending commit
             // stays, and the next sync merges it if the log has it.
             match self.api.post_commit(self.signer(), &group, &upload).await? {
@@ -247,7 +612,7 @@ impl Client {
                             .map_err(ClientError::mls)?;
                         self.store.set_pending_commit(&group, None)
                     })?;
-                    return Ok((appended, events));
+                    return Ok((Some(appended), events));
                 }
                 CommitOutcome::Stale { .. } => {
                     self.store.atomic(|| {
@@ -267,38 +632,64 @@ impl Client {
         Err(ClientError::CommitConflict)
     }
 
-    /// Claims one KeyPackage per device of `list`'s user and checks each: a
-    /// valid self-signed MLS KeyPackage in Rempart's ciphersuite, whose
-    /// credential names that user and a listed device, with that device's
-    /// key. One bad package refuses them all: nothing is sent.
-    async fn claim_checked(
+    /// Claims KeyPackages for every device of `users` (all of `wanted` if
+    /// given) and checks each: a valid self-signed MLS KeyPackage in
+    /// Rempart's ciphersuite whose credential names its user and a device of
+    /// that user's verified device list, with that device's key. One bad
+    /// package refuses them all: nothing is sent.
+    pub(crate) async fn claim_checked(
         &self,
-        list: &VerifiedDeviceList,
-    ) -> Result<Vec<(DeviceId, KeyPackage)>, ClientError> {
-        let user = list.user();
-        let claimed = self.api.claim_key_packages(self.signer(), user).await?;
-        let mut checked = Vec::with_capacity(claimed.packages.len());
+        users: &BTreeSet<UserName>,
+        wanted: Option<&BTreeSet<(UserName, DeviceId)>>,
+    ) -> Result<Vec<(UserName, DeviceId, KeyPackage)>, ClientError> {
+        let lists: DeviceLists = self.device_lists_or_alert(users.iter()).await?;
+        for user in users {
+            if !lists.contains_key(user) {
+                return Err(ClientError::UnknownUser(user.clone()));
+            }
+        }
+        let claimed = self
+            .api
+            .claim_key_packages(self.signer(), users.iter().cloned().collect())
+            .await?;
+        let mut checked: Vec<(UserName, DeviceId, KeyPackage)> = Vec::new();
         for package in claimed.packages {
+            let user = &package.user;
             if package.device == self.id.device {
-                continue; // This device is the group's creator, not a joiner.
+                continue; // This device founds or commits; it never joins itself.
+            }
+            if wanted.is_some_and(|w| !w.contains(&(user.clone(), package.device))) {
+                continue;
             }
             let refuse = |code, message: String| {
                 ClientError::Alert(Alert {
                     code,
-                    conversation: Some(user.to_string()),
+                    conversation: None,
                     user: Some(user.clone()),
                     message,
                 })
+            };
+            let Some(list) = lists.get(user).filter(|_| users.contains(user)) else {
+                return Err(refuse(
+                    AlertCode::UnauthorizedMember,
+                    format!(
+                        "the server offered a KeyPackage for {user}, who was not asked for; nothing was sent"
+                    ),
+                ));
             };
             let key_package = mls::validate_key_package(&self.crypto, &package.key_package)
                 .map_err(|e| match e {
                     KeyPackageRefusal::Downgrade => refuse(
                         AlertCode::CiphersuiteDowngrade,
-                        format!("a KeyPackage of {user} uses another ciphersuite; refused"),
+                        format!(
+                            "a KeyPackage of {user} uses another ciphersuite; nothing was sent"
+                        ),
                     ),
                     KeyPackageRefusal::Invalid(why) => refuse(
                         AlertCode::UnauthorizedMember,
-                        format!("a KeyPackage given for {user} is invalid ({why}); refused"),
+                        format!(
+                            "a KeyPackage given for {user} is invalid ({why}); nothing was sent"
+                        ),
                     ),
                 })?;
             let leaf = key_package.leaf_node();
@@ -314,25 +705,15 @@ impl Client {
                     ),
                 ));
             }
-            if checked.iter().any(|(d, _)| *d == package.device) {
+            if checked
+                .iter()
+                .any(|(u, d, _)| u == user && *d == package.device)
+            {
                 continue;
             }
-            checked.push((package.device, key_package));
+            checked.push((user.clone(), package.device, key_package));
         }
         Ok(checked)
-    }
-
-    /// Fetches `user`'s device list and verifies it ([`device_list::verify`]).
-    pub(crate) async fn verified_device_list(
-        &self,
-        user: &UserName,
-    ) -> Result<VerifiedDeviceList, ClientError> {
-        let signed = self
-            .api
-            .device_list(user)
-            .await?
-            .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
-        device_list::verify(&self.store, user, &signed)
     }
 
     pub(crate) fn load_group(&self, group: &GroupId) -> Result<MlsGroup, ClientError> {
@@ -342,5 +723,26 @@ impl Client {
         )
         .map_err(ClientError::mls)?
         .ok_or_else(|| ClientError::Corrupt(format!("no MLS state for conversation {group}")))
+    }
+}
+
+fn check_text(text: &str) -> Result<(), ClientError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ClientError::TextTooLong(text.len()));
+    }
+    Ok(())
+}
+
+/// Longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 64;
+
+fn check_group_name(name: &str) -> Result<(), ClientError> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= MAX_GROUP_NAME_CHARS
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidGroupName(name.to_owned()))
     }
 }

@@ -6,10 +6,12 @@
 //! `account_key_changed` alert, never a silent switch). Group code takes only
 //! this type, so no unchecked device key can reach a conversation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use rempart_proto::api::KnownVersion;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
 
+use crate::Client;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode};
 use crate::store::Store;
@@ -40,6 +42,16 @@ impl VerifiedDeviceList {
     /// The devices.
     pub fn devices(&self) -> &[DeviceEntry] {
         &self.list.devices
+    }
+
+    /// The entry of `device`, if listed.
+    pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
+        self.list.device(device)
+    }
+
+    /// The list's content.
+    pub(crate) fn list(&self) -> &DeviceList {
+        &self.list
     }
 
     /// True if `device` is listed with exactly `signature_key`.
@@ -85,6 +97,122 @@ pub(crate) fn verify(
 
 /// Verified device lists fetched during one operation, by user.
 pub(crate) type DeviceLists = HashMap<UserName, VerifiedDeviceList>;
+
+/// What fetching several device lists gave: the verified lists (the newest
+/// verified one per user), and an alert for each user whose new list failed.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub lists: DeviceLists,
+    pub alerts: Vec<Alert>,
+}
+
+impl Client {
+    /// Fetches the device lists of `users` in one request, asking only for
+    /// versions newer than the verified ones cached here, and verifies each
+    /// new one. A list that fails is an alert, and the cached one stays: for
+    /// this device's own account that alert is `unknown_own_device`, since
+    /// the server is showing a device list this account did not sign.
+    pub(crate) async fn device_lists<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a UserName>,
+    ) -> Result<Fetched, ClientError> {
+        let users: BTreeSet<&UserName> = users.into_iter().collect();
+        let mut fetched = Fetched::default();
+        let mut known = Vec::with_capacity(users.len());
+        for &user in &users {
+            let cached = if user == &self.id.user {
+                Some(self.store.own_device_list()?)
+            } else {
+                self.store.cached_device_list(user)?
+            };
+            let version = match cached.map(|c| verify(&self.store, user, &c)).transpose() {
+                Ok(Some(list)) => {
+                    let version = list.version();
+                    fetched.lists.insert(user.clone(), list);
+                    version
+                }
+                Ok(None) => 0,
+                // The cached list no longer matches the pinned key: treat as
+                // unknown and let the fresh one be judged.
+                Err(ClientError::Alert(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            known.push(KnownVersion {
+                user: user.clone(),
+                version,
+            });
+        }
+        if known.is_empty() {
+            return Ok(fetched);
+        }
+        let response = self.api.device_lists(known).await?;
+        for unknown in &response.unknown {
+            fetched.lists.remove(unknown);
+        }
+        for signed in response.lists {
+            // Routing only: the list is verified below before anything of it
+            // is used.
+            let Ok(claimed) = serde_json::from_slice::<DeviceList>(&signed.list) else {
+                continue;
+            };
+            let user = claimed.user;
+            if !users.contains(&user) {
+                continue;
+            }
+            let cached_version = fetched
+                .lists
+                .get(&user)
+                .map_or(0, VerifiedDeviceList::version);
+            match verify(&self.store, &user, &signed) {
+                Ok(list) if list.version() > cached_version => {
+                    if user == self.id.user {
+                        self.store.set_own_device_list(&signed)?;
+                    } else {
+                        self.store
+                            .cache_device_list(&user, list.version(), &signed)?;
+                    }
+                    fetched.lists.insert(user, list);
+                }
+                Ok(_) => {}
+                Err(ClientError::Alert(mut alert)) => {
+                    if user == self.id.user {
+                        alert.code = AlertCode::UnknownOwnDevice;
+                        alert.message = format!(
+                            "the server shows a device list for your account that your account key did not sign ({})",
+                            alert.message
+                        );
+                    }
+                    fetched.alerts.push(alert);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// The verified device lists of `users`, or the first alert as an error.
+    pub(crate) async fn device_lists_or_alert<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a UserName>,
+    ) -> Result<DeviceLists, ClientError> {
+        let fetched = self.device_lists(users).await?;
+        match fetched.alerts.into_iter().next() {
+            Some(alert) => Err(alert.into()),
+            None => Ok(fetched.lists),
+        }
+    }
+
+    /// `user`'s verified device list, or why there is none.
+    pub(crate) async fn verified_device_list(
+        &self,
+        user: &UserName,
+    ) -> Result<VerifiedDeviceList, ClientError> {
+        self.device_lists_or_alert([user])
+            .await?
+            .remove(user)
+            .ok_or_else(|| ClientError::UnknownUser(user.clone()))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use rempart_proto::UserName;
+use rempart_proto::{DeviceId, UserName};
 
 use crate::event::Alert;
 
@@ -54,6 +54,41 @@ pub enum ClientError {
         "{0} has no device ready to receive a new conversation; ask them to run `rempart sync`"
     )]
     NoKeyPackages(UserName),
+    /// No conversation by that name.
+    #[error("no conversation named {0:?} here: see `rempart group list`")]
+    UnknownConversation(String),
+    /// A group by that name already exists here.
+    #[error("a group named {0:?} already exists here: choose another name")]
+    GroupExists(String),
+    /// A group name that is empty, too long or has control characters.
+    #[error("invalid group name {0:?}: use 1 to 64 printable characters")]
+    InvalidGroupName(String),
+    /// The user is already in the group.
+    #[error("{0} is already in {1:?}")]
+    AlreadyMember(UserName, String),
+    /// The user is not in the group.
+    #[error("{0} is not in {1:?}")]
+    NotAMember(UserName, String),
+    /// Removing oneself is leaving.
+    #[error("to remove yourself, use `rempart group leave`")]
+    UseLeave,
+    /// The device-linking code is malformed.
+    #[error("that linking code is not valid: copy it exactly as `rempart device link` shows it")]
+    BadLinkCode,
+    /// The device-linking code expired or was used.
+    #[error("that linking code expired or was already used: run `rempart device link` again")]
+    LinkExpired,
+    /// The device-linking exchange was tampered with.
+    #[error(
+        "the linking exchange could not be authenticated: someone other than your device answered; run `rempart device link` again"
+    )]
+    LinkTampered,
+    /// The device is not in this account's device list.
+    #[error("no device {0} in your account: see `rempart device list`")]
+    UnknownDevice(DeviceId),
+    /// A device cannot remove itself this way.
+    #[error("this device cannot remove itself: remove it from another of your devices")]
+    RemoveSelf,
     /// A conversation with oneself was asked for.
     #[error("you cannot open a conversation with yourself")]
     SelfConversation,

@@ -41,6 +41,9 @@ pub enum AlertCode {
     CiphersuiteDowngrade,
     /// The server skipped entries of a conversation's log.
     MessageGap,
+    /// This account's device list, as the server shows it, contains a device
+    /// this account did not sign in.
+    UnknownOwnDevice,
 }
 
 impl AlertCode {
@@ -52,6 +55,7 @@ impl AlertCode {
             Self::DeviceListSignatureInvalid => "device_list_signature_invalid",
             Self::CiphersuiteDowngrade => "ciphersuite_downgrade",
             Self::MessageGap => "message_gap",
+            Self::UnknownOwnDevice => "unknown_own_device",
         }
     }
 }
@@ -99,6 +103,29 @@ pub enum Event {
     },
     /// A device was removed from a conversation by a member's commit.
     MemberRemoved {
+        /// The conversation.
+        conversation: String,
+        /// The member who committed the removal.
+        sender: UserName,
+        /// The user whose device was removed.
+        user: UserName,
+        /// The removed device.
+        device: DeviceId,
+    },
+    /// A device of a user already in the conversation was added (the user
+    /// linked a new device).
+    DeviceAdded {
+        /// The conversation.
+        conversation: String,
+        /// The member who committed the addition.
+        sender: UserName,
+        /// The user whose device was added.
+        user: UserName,
+        /// The added device.
+        device: DeviceId,
+    },
+    /// A device was removed while its user stays in the conversation.
+    DeviceRemoved {
         /// The conversation.
         conversation: String,
         /// The member who committed the removal.

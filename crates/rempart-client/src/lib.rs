@@ -30,6 +30,7 @@
 mod api;
 mod conversation;
 mod device_list;
+mod devices;
 mod error;
 mod event;
 mod keys;
@@ -43,7 +44,9 @@ use openmls_rust_crypto::RustCrypto;
 use rempart_proto::api::KeyPackageUpload;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
 
+pub use crate::conversation::{ConversationInfo, MAX_GROUP_NAME_CHARS, RosterEntry};
 pub use crate::device_list::VerifiedDeviceList;
+pub use crate::devices::{DeviceInfo, PendingLink};
 pub use crate::error::ClientError;
 pub use crate::event::{Alert, AlertCode, Event};
 pub use crate::store::STORE_FILE;
@@ -53,6 +56,12 @@ use crate::keys::{AccountKey, DeviceKey};
 use crate::mls::Provider;
 use crate::store::{Identity, Store};
 
+/// Protocol constants other implementations (and test peers) need to
+/// interoperate: the ciphersuite, the metadata extension, leaf capabilities.
+pub mod protocol {
+    pub use crate::mls::{CIPHERSUITE, METADATA_EXTENSION, capabilities, join_config};
+}
+
 /// Longest text message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
@@ -61,6 +70,30 @@ const KEY_PACKAGE_BATCH: usize = 20;
 
 /// A new batch is uploaded when fewer one-time KeyPackages than this remain.
 const KEY_PACKAGE_LOW_WATER: u64 = 10;
+
+const SETTING_UPDATE_INTERVAL: &str = "update_interval_secs";
+const SETTING_UPDATE_AFTER: &str = "update_after_messages";
+
+/// When a device does an MLS self-update commit in a conversation, for
+/// post-compromise security: after `interval_secs` since its last one, or
+/// after it sent `after_messages` messages, whichever comes first (checked
+/// at each sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatePolicy {
+    /// Seconds between self-updates (default one day).
+    pub interval_secs: i64,
+    /// Sent messages between self-updates (default 100).
+    pub after_messages: u64,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        Self {
+            interval_secs: 24 * 60 * 60,
+            after_messages: 100,
+        }
+    }
+}
 
 /// Who this device is, for display.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -155,15 +188,19 @@ impl Client {
             store.save_identity(&id)?;
             store.pin_key(&id.user, &id.account_key.public())
         })?;
-        let client = Self {
+        let client = Self::assemble(home, store, api, id);
+        client.upload_key_packages(true).await?;
+        Ok(client)
+    }
+
+    fn assemble(home: &Path, store: Store, api: ServerApi, id: Identity) -> Self {
+        Self {
             home: home.to_owned(),
             store,
             api,
             crypto: RustCrypto::default(),
             id,
-        };
-        client.upload_key_packages(true).await?;
-        Ok(client)
+        }
     }
 
     /// Opens the account stored in `home`.
@@ -174,12 +211,36 @@ impl Client {
         let store = Store::open_existing(home)?.ok_or_else(no_account)?;
         let id = store.load_identity()?.ok_or_else(no_account)?;
         let api = ServerApi::new(&id.server)?;
-        Ok(Self {
-            home: home.to_owned(),
-            store,
-            api,
-            crypto: RustCrypto::default(),
-            id,
+        Ok(Self::assemble(home, store, api, id))
+    }
+
+    /// When this device self-updates in each conversation.
+    pub fn update_policy(&self) -> Result<UpdatePolicy, ClientError> {
+        let default = UpdatePolicy::default();
+        let interval_secs = self
+            .store
+            .setting(SETTING_UPDATE_INTERVAL)?
+            .unwrap_or(default.interval_secs);
+        let after_messages = self
+            .store
+            .setting(SETTING_UPDATE_AFTER)?
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(default.after_messages);
+        Ok(UpdatePolicy {
+            interval_secs,
+            after_messages,
+        })
+    }
+
+    /// Changes when this device self-updates.
+    pub fn set_update_policy(&self, policy: UpdatePolicy) -> Result<(), ClientError> {
+        self.store.atomic(|| {
+            self.store
+                .set_setting(SETTING_UPDATE_INTERVAL, policy.interval_secs)?;
+            self.store.set_setting(
+                SETTING_UPDATE_AFTER,
+                i64::try_from(policy.after_messages).unwrap_or(i64::MAX),
+            )
         })
     }
 
@@ -257,7 +318,7 @@ impl Client {
     }
 }
 
-fn remove_store(home: &Path) {
+pub(crate) fn remove_store(home: &Path) {
     let path = Store::path(home);
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.clone().into_os_string();

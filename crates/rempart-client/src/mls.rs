@@ -7,22 +7,73 @@
 //! (see [`crate::device_list`]).
 
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, Credential, CredentialWithKey, KeyPackage, KeyPackageIn,
-    MlsGroupCreateConfig, MlsGroupJoinConfig, OpenMlsProvider, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY,
-    ProtocolVersion, SenderRatchetConfiguration, tls_codec::Deserialize as _,
+    BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, Extension,
+    ExtensionType, Extensions, KeyPackage, KeyPackageIn, MlsGroup, MlsGroupCreateConfig,
+    MlsGroupJoinConfig, OpenMlsProvider, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY, ProtocolVersion,
+    SenderRatchetConfiguration, UnknownExtension, tls_codec::Deserialize as _,
     tls_codec::Serialize as _,
 };
 use openmls_rust_crypto::RustCrypto;
 use openmls_sqlite_storage::{Codec, Connection, SqliteStorageProvider};
 use rempart_proto::{DeviceId, UserName};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::keys::DeviceKey;
 
 /// The only ciphersuite Rempart accepts (DESIGN.md §4). Anything else in a
 /// Welcome or KeyPackage is a downgrade and is refused.
-pub(crate) const CIPHERSUITE: Ciphersuite =
-    Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Private-use group-context extension carrying [`Metadata`]: what kind of
+/// conversation this is and, for a group, its name. Every member sees the
+/// same value, authenticated by MLS.
+pub const METADATA_EXTENSION: u16 = 0xF0A1;
+
+/// Capabilities every Rempart leaf declares: the metadata extension.
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[ExtensionType::Unknown(METADATA_EXTENSION)]),
+        None,
+        None,
+    )
+}
+
+/// What a conversation is, as every member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Metadata {
+    /// A 1:1 conversation; the peer is the other user in the roster.
+    Direct,
+    /// A named group.
+    Group {
+        /// The group's name, the same for every member.
+        name: String,
+    },
+}
+
+impl Metadata {
+    fn extensions(&self) -> Result<Extensions<openmls::prelude::GroupContext>, ClientError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        Extensions::single(Extension::Unknown(
+            METADATA_EXTENSION,
+            UnknownExtension(bytes),
+        ))
+        .map_err(ClientError::mls)
+    }
+
+    /// The metadata of a group, if it carries a readable one.
+    pub fn of(group: &MlsGroup) -> Option<Self> {
+        group.extensions().iter().find_map(|ext| match ext {
+            Extension::Unknown(METADATA_EXTENSION, UnknownExtension(bytes)) => {
+                serde_json::from_slice(bytes).ok()
+            }
+            _ => None,
+        })
+    }
+}
 
 /// Past epochs whose secrets are kept, so messages sent just before a commit
 /// still decrypt after it.
@@ -82,9 +133,11 @@ impl<'a> OpenMlsProvider for Provider<'a> {
 }
 
 /// Configuration of groups this device creates.
-pub(crate) fn create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
+pub(crate) fn create_config(metadata: &Metadata) -> Result<MlsGroupCreateConfig, ClientError> {
+    Ok(MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .capabilities(capabilities())
+        .with_group_context_extensions(metadata.extensions()?)
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
@@ -92,11 +145,11 @@ pub(crate) fn create_config() -> MlsGroupCreateConfig {
             OUT_OF_ORDER_TOLERANCE,
             MAX_FORWARD_DISTANCE,
         ))
-        .build()
+        .build())
 }
 
 /// Configuration of groups this device joins by Welcome.
-pub(crate) fn join_config() -> MlsGroupJoinConfig {
+pub fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
@@ -134,7 +187,7 @@ pub(crate) fn new_key_package(
     credential: CredentialWithKey,
     last_resort: bool,
 ) -> Result<Vec<u8>, ClientError> {
-    let mut builder = KeyPackage::builder();
+    let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
     if last_resort {
         builder = builder.mark_as_last_resort();
     }

@@ -33,16 +33,31 @@ CREATE TABLE IF NOT EXISTS identity (
 );
 CREATE TABLE IF NOT EXISTS contacts (
     user TEXT PRIMARY KEY,
-    account_key TEXT NOT NULL
+    account_key TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    device_list TEXT
 );
 CREATE TABLE IF NOT EXISTS conversations (
     group_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     peer TEXT,
+    is_group INTEGER NOT NULL DEFAULT 0,
     cursor INTEGER NOT NULL DEFAULT 0,
-    active INTEGER NOT NULL DEFAULT 1
+    active INTEGER NOT NULL DEFAULT 1,
+    updated_at INTEGER NOT NULL DEFAULT 0,
+    sent_since_update INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS conversations_peer ON conversations(peer);
+CREATE INDEX IF NOT EXISTS conversations_name ON conversations(name);
+CREATE TABLE IF NOT EXISTS leave_requests (
+    group_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (group_id, user)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sent (
     group_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -78,7 +93,12 @@ pub(crate) struct Identity {
 pub(crate) struct Conversation {
     pub group: GroupId,
     pub name: String,
+    pub is_group: bool,
     pub cursor: u64,
+    /// Unix seconds of this device's last self-update (or joining).
+    pub updated_at: i64,
+    /// Messages this device sent since its last self-update.
+    pub sent_since_update: u64,
 }
 
 /// A message kept in the local history.
@@ -251,16 +271,156 @@ impl Store {
         group: &GroupId,
         name: &str,
         peer: Option<&UserName>,
+        now: i64,
     ) -> Result<(), ClientError> {
         self.conn.execute(
-            "INSERT INTO conversations (group_id, name, peer) VALUES (?1, ?2, ?3)",
-            params![group.to_string(), name, peer.map(UserName::as_str)],
+            "INSERT INTO conversations (group_id, name, peer, is_group, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![group.to_string(), name, peer.map(UserName::as_str), peer.is_none(), now],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a conversation (not its message history), e.g. before
+    /// joining it again.
+    pub fn remove_conversation(&self, group: &GroupId) -> Result<(), ClientError> {
+        self.conn.execute(
+            "DELETE FROM conversations WHERE group_id = ?1",
+            [group.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The active group conversation named `name`.
+    pub fn group_named(&self, name: &str) -> Result<Option<Conversation>, ClientError> {
+        self.conversations_where("name = ?1 AND is_group = 1 AND active = 1", [name])
+            .map(|mut v| v.pop())
+    }
+
+    pub fn note_sent(&self, group: &GroupId) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET sent_since_update = sent_since_update + 1 WHERE group_id = ?1",
+            [group.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn note_updated(&self, group: &GroupId, now: i64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET sent_since_update = 0, updated_at = ?2 WHERE group_id = ?1",
+            params![group.to_string(), now],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_leave_request(&self, group: &GroupId, user: &UserName) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO leave_requests (group_id, user) VALUES (?1, ?2)",
+            params![group.to_string(), user.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn leave_requests(&self, group: &GroupId) -> Result<Vec<UserName>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user FROM leave_requests WHERE group_id = ?1 ORDER BY user")?;
+        let rows = stmt.query_map([group.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| {
+            r?.parse()
+                .map_err(|_| ClientError::Corrupt("leave request user".into()))
+        })
+        .collect()
+    }
+
+    pub fn clear_leave_request(
+        &self,
+        group: &GroupId,
+        user: &UserName,
+    ) -> Result<bool, ClientError> {
+        let deleted = self.conn.execute(
+            "DELETE FROM leave_requests WHERE group_id = ?1 AND user = ?2",
+            params![group.to_string(), user.as_str()],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    /// The cached device list of `user`, as last verified.
+    pub fn cached_device_list(
+        &self,
+        user: &UserName,
+    ) -> Result<Option<SignedDeviceList>, ClientError> {
+        let list: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT device_list FROM contacts WHERE user = ?1",
+                [user.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        list.flatten()
+            .map(|l| {
+                serde_json::from_str(&l)
+                    .map_err(|_| ClientError::Corrupt(format!("cached device list of {user}")))
+            })
+            .transpose()
+    }
+
+    /// Caches a verified device list of `user` (whose key is pinned).
+    pub fn cache_device_list(
+        &self,
+        user: &UserName,
+        version: u64,
+        list: &SignedDeviceList,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_string(list).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "UPDATE contacts SET version = ?2, device_list = ?3 WHERE user = ?1",
+            params![
+                user.as_str(),
+                i64::try_from(version).unwrap_or(i64::MAX),
+                json
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// This device's copy of its own account's device list.
+    pub fn own_device_list(&self) -> Result<SignedDeviceList, ClientError> {
+        let json: String =
+            self.conn
+                .query_row("SELECT device_list FROM identity WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+        serde_json::from_str(&json).map_err(|_| ClientError::Corrupt("own device list".into()))
+    }
+
+    /// Replaces this device's copy of its own account's device list.
+    pub fn set_own_device_list(&self, list: &SignedDeviceList) -> Result<(), ClientError> {
+        let json = serde_json::to_string(list).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn
+            .execute("UPDATE identity SET device_list = ?1 WHERE id = 1", [json])?;
+        Ok(())
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<i64>, ClientError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: i64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
         )?;
         Ok(())
     }
 
     pub fn conversation_with(&self, peer: &UserName) -> Result<Option<Conversation>, ClientError> {
-        self.conversations_where("peer = ?1 AND active = 1", [peer.as_str()])
+        self.conversations_where("peer = ?1 AND is_group = 0 AND active = 1", [peer.as_str()])
             .map(|mut v| v.pop())
     }
 
@@ -279,23 +439,30 @@ impl Store {
         params: P,
     ) -> Result<Vec<Conversation>, ClientError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT group_id, name, cursor FROM conversations WHERE {filter} ORDER BY rowid"
+            "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update
+             FROM conversations WHERE {filter} ORDER BY rowid"
         ))?;
         let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         rows.map(|row| {
-            let (group, name, cursor) = row?;
+            let (group, name, is_group, cursor, updated_at, sent) = row?;
             Ok(Conversation {
                 group: group
                     .parse()
                     .map_err(|_| ClientError::Corrupt("conversation group id".into()))?,
                 name,
+                is_group,
                 cursor: u64::try_from(cursor).unwrap_or(0),
+                updated_at,
+                sent_since_update: u64::try_from(sent).unwrap_or(0),
             })
         })
         .collect()

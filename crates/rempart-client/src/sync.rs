@@ -12,18 +12,19 @@ use std::collections::BTreeSet;
 use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::{
     ContentType, LeafNode, MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider as _,
-    ProcessMessageError, ProcessedMessageContent, ProcessedWelcome, ProtocolMessage, Sender,
-    StagedCommit, ValidationError, tls_codec::Deserialize as _,
+    ProcessMessageError, ProcessedMessageContent, ProtocolMessage, Sender, StagedCommit,
+    StagedWelcome, ValidationError, WelcomeError, tls_codec::Deserialize as _,
 };
 use rempart_proto::api::{InboxItem, InboxKind, LogEntry};
 use rempart_proto::{DeviceId, UserName};
 
 use crate::Client;
-use crate::conversation::Envelope;
+use crate::api::unix_now;
+use crate::conversation::{Change, Envelope, Leaf, roster};
 use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
-use crate::mls::{self, CIPHERSUITE};
+use crate::mls::{self, CIPHERSUITE, Metadata};
 use crate::store::{Conversation, StoredMessage};
 
 /// A leaf to check against its owner's device list: who its credential
@@ -52,8 +53,109 @@ impl Client {
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut events).await?;
         }
+
+        // Every device list this device relies on, its own included: a list
+        // that fails verification is an alert (for the own account,
+        // `unknown_own_device`), and a valid change is applied to every
+        // conversation by a commit.
+        let conversations = self.store.active_conversations()?;
+        let mut rosters = Vec::with_capacity(conversations.len());
+        let mut users = BTreeSet::from([self.id.user.clone()]);
+        for conversation in conversations {
+            let leaves = roster(&self.load_group(&conversation.group)?);
+            users.extend(leaves.iter().map(|l| l.user.clone()));
+            rosters.push((conversation, leaves));
+        }
+        let fetched = self.device_lists(users.iter()).await?;
+        events.extend(fetched.alerts.into_iter().map(Event::from));
+        for (conversation, leaves) in rosters {
+            self.reconcile(&conversation, &leaves, &fetched.lists, &mut events)
+                .await?;
+        }
+        for conversation in self.store.active_conversations()? {
+            events.extend(self.maybe_self_update(&conversation).await?);
+        }
         self.replenish_key_packages().await?;
         Ok(events)
+    }
+
+    /// Brings a conversation's roster in line with its members' verified
+    /// device lists and with leave requests: adds missing devices, removes
+    /// devices no longer listed and users who left, in one commit.
+    async fn reconcile(
+        &mut self,
+        conversation: &Conversation,
+        leaves: &[Leaf],
+        lists: &DeviceLists,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let group = conversation.group;
+        let in_roster: BTreeSet<&UserName> = leaves.iter().map(|l| &l.user).collect();
+        let mut leavers = BTreeSet::new();
+        for user in self.store.leave_requests(&group)? {
+            if in_roster.contains(&user) {
+                leavers.insert(user);
+            } else {
+                self.store.clear_leave_request(&group, &user)?;
+            }
+        }
+        let mut wanted = BTreeSet::new();
+        let mut stale = BTreeSet::new();
+        for user in in_roster.iter().filter(|u| !leavers.contains(**u)) {
+            let Some(list) = lists.get(*user) else {
+                continue; // No verified list: change nothing for this user.
+            };
+            for device in list.devices() {
+                if !leaves
+                    .iter()
+                    .any(|l| &l.user == *user && l.device == device.id)
+                {
+                    wanted.insert(((*user).clone(), device.id));
+                }
+            }
+            for leaf in leaves.iter().filter(|l| &l.user == *user) {
+                if !list.authorizes(&leaf.device, &leaf.signature_key) {
+                    stale.insert(((*user).clone(), leaf.device));
+                }
+            }
+        }
+        let mut adds = Vec::new();
+        if !wanted.is_empty() {
+            let users: BTreeSet<UserName> = wanted.iter().map(|(u, _)| u.clone()).collect();
+            match self.claim_checked(&users, Some(&wanted)).await {
+                Ok(packages) => adds = packages,
+                Err(ClientError::Alert(mut alert)) => {
+                    alert.conversation = Some(conversation.name.clone());
+                    events.push(alert.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let change = Change {
+            adds,
+            remove_users: leavers,
+            remove_devices: stale,
+        };
+        let learnt = self.apply_change(conversation, change).await?;
+        events.extend(learnt);
+        Ok(())
+    }
+
+    /// Self-updates in `conversation` if the policy says it is due.
+    pub(crate) async fn maybe_self_update(
+        &mut self,
+        conversation: &Conversation,
+    ) -> Result<Vec<Event>, ClientError> {
+        let policy = self.update_policy()?;
+        let Some(current) = self.store.conversation(&conversation.group)? else {
+            return Ok(Vec::new());
+        };
+        let age = unix_now().saturating_sub(current.updated_at);
+        let due = age >= policy.interval_secs || current.sent_since_update >= policy.after_messages;
+        if !due {
+            return Ok(Vec::new());
+        }
+        self.self_update(&current).await
     }
 
     async fn sync_inbox(&mut self, events: &mut Vec<Event>) -> Result<(), ClientError> {
@@ -73,9 +175,6 @@ impl Client {
 
     /// Joins the group of a Welcome if, and only if, every member is genuine.
     async fn join(&mut self, item: &InboxItem, events: &mut Vec<Event>) -> Result<(), ClientError> {
-        if self.store.conversation(&item.group)?.is_some() {
-            return Ok(()); // Already joined; the acknowledgement was lost.
-        }
         let conversation = item.group.to_string();
         let welcome =
             match MlsMessageIn::tls_deserialize_exact(&item.data).map(MlsMessageIn::extract) {
@@ -126,11 +225,19 @@ impl Client {
         let fallback_name = item.group.to_string();
         let staged = {
             let provider = self.provider();
-            ProcessedWelcome::new_from_welcome(&provider, &mls::join_config(), welcome)
-                .and_then(|p| p.into_staged_welcome(&provider, None))
+            // A device removed and later added again replaces its old state.
+            StagedWelcome::build_from_welcome(&provider, &mls::join_config(), welcome)
+                .and_then(|builder| builder.replace_old_group().build())
         };
         let staged = match staged {
             Ok(staged) => staged,
+            // Its KeyPackage was already used: this Welcome was processed
+            // before and only its acknowledgement was lost.
+            Err(WelcomeError::NoMatchingKeyPackage)
+                if self.store.conversation(&item.group)?.is_some() =>
+            {
+                return Ok(false);
+            }
             Err(e) => {
                 events.push(undecryptable(
                     &fallback_name,
@@ -191,12 +298,28 @@ impl Client {
             .filter_map(|c| c.named.as_ref().map(|(u, _)| u.clone()))
             .filter(|u| u != &self.id.user)
             .collect();
-        let (name, peer) = match others.iter().next() {
-            Some(peer) if others.len() == 1 => (peer.to_string(), Some(peer.clone())),
-            _ => (fallback_name, None),
+        let (name, peer) = match Metadata::of(&group) {
+            Some(Metadata::Group { name }) => {
+                // Names are unique here; a clash keeps both, told apart by id.
+                let clash = self
+                    .store
+                    .group_named(&name)?
+                    .filter(|c| c.group != item.group);
+                let name = if clash.is_some() {
+                    format!("{name}#{}", &item.group.to_string()[..8])
+                } else {
+                    name
+                };
+                (name, None)
+            }
+            _ => match others.iter().next() {
+                Some(peer) if others.len() == 1 => (peer.to_string(), Some(peer.clone())),
+                _ => (fallback_name, None),
+            },
         };
+        self.store.remove_conversation(&item.group)?;
         self.store
-            .add_conversation(&item.group, &name, peer.as_ref())?;
+            .add_conversation(&item.group, &name, peer.as_ref(), unix_now())?;
         tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
         events.push(Event::MemberAdded {
             conversation: name,
@@ -370,30 +493,39 @@ impl Client {
                     ));
                     return Ok(false);
                 };
-                let Ok(envelope) = serde_json::from_slice::<Envelope>(&app.into_bytes()) else {
-                    events.push(undecryptable(
-                        name,
-                        Some(sender),
-                        "message content is not readable",
-                    ));
-                    return Ok(true);
-                };
+                let (id, sent_at, text) =
+                    match serde_json::from_slice::<Envelope>(&app.into_bytes()) {
+                        Ok(Envelope::Text { id, sent_at, text }) => (id, sent_at, text),
+                        Ok(Envelope::Leave { .. }) => {
+                            // Any member commits the removal, at its next sync.
+                            self.store.add_leave_request(&conversation.group, &sender)?;
+                            return Ok(true);
+                        }
+                        Err(_) => {
+                            events.push(undecryptable(
+                                name,
+                                Some(sender),
+                                "message content is not readable",
+                            ));
+                            return Ok(true);
+                        }
+                    };
                 let fresh = self.store.store_message(&StoredMessage {
                     group: &conversation.group,
-                    message_id: &envelope.id,
+                    message_id: &id,
                     sender: &sender,
                     sender_device: &sender_device,
-                    text: &envelope.text,
-                    sent_at: envelope.sent_at,
+                    text: &text,
+                    sent_at,
                 })?;
                 if fresh {
                     events.push(Event::Message {
                         conversation: name.clone(),
                         sender,
                         sender_device,
-                        text: envelope.text,
-                        message_id: envelope.id,
-                        sent_at: envelope.sent_at,
+                        text,
+                        message_id: id,
+                        sent_at,
                     });
                 }
                 Ok(true)
@@ -447,6 +579,7 @@ impl Client {
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
         let name = &conversation.name;
+        let conversation_group = conversation.group;
         let added: Vec<LeafClaim> = staged
             .add_proposals()
             .map(|p| LeafClaim::of(p.add_proposal().key_package().leaf_node()))
@@ -486,24 +619,57 @@ impl Client {
         }
 
         let self_removed = staged.self_removed();
+        let users_before: BTreeSet<UserName> =
+            roster(mls_group).into_iter().map(|l| l.user).collect();
         mls_group
             .merge_staged_commit(&self.provider(), staged)
             .map_err(ClientError::mls)?;
+        let users_after: BTreeSet<UserName> =
+            roster(mls_group).into_iter().map(|l| l.user).collect();
         for (user, device) in added.into_iter().filter_map(|c| c.named) {
-            events.push(Event::MemberAdded {
-                conversation: name.clone(),
-                sender: committer.clone(),
-                user,
-                device,
+            let conversation = name.clone();
+            let sender = committer.clone();
+            events.push(if users_before.contains(&user) {
+                Event::DeviceAdded {
+                    conversation,
+                    sender,
+                    user,
+                    device,
+                }
+            } else {
+                Event::MemberAdded {
+                    conversation,
+                    sender,
+                    user,
+                    device,
+                }
             });
         }
         for (user, device) in removed {
-            events.push(Event::MemberRemoved {
-                conversation: name.clone(),
-                sender: committer.clone(),
-                user,
-                device,
-            });
+            let conversation = name.clone();
+            if users_after.contains(&user) {
+                let sender = committer.clone();
+                events.push(Event::DeviceRemoved {
+                    conversation,
+                    sender,
+                    user,
+                    device,
+                });
+            } else {
+                // A user who asked to leave is the one who did it.
+                let left = self.store.clear_leave_request(&conversation_group, &user)?;
+                let sender = if left {
+                    user.clone()
+                } else {
+                    committer.clone()
+                };
+                events.push(Event::MemberRemoved {
+                    conversation,
+                    sender,
+                    user,
+                    device,
+                });
+            }
         }
         if self_removed {
             self.store.deactivate(&conversation.group)?;

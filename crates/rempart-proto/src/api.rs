@@ -16,6 +16,13 @@
 //! | `GET` | `/v1/inbox?after=ID&limit=N` | device | → [`InboxPage`] |
 //! | `POST` | `/v1/inbox/ack` | device | [`InboxAck`] → [`Acked`] |
 //! | `GET` | `/v1/ws` | device (signed upgrade request) | WebSocket of [`PushEvent`] text frames |
+//! | `POST` | `/v1/device-lists` | none | [`DeviceListsRequest`] → [`DeviceListsResponse`] |
+//! | `POST` | `/v1/keypackages/claim` | device | [`ClaimRequest`] → [`ClaimedKeyPackages`] |
+//! | `POST` | `/v1/links` | device | [`LinkCreate`] → 201 |
+//! | `PUT` | `/v1/links/{link}/request` | none | octet-stream sealed request → 204 (409 `link_used`) |
+//! | `GET` | `/v1/links/{link}` | the creating device | → [`LinkState`] |
+//! | `PUT` | `/v1/links/{link}/response` | the creating device | octet-stream sealed response → 204 |
+//! | `GET` | `/v1/links/{link}/response` | none | → [`LinkState`] (the link is deleted once its response was read) |
 //!
 //! A commit on a group that does not exist yet, built on epoch 0, creates the
 //! group with the committing device as its first member.
@@ -73,6 +80,8 @@ pub mod error_code {
     pub const INVALID_DEVICE_LIST: &str = "invalid_device_list";
     /// The message id was already used for different content.
     pub const DUPLICATE_MESSAGE_ID: &str = "duplicate_message_id";
+    /// The link's one-time code was already used.
+    pub const LINK_USED: &str = "link_used";
     /// The body is larger than allowed.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// The server failed; nothing was stored.
@@ -134,6 +143,8 @@ pub struct KeyPackageStatus {
 /// One claimed KeyPackage.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ClaimedKeyPackage {
+    /// The user the device belongs to (according to the server).
+    pub user: UserName,
     /// The device the package belongs to (according to the server).
     pub device: DeviceId,
     /// The TLS-serialized MLS KeyPackage, base64.
@@ -303,6 +314,83 @@ pub enum PushEvent {
     /// The device's inbox has new items.
     Inbox,
 }
+
+/// `POST /v1/device-lists`: the device lists of many users in one request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceListsRequest {
+    /// The users, each with the version the caller already has (0 for none).
+    pub users: Vec<KnownVersion>,
+}
+
+/// A user and the device-list version the caller already holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KnownVersion {
+    /// The user.
+    pub user: UserName,
+    /// The version the caller holds; only newer lists are returned.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// `POST /v1/device-lists` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceListsResponse {
+    /// The lists newer than the caller's versions.
+    pub lists: Vec<SignedDeviceList>,
+    /// Users asked for that do not exist.
+    pub unknown: Vec<UserName>,
+}
+
+/// `POST /v1/keypackages/claim`: claim KeyPackages for every device of
+/// several users in one request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaimRequest {
+    /// The users.
+    pub users: Vec<UserName>,
+}
+
+/// `POST /v1/links`: open a device-linking rendezvous, valid for
+/// [`crate::limits::LINK_TTL_SECS`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkCreate {
+    /// The rendezvous id, derived from the one-time code.
+    pub link: crate::ids::LinkId,
+}
+
+/// What a link rendezvous holds: sealed bytes the server cannot read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkState {
+    /// The sealed payload, once posted.
+    #[serde(
+        default,
+        with = "crate::b64::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// Path of a link rendezvous.
+pub fn link_path(link: &crate::ids::LinkId) -> String {
+    format!("/v1/links/{link}")
+}
+
+/// Path of a link rendezvous's request.
+pub fn link_request_path(link: &crate::ids::LinkId) -> String {
+    format!("/v1/links/{link}/request")
+}
+
+/// Path of a link rendezvous's response.
+pub fn link_response_path(link: &crate::ids::LinkId) -> String {
+    format!("/v1/links/{link}/response")
+}
+
+/// Path to fetch many device lists.
+pub const DEVICE_LISTS_PATH: &str = "/v1/device-lists";
+/// Path to claim KeyPackages of several users.
+pub const CLAIM_PATH: &str = "/v1/keypackages/claim";
+/// Path to open a link rendezvous.
+pub const LINKS_PATH: &str = "/v1/links";
 
 /// Path of a user's device list.
 pub fn devices_path(user: &UserName) -> String {

@@ -170,6 +170,12 @@ hex_id!(
     MessageId, 16, "message id", "00112233445566778899aabbccddeeff"
 );
 
+hex_id!(
+    /// A device-linking rendezvous id: 16 bytes derived from the one-time
+    /// code, 32 hex characters.
+    LinkId, 16, "link id", "00112233445566778899aabbccddeeff"
+);
+
 fn fill_random(bytes: &mut [u8]) {
     use rand::RngCore as _;
     use rand::rngs::OsRng;

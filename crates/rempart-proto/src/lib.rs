@@ -32,4 +32,4 @@ pub mod ids;
 pub mod limits;
 
 pub use device_list::{DeviceEntry, DeviceList, DeviceListError, PublicKey, SignedDeviceList};
-pub use ids::{DeviceId, GroupId, IdError, MessageId, UserName};
+pub use ids::{DeviceId, GroupId, IdError, LinkId, MessageId, UserName};

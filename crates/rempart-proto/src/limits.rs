@@ -24,3 +24,12 @@ pub const MAX_PAGE: u32 = 500;
 
 /// Most devices a single commit may add or remove.
 pub const MAX_DEVICES_PER_COMMIT: usize = 10_000;
+
+/// A device-linking code expires this many seconds after it was made.
+pub const LINK_TTL_SECS: i64 = 600;
+
+/// Largest sealed payload of a link rendezvous.
+pub const MAX_LINK_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Most users in one batch request (device lists, KeyPackage claims).
+pub const MAX_USERS_PER_BATCH: usize = 10_000;

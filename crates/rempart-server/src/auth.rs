@@ -149,7 +149,8 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+/// The error for a body that could not be read: 413 beyond `limit`.
+pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::PayloadTooLarge {

@@ -171,7 +171,10 @@ fn notify_append(state: &AppState, group: GroupId, seq: u64, welcomed: &[DeviceI
     });
 }
 
-fn parse_id<T: std::str::FromStr<Err = rempart_proto::IdError>>(id: &str) -> Result<T, ApiError> {
+/// Parses an identifier from a path (400 if malformed).
+pub(crate) fn parse_id<T: std::str::FromStr<Err = rempart_proto::IdError>>(
+    id: &str,
+) -> Result<T, ApiError> {
     id.parse()
         .map_err(|e: rempart_proto::IdError| ApiError::BadRequest(e.to_string()))
 }

@@ -94,6 +94,11 @@ impl ApiError {
                 StoreError::ReplayedNonce => (S::UNAUTHORIZED, c::REPLAYED_NONCE, None),
                 StoreError::StaleEpoch { current } => (S::CONFLICT, c::STALE_EPOCH, Some(*current)),
                 StoreError::DuplicateMessageId(_) => (S::CONFLICT, c::DUPLICATE_MESSAGE_ID, None),
+                StoreError::LinkExists | StoreError::LinkUsed(_) => {
+                    (S::CONFLICT, c::LINK_USED, None)
+                }
+                StoreError::UnknownLink => (S::NOT_FOUND, c::NOT_FOUND, None),
+                StoreError::NotLinkCreator { .. } => (S::FORBIDDEN, c::FORBIDDEN, None),
                 StoreError::Corrupt(_)
                 | StoreError::CommitFailed
                 | StoreError::Closed

@@ -4,12 +4,17 @@
 //! KeyPackage. A claim hands out, for each device of a user, one one-time
 //! package, deleted in the same transaction so it is never handed out twice,
 //! or else the last-resort package, flagged so the client can tell. The
-//! packages are opaque to the server; it only enforces size and count limits.
+//! claiming device never gets its own package: it needs none. A batch claim
+//! does the same for up to [`MAX_USERS_PER_BATCH`] users in one transaction.
+//! The packages are opaque to the server; it only enforces size and count
+//! limits.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use rempart_proto::api::{ClaimedKeyPackages, ErrorBody, KeyPackageStatus, KeyPackageUpload};
-use rempart_proto::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MESSAGE_BYTES};
+use rempart_proto::api::{
+    ClaimRequest, ClaimedKeyPackages, ErrorBody, KeyPackageStatus, KeyPackageUpload,
+};
+use rempart_proto::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MESSAGE_BYTES, MAX_USERS_PER_BATCH};
 
 use crate::AppState;
 use crate::accounts::parse_user;
@@ -78,7 +83,8 @@ pub(crate) async fn status(
     Ok(Json(state.store.key_package_status(request.device).await?))
 }
 
-/// Claims one KeyPackage for each current device of a user.
+/// Claims one KeyPackage for each current device of a user, except the
+/// signing device.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{user}/keypackages/claim",
@@ -95,9 +101,49 @@ pub(crate) async fn status(
 pub(crate) async fn claim(
     State(state): State<AppState>,
     Path(user): Path<String>,
-    _request: SignedRequest,
+    request: SignedRequest,
 ) -> Result<Json<ClaimedKeyPackages>, ApiError> {
     let user = parse_user(&user)?;
-    let packages = state.store.claim_key_packages(&user).await?;
+    let packages = state
+        .store
+        .claim_key_packages(request.device, &user)
+        .await?;
     Ok(Json(ClaimedKeyPackages { packages }))
+}
+
+/// Claims one KeyPackage for each current device of several users, except
+/// the signing device, in one transaction. Unknown users are left out.
+#[utoipa::path(
+    post,
+    path = "/v1/keypackages/claim",
+    tag = "keypackages",
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "One package per device that has one, each naming its user", body = ClaimedKeyPackages),
+        (status = 400, description = "Malformed body or more users than allowed", body = ErrorBody),
+        (status = 401, description = "Request authentication refused", body = ErrorBody),
+    ),
+    security(("signed_request" = []))
+)]
+pub(crate) async fn claim_batch(
+    State(state): State<AppState>,
+    request: SignedRequest,
+) -> Result<Json<ClaimedKeyPackages>, ApiError> {
+    let ClaimRequest { users } = request.json()?;
+    check_batch(users.len())?;
+    let packages = state
+        .store
+        .claim_key_packages_batch(request.device, users)
+        .await?;
+    Ok(Json(ClaimedKeyPackages { packages }))
+}
+
+/// Refuses a batch request naming more than [`MAX_USERS_PER_BATCH`] users.
+pub(crate) fn check_batch(users: usize) -> Result<(), ApiError> {
+    if users > MAX_USERS_PER_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "{users} users in one request, more than the limit of {MAX_USERS_PER_BATCH}"
+        )));
+    }
+    Ok(())
 }

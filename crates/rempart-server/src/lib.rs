@@ -8,10 +8,14 @@
 //!   account key, and each device's Ed25519 public key (to check request
 //!   signatures);
 //! - opaque MLS bytes: KeyPackages, commits, Welcomes and application
-//!   messages, all of which are public or encrypted end to end;
+//!   messages, all of which are public or encrypted end to end (a Welcome is
+//!   stored once however many devices it adds);
 //! - the ordering metadata it needs to deliver them: group ids, epochs,
 //!   sequence numbers, sender device ids, client-chosen message ids, and the
 //!   devices it counts as group members;
+//! - for device linking, for [`LINK_TTL_SECS`](rempart_proto::limits::LINK_TTL_SECS)
+//!   at most: a rendezvous id, the device that opened it, and the sealed
+//!   request and response the two devices exchange, which it cannot read;
 //! - recently used request nonces, to refuse replays.
 //!
 //! It holds no private key, password, token or plaintext, and it never logs a
@@ -25,11 +29,12 @@
 //! commit is accepted only if it is built on the group's current epoch, so
 //! concurrent commits are ordered first-writer-wins and the loser gets a
 //! `stale_epoch` conflict; an application message is written once and read
-//! by every member by cursor. Welcomes go to per-device inboxes. A write is
-//! acknowledged only after it is durable; writes are group-committed by a
-//! single writer (see [`store`]). Message ids make retries idempotent. Push
-//! notifications over a WebSocket tell devices when to read; polling works
-//! without them.
+//! by every member by cursor. Welcomes go to per-device inboxes. Device lists
+//! and KeyPackages can be fetched or claimed for many users in one request. A
+//! write is acknowledged only after it is durable; writes are group-committed
+//! by a single writer (see [`store`]). Message ids make retries idempotent.
+//! Push notifications over a WebSocket tell devices when to read; polling
+//! works without them.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -54,6 +59,7 @@ mod delivery;
 mod error;
 mod inbox;
 mod keypackages;
+mod links;
 mod openapi;
 mod push;
 pub mod store;
@@ -260,9 +266,22 @@ pub fn router(state: AppState) -> Router {
             api::KEYPACKAGES_PATH,
             post(keypackages::upload).get(keypackages::status),
         )
+        .route(api::DEVICE_LISTS_PATH, post(accounts::device_lists))
         .route(
             "/v1/accounts/{user}/keypackages/claim",
             post(keypackages::claim),
+        )
+        .route(api::CLAIM_PATH, post(keypackages::claim_batch))
+        .route(api::LINKS_PATH, post(links::create))
+        .route("/v1/links/{link}", get(links::read_request))
+        .route(
+            "/v1/links/{link}/request",
+            // Read no more than a payload from anyone who asks.
+            put(links::put_request).layer(DefaultBodyLimit::max(links::payload_limit(&state))),
+        )
+        .route(
+            "/v1/links/{link}/response",
+            put(links::put_response).get(links::take_response),
         )
         .route("/v1/groups/{group}/commits", post(delivery::commit))
         .route(

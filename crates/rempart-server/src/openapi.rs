@@ -5,7 +5,7 @@ use rempart_proto::auth::HEADER_SIGNATURE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, delivery, inbox, keypackages, push};
+use crate::{accounts, delivery, inbox, keypackages, links, push};
 
 /// The API description, generated from the handlers and the wire types of
 /// `rempart-proto`.
@@ -13,23 +13,30 @@ use crate::{accounts, delivery, inbox, keypackages, push};
 #[openapi(
     info(
         title = "Rempart server API",
-        description = "Delivery service, accounts, KeyPackages and push for Rempart. \
+        description = "Delivery service, accounts, KeyPackages, push and device linking for Rempart. \
             The server stores public keys, signatures and MLS ciphertext only."
     ),
     paths(
         crate::health,
         accounts::register,
         accounts::device_list,
+        accounts::device_lists,
         accounts::replace_device_list,
         keypackages::upload,
         keypackages::status,
         keypackages::claim,
+        keypackages::claim_batch,
         delivery::commit,
         delivery::message,
         delivery::log,
         inbox::read,
         inbox::ack,
         push::subscribe,
+        links::create,
+        links::put_request,
+        links::read_request,
+        links::put_response,
+        links::take_response,
     ),
     modifiers(&SignedRequestScheme),
     tags(
@@ -38,6 +45,7 @@ use crate::{accounts, delivery, inbox, keypackages, push};
         (name = "delivery", description = "Group logs of MLS commits and messages"),
         (name = "inbox", description = "Per-device Welcome messages"),
         (name = "push", description = "WebSocket notifications"),
+        (name = "links", description = "Device-linking rendezvous: sealed bytes relayed between an existing and a new device"),
     )
 )]
 pub struct ApiDoc;

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use ed25519_dalek::SigningKey;
-use openmls::prelude::{BasicCredential, CredentialWithKey, KeyPackage, tls_codec::Serialize as _};
+use openmls::prelude::{
+    BasicCredential, CredentialWithKey, KeyPackage, OpenMlsProvider as _, tls_codec::Serialize as _,
+};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use rempart_proto::api::{KeyPackageUpload, RegisterRequest};
@@ -243,4 +245,243 @@ pub async fn register_with_foreign_key_package(url: &str, user: &str) -> RawDevi
         .await;
     assert!((200..300).contains(&status), "upload: {status}");
     device
+}
+
+/// Path of the server's database in its data directory.
+pub fn server_database(data_dir: &Path) -> PathBuf {
+    data_dir.join(rempart_server::DATABASE_FILE)
+}
+
+/// The device list the server stores for `user`, read straight from its
+/// database.
+pub fn stored_device_list(data_dir: &Path, user: &str) -> (SignedDeviceList, u64) {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let (list, signature, version): (Vec<u8>, Vec<u8>, i64) = conn
+        .query_row(
+            "SELECT device_list, list_signature, version FROM accounts WHERE user_name = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    (SignedDeviceList { list, signature }, version as u64)
+}
+
+/// Overwrites the device list the server stores for `user`, as an operator
+/// with write access to the database could.
+pub fn forge_device_list(data_dir: &Path, user: &str, signed: &SignedDeviceList, version: u64) {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE accounts SET device_list = ?2, list_signature = ?3, version = ?4 WHERE user_name = ?1",
+            rusqlite::params![user, signed.list, signed.signature, version as i64],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "no account {user}");
+}
+
+/// The server's attack of adding a ghost device to `user`'s list without
+/// the account key: the list gains a device and a version, and keeps the
+/// old signature (which no longer matches).
+pub fn inject_ghost_device(data_dir: &Path, user: &str) -> DeviceId {
+    let (signed, version) = stored_device_list(data_dir, user);
+    let mut list: DeviceList = serde_json::from_slice(&signed.list).unwrap();
+    let ghost = DeviceId::random();
+    list.devices.push(DeviceEntry {
+        id: ghost,
+        signature_key: PublicKey::new(SigningKey::from_bytes(&[66; 32]).verifying_key()),
+    });
+    list.version = version + 1;
+    let forged = SignedDeviceList {
+        list: serde_json::to_vec(&list).unwrap(),
+        signature: signed.signature,
+    };
+    forge_device_list(data_dir, user, &forged, version + 1);
+    ghost
+}
+
+/// A fake "account reset": `user`'s list replaced by one validly signed
+/// under a brand-new account key (what a server holding a new key would
+/// show).
+pub fn substitute_account_key(data_dir: &Path, user: &str) {
+    let (_, version) = stored_device_list(data_dir, user);
+    let account = SigningKey::from_bytes(&[77; 32]);
+    let list = DeviceList {
+        user: user.parse().unwrap(),
+        account_key: PublicKey::new(account.verifying_key()),
+        version: version + 1,
+        timestamp: now(),
+        devices: vec![DeviceEntry {
+            id: DeviceId::random(),
+            signature_key: PublicKey::new(SigningKey::from_bytes(&[78; 32]).verifying_key()),
+        }],
+    };
+    let signed = SignedDeviceList::sign(&list, &account).unwrap();
+    forge_device_list(data_dir, user, &signed, version + 1);
+}
+
+/// A group member built directly on openmls, outside the Rempart client:
+/// it registers honestly, joins honestly, and can then send commits the
+/// real client would never build.
+#[derive(Debug)]
+pub struct RawMember {
+    /// The member's user name.
+    pub user: UserName,
+    /// Its device, for signed requests.
+    pub device: RawDevice,
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    group: Option<openmls::prelude::MlsGroup>,
+}
+
+impl RawMember {
+    /// Registers `user` with one device and uploads a valid KeyPackage.
+    pub async fn register(url: &str, user: &str) -> Self {
+        let user: UserName = user.parse().unwrap();
+        let account = SigningKey::from_bytes(&[31; 32]);
+        let seed = [32u8; 32];
+        let key = SigningKey::from_bytes(&seed);
+        let signer = SignatureKeyPair::from_raw(
+            openmls::prelude::SignatureScheme::ED25519,
+            seed.to_vec(),
+            key.verifying_key().to_bytes().to_vec(),
+        );
+        let device = RawDevice {
+            url: url.to_owned(),
+            device: DeviceId::random(),
+            key,
+            http: reqwest::Client::new(),
+        };
+        let list = DeviceList {
+            user: user.clone(),
+            account_key: PublicKey::new(account.verifying_key()),
+            version: 1,
+            timestamp: now(),
+            devices: vec![DeviceEntry {
+                id: device.device,
+                signature_key: PublicKey::new(device.key.verifying_key()),
+            }],
+        };
+        let register = RegisterRequest {
+            user: user.clone(),
+            device_list: SignedDeviceList::sign(&list, &account).unwrap(),
+        };
+        let (status, _) = device
+            .send(
+                "POST",
+                "/v1/accounts",
+                serde_json::to_vec(&register).unwrap(),
+            )
+            .await;
+        assert!((200..300).contains(&status), "register: {status}");
+        let member = Self {
+            user,
+            device,
+            provider: OpenMlsRustCrypto::default(),
+            signer,
+            group: None,
+        };
+        let own = format!("{}/{}", member.user, member.device.device);
+        let kp = member.key_package(&own, &member.signer);
+        let upload = KeyPackageUpload {
+            one_time: vec![kp.clone()],
+            last_resort: Some(kp),
+        };
+        let (status, _) = member
+            .device
+            .send(
+                "POST",
+                "/v1/keypackages",
+                serde_json::to_vec(&upload).unwrap(),
+            )
+            .await;
+        assert!((200..300).contains(&status), "upload: {status}");
+        member
+    }
+
+    fn key_package(&self, identity: &str, signer: &SignatureKeyPair) -> Vec<u8> {
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(identity.as_bytes().to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        KeyPackage::builder()
+            .leaf_node_capabilities(rempart_client::protocol::capabilities())
+            .build(
+                rempart_client::protocol::CIPHERSUITE,
+                &self.provider,
+                signer,
+                credential,
+            )
+            .unwrap()
+            .key_package()
+            .tls_serialize_detached()
+            .unwrap()
+    }
+
+    /// Joins the group of the first Welcome in its inbox.
+    pub async fn join(&mut self) {
+        use openmls::prelude::tls_codec::Deserialize as _;
+        let (status, body) = self
+            .device
+            .send("GET", "/v1/inbox?after=0&limit=500", Vec::new())
+            .await;
+        assert_eq!(status, 200);
+        let page: rempart_proto::api::InboxPage = serde_json::from_slice(&body).unwrap();
+        let item = page.items.first().expect("no Welcome in the inbox");
+        let message = openmls::prelude::MlsMessageIn::tls_deserialize_exact(&item.data).unwrap();
+        let openmls::prelude::MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            panic!("not a Welcome");
+        };
+        let group = openmls::prelude::StagedWelcome::new_from_welcome(
+            &self.provider,
+            &rempart_client::protocol::join_config(),
+            welcome,
+            None,
+        )
+        .unwrap()
+        .into_group(&self.provider)
+        .unwrap();
+        self.group = Some(group);
+    }
+
+    /// Commits the addition of a device of its own user that is NOT in its
+    /// account-signed device list (a ghost), and uploads the commit with the
+    /// right epoch. Returns the HTTP status.
+    pub async fn commit_ghost_device(&mut self) -> u16 {
+        let ghost_signer =
+            SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519).unwrap();
+        let ghost = format!("{}/{}", self.user, DeviceId::random());
+        let kp_bytes = self.key_package(&ghost, &ghost_signer);
+        use openmls::prelude::tls_codec::Deserialize as _;
+        let kp = openmls::prelude::KeyPackageIn::tls_deserialize_exact(&kp_bytes)
+            .unwrap()
+            .validate(
+                self.provider.crypto(),
+                openmls::prelude::ProtocolVersion::Mls10,
+            )
+            .unwrap();
+        let group = self.group.as_mut().expect("join first");
+        let epoch = group.epoch().as_u64();
+        let (commit, _, _) = group
+            .add_members(&self.provider, &self.signer, &[kp])
+            .unwrap();
+        let group_id =
+            rempart_proto::GroupId::from_bytes(group.group_id().as_slice().try_into().unwrap());
+        let upload = rempart_proto::api::CommitUpload {
+            epoch,
+            message_id: rempart_proto::MessageId::random(),
+            commit: commit.tls_serialize_detached().unwrap(),
+            welcome: None,
+            add_devices: Vec::new(),
+            remove_devices: Vec::new(),
+        };
+        let (status, _) = self
+            .device
+            .send(
+                "POST",
+                &rempart_proto::api::commits_path(&group_id),
+                serde_json::to_vec(&upload).unwrap(),
+            )
+            .await;
+        status
+    }
 }

@@ -14,11 +14,11 @@ mod sqlite;
 
 use async_trait::async_trait;
 use rempart_proto::api::{
-    Appended, ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload,
-    LogPage,
+    Appended, ClaimedKeyPackage, CommitUpload, DeviceListsResponse, InboxPage, KeyPackageStatus,
+    KeyPackageUpload, KnownVersion, LogPage,
 };
-use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, MessageId, PublicKey};
-use rempart_proto::{SignedDeviceList, UserName};
+use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, LinkId, MessageId};
+use rempart_proto::{PublicKey, SignedDeviceList, UserName};
 
 pub use sqlite::SqliteStore;
 
@@ -30,6 +30,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The user's current signed device list, if the user exists.
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError>;
+
+    /// In one read: the stored list of each asked user whose version is
+    /// above the one the caller holds, and the asked users that do not exist.
+    async fn device_lists(
+        &self,
+        users: Vec<KnownVersion>,
+    ) -> Result<DeviceListsResponse, StoreError>;
 
     /// Replaces a user's device list, on behalf of `signer` (a current device
     /// of that user). The list must name the stored account key and carry a
@@ -63,11 +70,22 @@ pub trait Store: Send + Sync + 'static {
     /// How many KeyPackages the server holds for `device`.
     async fn key_package_status(&self, device: DeviceId) -> Result<KeyPackageStatus, StoreError>;
 
-    /// Takes one KeyPackage for each current device of `user`: a one-time
-    /// package (deleted as it is handed out) or else the last-resort one.
+    /// Takes one KeyPackage for each current device of `user` other than
+    /// `claimer`: a one-time package (deleted as it is handed out) or else
+    /// the last-resort one. Fails with [`StoreError::UnknownUser`] if there
+    /// is no such user.
     async fn claim_key_packages(
         &self,
+        claimer: DeviceId,
         user: &UserName,
+    ) -> Result<Vec<ClaimedKeyPackage>, StoreError>;
+
+    /// [`Self::claim_key_packages`] for several users in one atomic write;
+    /// unknown users are left out.
+    async fn claim_key_packages_batch(
+        &self,
+        claimer: DeviceId,
+        users: Vec<UserName>,
     ) -> Result<Vec<ClaimedKeyPackage>, StoreError>;
 
     /// Appends a commit by `sender` to a group's log (creating the group when
@@ -111,6 +129,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the listed items from `device`'s inbox; returns how many existed.
     async fn ack_inbox(&self, device: DeviceId, ids: Vec<u64>) -> Result<u64, StoreError>;
+
+    /// Opens a device-linking rendezvous created by `creator` at `now`
+    /// (Unix seconds). Fails with [`StoreError::LinkExists`] while a live
+    /// link has this id.
+    async fn create_link(
+        &self,
+        creator: DeviceId,
+        link: LinkId,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a live link's sealed request, which may be posted once
+    /// ([`StoreError::LinkUsed`] after that).
+    async fn put_link_request(
+        &self,
+        link: LinkId,
+        sealed: Vec<u8>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A live link's sealed request, if posted, for the device that created
+    /// the link ([`StoreError::NotLinkCreator`] for any other).
+    async fn link_request(
+        &self,
+        reader: DeviceId,
+        link: LinkId,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a live link's sealed response, by the device that created the
+    /// link, once.
+    async fn put_link_response(
+        &self,
+        responder: DeviceId,
+        link: LinkId,
+        sealed: Vec<u8>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A live link's sealed response, if posted; returning it deletes the
+    /// link, so it is returned at most once.
+    async fn take_link_response(
+        &self,
+        link: LinkId,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Finishes the writes already queued and releases the write side of the
     /// database. Later writes fail with [`StoreError::Closed`].
@@ -229,6 +293,21 @@ pub enum StoreError {
     /// The message id is already used in this group for another entry.
     #[error("message id {0} is already used in this group for other content")]
     DuplicateMessageId(MessageId),
+    /// A live link already has this id.
+    #[error("a link with this id is already open; pick another code")]
+    LinkExists,
+    /// No live link has this id: it never existed, expired or was completed.
+    #[error("no open link with this id (unknown, expired or already completed)")]
+    UnknownLink,
+    /// The link already holds this part; a linking code works once.
+    #[error("the link already holds a {0}; a linking code works once")]
+    LinkUsed(&'static str),
+    /// Only the device that opened a link may read its request or respond.
+    #[error("device {device} did not open this link")]
+    NotLinkCreator {
+        /// The device that asked.
+        device: DeviceId,
+    },
     /// A number does not fit the database's integer range.
     #[error("{0} is out of range")]
     OutOfRange(&'static str),

@@ -262,6 +262,13 @@ async fn health_and_openapi() {
         ("/v1/inbox", "get"),
         ("/v1/inbox/ack", "post"),
         ("/v1/ws", "get"),
+        ("/v1/device-lists", "post"),
+        ("/v1/keypackages/claim", "post"),
+        ("/v1/links", "post"),
+        ("/v1/links/{link}/request", "put"),
+        ("/v1/links/{link}", "get"),
+        ("/v1/links/{link}/response", "put"),
+        ("/v1/links/{link}/response", "get"),
     ] {
         assert!(
             paths[path][method].is_object(),
@@ -274,5 +281,14 @@ async fn health_and_openapi() {
     let after = log_params.iter().find(|p| p["name"] == "after").unwrap();
     assert_eq!(after["in"], "query");
     assert!(doc["components"]["securitySchemes"]["signed_request"].is_object());
+    // The endpoints a new device uses before it has an account need no signature.
+    for (path, method) in [
+        ("/v1/device-lists", "post"),
+        ("/v1/links/{link}/request", "put"),
+        ("/v1/links/{link}/response", "get"),
+    ] {
+        assert!(paths[path][method]["security"].is_null(), "{method} {path}");
+    }
+    assert!(paths["/v1/links/{link}"]["get"]["security"].is_array());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }

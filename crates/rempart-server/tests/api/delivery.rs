@@ -69,6 +69,55 @@ async fn a_commit_creates_the_group_and_welcomes_the_added_device() {
 }
 
 #[tokio::test]
+async fn a_welcome_to_three_devices_is_stored_once() {
+    let server = TestServer::start().await;
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 3);
+    server.register(&alice).await;
+    server.register(&bob).await;
+    let welcome: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+    let added: Vec<&Device> = bob.devices.iter().collect();
+    let upload = commit_upload(0, &added, Some(&welcome));
+    ok::<Appended>(
+        server
+            .commit(alice.device(), &GroupId::random(), &upload)
+            .await,
+    )
+    .await;
+
+    let db = server.database();
+    let stored = |db: &rusqlite::Connection| -> (i64, i64) {
+        db.query_row(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM welcomes",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        stored(&db),
+        (1, 50_000),
+        "the bytes once, not once per device"
+    );
+
+    let mut items = Vec::new();
+    for device in &bob.devices {
+        let page = inbox(&server, device).await;
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(
+            page.items[0].data, welcome,
+            "every device reads the same bytes"
+        );
+        items.push(page.items[0].id);
+    }
+    for (i, (device, id)) in bob.devices.iter().zip(items).enumerate() {
+        assert_eq!(ack(&server, device, vec![id]).await, 1);
+        let left = if i < 2 { (1, 50_000) } else { (0, 0) };
+        assert_eq!(stored(&db), left);
+    }
+}
+
+#[tokio::test]
 async fn a_commit_on_a_stale_epoch_is_refused_with_the_current_one() {
     let server = TestServer::start().await;
     let (alice, bob) = two_accounts(&server).await;

@@ -5,7 +5,9 @@
 
 mod accounts;
 mod delivery;
+mod device_lists;
 mod keypackages;
+mod links;
 mod push;
 mod refusals;
 mod restart;

@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 /// A running server and an HTTP client for it.
 pub struct TestServer {
     pub url: String,
+    /// The data directory the server runs over.
+    pub data_dir: PathBuf,
     http: reqwest::Client,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -49,6 +51,7 @@ impl TestServer {
         }));
         Self {
             url,
+            data_dir: PathBuf::from(data_dir),
             http: reqwest::Client::new(),
             stop,
             task,
@@ -77,6 +80,20 @@ impl TestServer {
             request = request.header(*name, value);
         }
         request.body(body).send().await.unwrap()
+    }
+
+    /// Sends a request without authentication headers.
+    pub async fn unsigned(&self, method: &str, path: &str, body: Vec<u8>) -> Response {
+        self.raw(method, path, &[], body).await
+    }
+
+    /// A connection to the server's database, to look at what it stores.
+    pub fn database(&self) -> rusqlite::Connection {
+        let conn =
+            rusqlite::Connection::open(self.data_dir.join(rempart_server::DATABASE_FILE)).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn
     }
 
     /// Sends a request signed by `device` now.

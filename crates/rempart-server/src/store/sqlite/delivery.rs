@@ -102,19 +102,8 @@ pub(super) fn append_commit(
     }
     let mut welcomed = Vec::new();
     if let Some(welcome) = &upload.welcome {
-        for device in &upload.add_devices {
-            conn.execute(
-                "INSERT INTO inbox (device_id, kind, group_id, sender, data)
-                 VALUES (?1, 'welcome', ?2, ?3, ?4)",
-                params![
-                    device.as_bytes(),
-                    group.as_bytes(),
-                    sender.as_bytes(),
-                    welcome
-                ],
-            )?;
-            welcomed.push(*device);
-        }
+        super::inbox::deliver_welcome(conn, group, sender, &upload.add_devices, welcome)?;
+        welcomed.clone_from(&upload.add_devices);
     }
     Ok(AppendOutcome {
         appended: Appended { seq, epoch },
@@ -350,5 +339,101 @@ fn parse_kind(name: &str) -> Result<EntryKind, StoreError> {
         "commit" => Ok(EntryKind::Commit),
         "application" => Ok(EntryKind::Application),
         other => Err(StoreError::Corrupt(format!("log entry kind {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{inbox, testing};
+
+    fn welcome_bytes(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT coalesce(sum(length(data)), 0) FROM welcomes",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    fn adding(devices: &[DeviceId], welcome: &[u8]) -> CommitUpload {
+        CommitUpload {
+            epoch: 0,
+            message_id: MessageId::random(),
+            commit: b"commit".to_vec(),
+            welcome: Some(welcome.to_vec()),
+            add_devices: devices.to_vec(),
+            remove_devices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_welcome_to_three_devices_is_stored_once_and_goes_with_the_last_ack() {
+        let conn = testing::database();
+        let creator = testing::device(&conn, "alice");
+        let added: Vec<DeviceId> = (0..3).map(|_| testing::device(&conn, "bob")).collect();
+        let welcome = vec![0x5a; 10_000];
+        let group = GroupId::random();
+        let upload = adding(&added, &welcome);
+        let outcome = append_commit(&conn, group, creator, &upload).unwrap();
+        assert_eq!(outcome.welcomed, added);
+        assert_eq!(testing::rows(&conn, "welcomes"), 1);
+        assert_eq!(welcome_bytes(&conn), 10_000, "the bytes are stored once");
+        assert_eq!(testing::rows(&conn, "inbox"), 3);
+        // A retry of the commit stores nothing more.
+        assert!(!append_commit(&conn, group, creator, &upload).unwrap().fresh);
+        assert_eq!(testing::rows(&conn, "welcomes"), 1);
+
+        let mut ids = Vec::new();
+        for device in &added {
+            let page = inbox::read(&conn, *device, 0, 500).unwrap();
+            assert_eq!(page.items.len(), 1);
+            assert_eq!(page.items[0].data, welcome);
+            assert_eq!(page.items[0].sender, creator);
+            ids.push(page.items[0].id);
+        }
+        for (device, id) in added.iter().zip(&ids).take(2) {
+            assert_eq!(inbox::ack(&conn, *device, &[*id]).unwrap(), 1);
+            assert_eq!(testing::rows(&conn, "welcomes"), 1, "still referenced");
+        }
+        // Another device's ack of the last item deletes nothing.
+        assert_eq!(inbox::ack(&conn, added[0], &[ids[2]]).unwrap(), 0);
+        assert_eq!(testing::rows(&conn, "welcomes"), 1);
+        assert_eq!(inbox::ack(&conn, added[2], &[ids[2]]).unwrap(), 1);
+        assert_eq!(testing::rows(&conn, "welcomes"), 0);
+        assert_eq!(testing::rows(&conn, "inbox"), 0);
+    }
+
+    #[test]
+    fn a_removed_device_releases_its_share_of_a_welcome() {
+        let conn = testing::database();
+        let creator = testing::device(&conn, "alice");
+        let added: Vec<DeviceId> = (0..2).map(|_| testing::device(&conn, "bob")).collect();
+        let upload = adding(&added, b"welcome");
+        append_commit(&conn, GroupId::random(), creator, &upload).unwrap();
+        let remove = |device: &DeviceId| {
+            // What a device-list update does to a device it drops.
+            conn.execute(
+                "DELETE FROM devices WHERE device_id = ?1",
+                [device.as_bytes()],
+            )
+            .unwrap();
+        };
+        remove(&added[0]);
+        assert_eq!(testing::rows(&conn, "welcomes"), 1);
+        let page = inbox::read(&conn, added[1], 0, 500).unwrap();
+        assert_eq!(page.items[0].data, b"welcome");
+        remove(&added[1]);
+        assert_eq!(testing::rows(&conn, "welcomes"), 0);
+    }
+
+    #[test]
+    fn a_welcome_without_added_devices_is_not_stored() {
+        let conn = testing::database();
+        let creator = testing::device(&conn, "alice");
+        let upload = adding(&[], b"welcome for nobody");
+        append_commit(&conn, GroupId::random(), creator, &upload).unwrap();
+        assert_eq!(testing::rows(&conn, "welcomes"), 0);
     }
 }

@@ -1,4 +1,9 @@
 //! Per-device inboxes (Welcome messages).
+//!
+//! A Welcome is stored once, in `welcomes`, however many devices it adds;
+//! each recipient's inbox row refers to it. A trigger deletes it with the
+//! last row that refers to it, whether that row is acknowledged or goes with
+//! its device.
 
 use rempart_proto::api::{InboxItem, InboxKind, InboxPage};
 use rempart_proto::{DeviceId, GroupId};
@@ -14,8 +19,9 @@ pub(super) fn read(
     limit: u32,
 ) -> Result<InboxPage, StoreError> {
     let mut query = conn.prepare_cached(
-        "SELECT id, kind, group_id, sender, data FROM inbox
-         WHERE device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT i.id, i.kind, i.group_id, i.sender, w.data
+         FROM inbox i JOIN welcomes w ON w.id = i.welcome_id
+         WHERE i.device_id = ?1 AND i.id > ?2 ORDER BY i.id LIMIT ?3",
     )?;
     let rows = query.query_map(
         params![device.as_bytes(), to_sql(after, "cursor")?, limit],
@@ -47,6 +53,37 @@ pub(super) fn read(
     Ok(InboxPage { items })
 }
 
+/// Puts one Welcome from `sender` into the inbox of each of `devices`,
+/// storing its bytes once.
+pub(super) fn deliver_welcome(
+    conn: &Connection,
+    group: GroupId,
+    sender: DeviceId,
+    devices: &[DeviceId],
+    welcome: &[u8],
+) -> Result<(), StoreError> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let welcome_id: i64 = conn
+        .prepare_cached("INSERT INTO welcomes (data) VALUES (?1) RETURNING id")?
+        .query_row([welcome], |row| row.get(0))?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO inbox (device_id, kind, group_id, sender, welcome_id)
+         VALUES (?1, 'welcome', ?2, ?3, ?4)",
+    )?;
+    for device in devices {
+        insert.execute(params![
+            device.as_bytes(),
+            group.as_bytes(),
+            sender.as_bytes(),
+            welcome_id
+        ])?;
+    }
+    Ok(())
+}
+
+/// Deletes items of `device`'s inbox; a Welcome goes with its last item.
 pub(super) fn ack(conn: &Connection, device: DeviceId, ids: &[u64]) -> Result<u64, StoreError> {
     let mut delete = conn.prepare_cached("DELETE FROM inbox WHERE device_id = ?1 AND id = ?2")?;
     let mut deleted = 0;

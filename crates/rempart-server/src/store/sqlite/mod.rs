@@ -9,6 +9,7 @@ mod accounts;
 mod delivery;
 mod inbox;
 mod keypackages;
+mod links;
 mod schema;
 mod writer;
 
@@ -19,9 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rempart_proto::api::{
-    ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload, LogPage,
+    ClaimedKeyPackage, CommitUpload, DeviceListsResponse, InboxPage, KeyPackageStatus,
+    KeyPackageUpload, KnownVersion, LogPage,
 };
-use rempart_proto::{DeviceId, GroupId, MessageId, SignedDeviceList, UserName};
+use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use rusqlite::{Connection, OpenFlags};
 
 use self::writer::Writer;
@@ -31,6 +33,8 @@ use crate::store::{AppendOutcome, DeviceRecord, Store, StoreError, VerifiedDevic
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most users named in one `IN (…)` or `VALUES` list of a batch query.
+const USERS_PER_QUERY: usize = 500;
 
 /// The SQLite [`Store`].
 pub struct SqliteStore {
@@ -61,8 +65,8 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         schema::migrate(&mut conn)?;
-        accounts::prune_nonces(&conn);
-        let writer = Writer::spawn(conn, accounts::prune_nonces)?;
+        maintain(&conn);
+        let writer = Writer::spawn(conn, maintain)?;
         let readers = Arc::new(Readers {
             path: path.clone(),
             idle: Mutex::new(Vec::new()),
@@ -109,6 +113,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn device_lists(
+        &self,
+        users: Vec<KnownVersion>,
+    ) -> Result<DeviceListsResponse, StoreError> {
+        self.read(move |conn| accounts::device_lists(conn, &users))
+            .await
+    }
+
     async fn replace_device_list(
         &self,
         signer: DeviceId,
@@ -151,11 +163,22 @@ impl Store for SqliteStore {
 
     async fn claim_key_packages(
         &self,
+        claimer: DeviceId,
         user: &UserName,
     ) -> Result<Vec<ClaimedKeyPackage>, StoreError> {
         let user = user.clone();
         self.writer
-            .execute(move |conn| keypackages::claim(conn, &user))
+            .execute(move |conn| keypackages::claim(conn, claimer, &user))
+            .await
+    }
+
+    async fn claim_key_packages_batch(
+        &self,
+        claimer: DeviceId,
+        users: Vec<UserName>,
+    ) -> Result<Vec<ClaimedKeyPackage>, StoreError> {
+        self.writer
+            .execute(move |conn| keypackages::claim_batch(conn, claimer, &users))
             .await
     }
 
@@ -213,8 +236,80 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_link(
+        &self,
+        creator: DeviceId,
+        link: LinkId,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .execute(move |conn| links::create(conn, creator, link, now))
+            .await
+    }
+
+    async fn put_link_request(
+        &self,
+        link: LinkId,
+        sealed: Vec<u8>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .execute(move |conn| links::put_request(conn, link, &sealed, now))
+            .await
+    }
+
+    async fn link_request(
+        &self,
+        reader: DeviceId,
+        link: LinkId,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |conn| links::request(conn, reader, link, now))
+            .await
+    }
+
+    async fn put_link_response(
+        &self,
+        responder: DeviceId,
+        link: LinkId,
+        sealed: Vec<u8>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .execute(move |conn| links::put_response(conn, responder, link, &sealed, now))
+            .await
+    }
+
+    async fn take_link_response(
+        &self,
+        link: LinkId,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // The new device polls until the response is there: answer the
+        // polls with a read, and only the one that gets it with a write.
+        if self
+            .read(move |conn| links::peek_response(conn, link, now))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.writer
+            .execute(move |conn| links::take_response(conn, link, now))
+            .await
+    }
+
     async fn close(&self) {
         self.writer.stop().await;
+    }
+}
+
+/// The writer's periodic upkeep: forget expired nonces and links.
+fn maintain(conn: &Connection) {
+    accounts::prune_nonces(conn);
+    match links::prune(conn, crate::auth::unix_now()) {
+        Ok(pruned) => tracing::debug!(pruned, "pruned expired links"),
+        Err(error) => tracing::warn!(%error, "could not prune expired links"),
     }
 }
 
@@ -276,4 +371,161 @@ fn to_sql(value: u64, what: &'static str) -> Result<i64, StoreError> {
 /// An SQLite integer that must not be negative.
 fn from_sql(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
+}
+
+/// Helpers for the unit tests of this backend.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(super) mod testing {
+    use rusqlite::Connection;
+
+    use rempart_proto::DeviceId;
+
+    /// A migrated in-memory database, with foreign keys on as in production.
+    pub(crate) fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// Registers a new device of `user` (and the account if needed), with
+    /// placeholder keys: the store does not check them.
+    pub(crate) fn device(conn: &Connection, user: &str) -> DeviceId {
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts VALUES (?1, x'00', x'00', x'00', 1)",
+            [user],
+        )
+        .unwrap();
+        let device = DeviceId::random();
+        conn.execute(
+            "INSERT INTO devices VALUES (?1, ?2, x'00')",
+            rusqlite::params![device.as_bytes(), user],
+        )
+        .unwrap();
+        device
+    }
+
+    /// The number of rows in `table`.
+    pub(crate) fn rows(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rempart_proto::api::CommitUpload;
+    use rusqlite::params;
+
+    use super::*;
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Puts a Welcome into a version-1 inbox row, as version 1 did: a copy
+    /// per device.
+    fn v1_welcome(
+        conn: &Connection,
+        device: DeviceId,
+        group: GroupId,
+        sender: DeviceId,
+        data: &[u8],
+    ) {
+        conn.execute(
+            "INSERT INTO inbox (device_id, kind, group_id, sender, data)
+             VALUES (?1, 'welcome', ?2, ?3, ?4)",
+            params![device.as_bytes(), group.as_bytes(), sender.as_bytes(), data],
+        )
+        .unwrap();
+    }
+
+    async fn inbox_of(store: &SqliteStore, device: DeviceId) -> Vec<(u64, Vec<u8>)> {
+        let page = store.read_inbox(device, 0, 500).await.unwrap();
+        page.items.into_iter().map(|i| (i.id, i.data)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_opens_and_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (first, second) = (b"welcome to g".to_vec(), b"welcome to h".to_vec());
+        let (g, h) = (GroupId::random(), GroupId::random());
+        let (alice, bobs) = {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", true).unwrap();
+            schema::migrate_to(&mut conn, 1).unwrap();
+            assert_eq!(user_version(&conn), 1);
+            let alice = testing::device(&conn, "alice");
+            let bobs: Vec<DeviceId> = (0..3).map(|_| testing::device(&conn, "bob")).collect();
+            for bob in &bobs {
+                v1_welcome(&conn, *bob, g, alice, &first); // ids 1, 2, 3
+            }
+            v1_welcome(&conn, bobs[0], h, alice, &second); // id 4
+            v1_welcome(&conn, bobs[0], h, alice, b"acked"); // id 5, then acked
+            conn.execute("DELETE FROM inbox WHERE id = 5", []).unwrap();
+            (alice, bobs)
+        };
+
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        let check = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&check), 2);
+        assert_eq!(testing::rows(&check, "welcomes"), 2, "one copy per Welcome");
+        assert_eq!(
+            inbox_of(&store, bobs[0]).await,
+            [(1, first.clone()), (4, second.clone())]
+        );
+        assert_eq!(inbox_of(&store, bobs[1]).await, [(2, first.clone())]);
+        assert_eq!(inbox_of(&store, bobs[2]).await, [(3, first.clone())]);
+
+        // New items number on after every id ever handed out, so that no
+        // device's cursor skips them.
+        let upload = CommitUpload {
+            epoch: 0,
+            message_id: MessageId::random(),
+            commit: b"commit".to_vec(),
+            welcome: Some(b"new welcome".to_vec()),
+            add_devices: vec![bobs[1]],
+            remove_devices: Vec::new(),
+        };
+        store
+            .append_commit(GroupId::random(), alice, upload)
+            .await
+            .unwrap();
+        assert_eq!(
+            inbox_of(&store, bobs[1]).await,
+            [(2, first.clone()), (6, b"new welcome".to_vec())]
+        );
+
+        // Migrated Welcomes go with their last item, like new ones.
+        assert_eq!(store.ack_inbox(bobs[0], vec![1, 4]).await.unwrap(), 2);
+        assert_eq!(testing::rows(&check, "welcomes"), 2);
+        assert_eq!(store.ack_inbox(bobs[1], vec![2, 6]).await.unwrap(), 2);
+        assert_eq!(store.ack_inbox(bobs[2], vec![3]).await.unwrap(), 1);
+        assert_eq!(testing::rows(&check, "welcomes"), 0);
+        store.close().await;
+
+        // Opening again finds the latest version and changes nothing.
+        let store = SqliteStore::open(path).await.unwrap();
+        assert_eq!(user_version(&check), 2);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(path).await,
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

@@ -9,7 +9,8 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     user_name      TEXT PRIMARY KEY,
     account_key    BLOB NOT NULL,
@@ -80,10 +81,78 @@ CREATE TABLE nonces (
     PRIMARY KEY (device_id, nonce)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX nonces_by_ts ON nonces (ts);
-"];
+",
+    r"
+-- Version 2: each Welcome is stored once and the inbox rows of its recipients
+-- refer to it; it is deleted with the last of them. Device-linking rendezvous.
+
+CREATE TABLE welcomes (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    data BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE inbox_v2 (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id  BLOB NOT NULL REFERENCES devices (device_id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('welcome')),
+    group_id   BLOB NOT NULL,
+    sender     BLOB NOT NULL,
+    welcome_id INTEGER NOT NULL REFERENCES welcomes (id)
+) STRICT;
+
+-- Inbox ids are cursors: new items must keep numbering after every id ever
+-- handed out, even when the old inbox is empty now. (Set before any insert,
+-- so that inserts can only raise it.)
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'inbox_v2', seq FROM sqlite_sequence WHERE name = 'inbox';
+
+-- Version 1 copied a Welcome into the row of every device it added: keep one
+-- copy per group, sender and bytes, under the id of its first row.
+INSERT INTO welcomes (id, data)
+    SELECT id, data FROM (
+        SELECT id, data, min(id) OVER (PARTITION BY group_id, sender, data) AS first
+        FROM inbox
+    ) WHERE id = first;
+INSERT INTO inbox_v2 (id, device_id, kind, group_id, sender, welcome_id)
+    SELECT id, device_id, kind, group_id, sender,
+           min(id) OVER (PARTITION BY group_id, sender, data)
+    FROM inbox;
+
+DROP TABLE inbox;
+ALTER TABLE inbox_v2 RENAME TO inbox;
+CREATE INDEX inbox_by_device ON inbox (device_id, id);
+CREATE INDEX inbox_by_welcome ON inbox (welcome_id);
+
+-- Fires for acks and for rows deleted with their device alike.
+CREATE TRIGGER inbox_releases_welcome AFTER DELETE ON inbox
+BEGIN
+    DELETE FROM welcomes
+    WHERE id = OLD.welcome_id
+      AND NOT EXISTS (SELECT 1 FROM inbox WHERE welcome_id = OLD.welcome_id);
+END;
+
+-- A rendezvous between a device and the new device it links: the server
+-- relays sealed bytes it cannot read. Alive for LINK_TTL_SECS after
+-- created_at; the writer prunes it after that.
+CREATE TABLE links (
+    link_id        BLOB PRIMARY KEY,
+    creator_device BLOB NOT NULL REFERENCES devices (device_id) ON DELETE CASCADE,
+    created_at     INTEGER NOT NULL,
+    request        BLOB,
+    response       BLOB
+) STRICT;
+CREATE INDEX links_by_creator ON links (creator_device);
+CREATE INDEX links_by_created_at ON links (created_at);
+",
+];
 
 /// Brings the schema up to the latest version, one transaction per step.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Brings the schema up to `target` (tests build older versions with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
@@ -91,7 +160,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (from, migration) in MIGRATIONS.iter().enumerate().take(target).skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", from + 1)?;

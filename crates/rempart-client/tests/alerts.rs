@@ -1,0 +1,127 @@
+//! Each alert of the membership model, triggered by forging the offending
+//! state on the server, asserting the exact code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use rempart_client::{AlertCode, Client, Event};
+use rempart_proto::UserName;
+use rempart_testkit::{RawMember, TestServer, inject_ghost_device, substitute_account_key};
+use tempfile::TempDir;
+
+fn name(s: &str) -> UserName {
+    s.parse().unwrap()
+}
+
+async fn account(server: &TestServer, home: &Path, user: &str) -> Client {
+    Client::create_account(home, &server.url, name(user))
+        .await
+        .unwrap()
+}
+
+fn alerts(events: &[Event]) -> Vec<AlertCode> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ghost_device_in_ones_own_list_is_an_alert_for_owner_and_peers() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "hi").await.unwrap();
+    bob.sync().await.unwrap();
+    let before = bob.conversations().unwrap();
+
+    inject_ghost_device(server.data_dir(), "alice");
+
+    let events = alice.sync().await.unwrap();
+    assert_eq!(alerts(&events), [AlertCode::UnknownOwnDevice], "{events:?}");
+    let events = bob.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::DeviceListSignatureInvalid],
+        "{events:?}"
+    );
+    // Nobody added the ghost.
+    assert_eq!(bob.conversations().unwrap(), before);
+    assert_eq!(
+        alice
+            .devices()
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap_err(),
+        "security alert [unknown_own_device]: the server shows a device list for your account that your account key did not sign (the device list the server gave for alice is not validly signed by an account key: device list signature is invalid)"
+    );
+    // It stays visible: every sync says it again.
+    assert_eq!(
+        alerts(&alice.sync().await.unwrap()),
+        [AlertCode::UnknownOwnDevice]
+    );
+}
+
+#[tokio::test]
+async fn a_substituted_account_key_is_an_alert() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.create_group("g", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let members = alice.group_members("g").unwrap();
+
+    substitute_account_key(server.data_dir(), "bob");
+
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::AccountKeyChanged],
+        "{events:?}"
+    );
+    assert_eq!(
+        alice.group_members("g").unwrap(),
+        members,
+        "no device of the new key was added"
+    );
+    // Nothing new reaches the substituted key either.
+    let refused = alice.send_text(&name("bob"), "direct").await;
+    assert!(
+        matches!(&refused, Err(rempart_client::ClientError::Alert(a)) if a.code == AlertCode::AccountKeyChanged),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_adding_an_unlisted_device_is_refused() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut mallory = RawMember::register(&server.url, "mallory").await;
+    alice.create_group("g", &[name("mallory")]).await.unwrap();
+    mallory.join().await;
+    let members = alice.group_members("g").unwrap();
+    let epoch = alice.group_epoch("g").unwrap();
+
+    // Mallory, a member, commits a device of hers that her account never
+    // signed: the server accepts it (it cannot tell), Alice must not.
+    assert_eq!(mallory.commit_ghost_device().await, 200);
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::UnauthorizedMember],
+        "{events:?}"
+    );
+    assert_eq!(alice.group_members("g").unwrap(), members);
+    assert_eq!(
+        alice.group_epoch("g").unwrap(),
+        epoch,
+        "the commit was not merged"
+    );
+}
