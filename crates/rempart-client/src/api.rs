@@ -24,12 +24,12 @@ pub(crate) struct Signer<'a> {
     pub key: &'a DeviceKey,
 }
 
-/// Result of uploading a commit.
+/// Result of appending a commit or message to a group's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CommitOutcome {
+pub(crate) enum AppendOutcome {
     /// Accepted at this position.
     Accepted(Appended),
-    /// Built on a stale epoch; the group is at `current_epoch`.
+    /// Built or encrypted in a stale epoch; the group is at `current_epoch`.
     Stale { current_epoch: u64 },
 }
 
@@ -192,13 +192,36 @@ impl ServerApi {
         signer: Signer<'_>,
         group: &GroupId,
         upload: &CommitUpload,
-    ) -> Result<CommitOutcome, ClientError> {
+    ) -> Result<AppendOutcome, ClientError> {
         let path = api::commits_path(group);
-        match self
-            .request(Some(signer), Method::POST, &path, json(upload)?)
-            .await?
-        {
-            Ok(bytes) => Ok(CommitOutcome::Accepted(decode(&self.base, &bytes)?)),
+        self.append(signer, &path, json(upload)?).await
+    }
+
+    pub async fn put_message(
+        &self,
+        signer: Signer<'_>,
+        group: &GroupId,
+        message_id: &MessageId,
+        epoch: u64,
+        message: Vec<u8>,
+    ) -> Result<AppendOutcome, ClientError> {
+        let path = api::message_path(group, message_id, epoch);
+        self.append(signer, &path, Body::Bytes(message)).await
+    }
+
+    /// A commit or message upload, which the epoch rule may refuse.
+    async fn append(
+        &self,
+        signer: Signer<'_>,
+        path: &str,
+        body: Body,
+    ) -> Result<AppendOutcome, ClientError> {
+        let method = match body {
+            Body::Bytes(_) => Method::PUT,
+            _ => Method::POST,
+        };
+        match self.request(Some(signer), method, path, body).await? {
+            Ok(bytes) => Ok(AppendOutcome::Accepted(decode(&self.base, &bytes)?)),
             Err((
                 StatusCode::CONFLICT,
                 ErrorBody {
@@ -207,22 +230,10 @@ impl ServerApi {
                     ..
                 },
             )) if error == api::error_code::STALE_EPOCH => {
-                Ok(CommitOutcome::Stale { current_epoch })
+                Ok(AppendOutcome::Stale { current_epoch })
             }
             Err((status, body)) => Err(server_error(status, body)),
         }
-    }
-
-    pub async fn put_message(
-        &self,
-        signer: Signer<'_>,
-        group: &GroupId,
-        message_id: &MessageId,
-        message: Vec<u8>,
-    ) -> Result<Appended, ClientError> {
-        let path = api::message_path(group, message_id);
-        self.call(Some(signer), Method::PUT, &path, Body::Bytes(message))
-            .await
     }
 
     pub async fn read_log(

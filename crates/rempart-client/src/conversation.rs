@@ -18,7 +18,7 @@ use rempart_proto::api::{Appended, CommitUpload};
 use rempart_proto::{DeviceId, GroupId, MessageId, UserName};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{CommitOutcome, unix_now};
+use crate::api::{AppendOutcome, unix_now};
 use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
@@ -173,13 +173,15 @@ impl Client {
         Ok(id)
     }
 
-    /// Encrypts and uploads one application message; `record` runs in the
-    /// same local transaction as the encryption.
+    /// Encrypts and uploads one application message, in the group's current
+    /// epoch: if the server says a commit landed first, catches up (queueing
+    /// what it learnt for the next sync) and encrypts again. `record` runs in
+    /// the same local transaction as the accepted encryption's bookkeeping.
     async fn upload_envelope(
-        &self,
+        &mut self,
         conversation: &Conversation,
         envelope: &Envelope,
-        record: impl FnOnce(&Client) -> Result<(), ClientError>,
+        record: impl Fn(&Client) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
         let id = match envelope {
             Envelope::Text { id, .. } | Envelope::Leave { id } => *id,
@@ -188,19 +190,39 @@ impl Client {
             serde_json::to_vec(envelope).map_err(|e| ClientError::Corrupt(e.to_string()))?,
         );
         let group = conversation.group;
-        let ciphertext = self.store.atomic(|| {
-            let mut mls_group = self.load_group(&group)?;
-            let out = mls_group
-                .create_message(&self.provider(), &self.id.device_key, &plaintext)
-                .map_err(ClientError::mls)?;
-            self.store.record_sent(&group, &id)?;
-            record(self)?;
-            out.to_bytes().map_err(ClientError::mls)
-        })?;
-        self.api
-            .put_message(self.signer(), &group, &id, ciphertext)
-            .await?;
-        Ok(())
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let (epoch, ciphertext) = self.store.atomic(|| {
+                let mut mls_group = self.load_group(&group)?;
+                let out = mls_group
+                    .create_message(&self.provider(), &self.id.device_key, &plaintext)
+                    .map_err(ClientError::mls)?;
+                self.store.record_sent(&group, &id)?;
+                Ok((
+                    mls_group.epoch().as_u64(),
+                    out.to_bytes().map_err(ClientError::mls)?,
+                ))
+            })?;
+            match self
+                .api
+                .put_message(self.signer(), &group, &id, epoch, ciphertext)
+                .await?
+            {
+                AppendOutcome::Accepted(_) => return self.store.atomic(|| record(self)),
+                AppendOutcome::Stale { .. } => {
+                    let mut learnt = Vec::new();
+                    let current = self
+                        .store
+                        .conversation(&group)?
+                        .unwrap_or_else(|| conversation.clone());
+                    self.sync_conversation(&current, &mut learnt).await?;
+                    self.store.queue_events(&learnt)?;
+                    if self.store.conversation(&group)?.is_none_or(|c| !c.active) {
+                        return Err(ClientError::UnknownConversation(conversation.name.clone()));
+                    }
+                }
+            }
+        }
+        Err(ClientError::CommitConflict)
     }
 
     /// Rotates this device's leaf key material in the conversation with
@@ -377,7 +399,7 @@ impl Client {
             }
         };
         match self.api.post_commit(self.signer(), group, &upload).await? {
-            CommitOutcome::Accepted(appended) => {
+            AppendOutcome::Accepted(appended) => {
                 self.load_group(group)?
                     .merge_pending_commit(&self.provider())
                     .map_err(ClientError::mls)?;
@@ -386,7 +408,7 @@ impl Client {
                 self.store.set_cursor(group, appended.seq)?;
                 Ok(())
             }
-            CommitOutcome::Stale { .. } => Err(ClientError::CommitConflict),
+            AppendOutcome::Stale { .. } => Err(ClientError::CommitConflict),
         }
     }
 
@@ -605,7 +627,7 @@ impl Client {
             // On a network error the outcome is unknown: the pending commit
             // stays, and the next sync merges it if the log has it.
             match self.api.post_commit(self.signer(), &group, &upload).await? {
-                CommitOutcome::Accepted(appended) => {
+                AppendOutcome::Accepted(appended) => {
                     self.store.atomic(|| {
                         self.load_group(&group)?
                             .merge_pending_commit(&self.provider())
@@ -614,7 +636,7 @@ impl Client {
                     })?;
                     return Ok((Some(appended), events));
                 }
-                CommitOutcome::Stale { .. } => {
+                AppendOutcome::Stale { .. } => {
                     self.store.atomic(|| {
                         self.load_group(&group)?
                             .clear_pending_commit(self.provider().storage())

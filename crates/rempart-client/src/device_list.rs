@@ -149,44 +149,48 @@ impl Client {
         for unknown in &response.unknown {
             fetched.lists.remove(unknown);
         }
-        for signed in response.lists {
-            // Routing only: the list is verified below before anything of it
-            // is used.
-            let Ok(claimed) = serde_json::from_slice::<DeviceList>(&signed.list) else {
-                continue;
-            };
-            let user = claimed.user;
-            if !users.contains(&user) {
-                continue;
-            }
-            let cached_version = fetched
-                .lists
-                .get(&user)
-                .map_or(0, VerifiedDeviceList::version);
-            match verify(&self.store, &user, &signed) {
-                Ok(list) if list.version() > cached_version => {
-                    if user == self.id.user {
-                        self.store.set_own_device_list(&signed)?;
-                    } else {
-                        self.store
-                            .cache_device_list(&user, list.version(), &signed)?;
-                    }
-                    fetched.lists.insert(user, list);
+        // One local transaction for all the pins and caches.
+        self.store.atomic(|| {
+            for signed in response.lists {
+                // Routing only: the list is verified below before anything of it
+                // is used.
+                let Ok(claimed) = serde_json::from_slice::<DeviceList>(&signed.list) else {
+                    continue;
+                };
+                let user = claimed.user;
+                if !users.contains(&user) {
+                    continue;
                 }
-                Ok(_) => {}
-                Err(ClientError::Alert(mut alert)) => {
-                    if user == self.id.user {
-                        alert.code = AlertCode::UnknownOwnDevice;
-                        alert.message = format!(
-                            "the server shows a device list for your account that your account key did not sign ({})",
-                            alert.message
-                        );
+                let cached_version = fetched
+                    .lists
+                    .get(&user)
+                    .map_or(0, VerifiedDeviceList::version);
+                match verify(&self.store, &user, &signed) {
+                    Ok(list) if list.version() > cached_version => {
+                        if user == self.id.user {
+                            self.store.set_own_device_list(&signed)?;
+                        } else {
+                            self.store
+                                .cache_device_list(&user, list.version(), &signed)?;
+                        }
+                        fetched.lists.insert(user, list);
                     }
-                    fetched.alerts.push(alert);
+                    Ok(_) => {}
+                    Err(ClientError::Alert(mut alert)) => {
+                        if user == self.id.user {
+                            alert.code = AlertCode::UnknownOwnDevice;
+                            alert.message = format!(
+                                "the server shows a device list for your account that your account key did not sign ({})",
+                                alert.message
+                            );
+                        }
+                        fetched.alerts.push(alert);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
+            Ok(())
+        })?;
         Ok(fetched)
     }
 

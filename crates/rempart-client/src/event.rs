@@ -3,11 +3,11 @@
 use std::fmt;
 
 use rempart_proto::{DeviceId, MessageId, UserName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A security alert: something the server or a peer did that Rempart refuses
 /// and the user must see. Never only a log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// Stable machine-readable code.
     pub code: AlertCode,
@@ -26,7 +26,7 @@ impl fmt::Display for Alert {
 }
 
 /// Stable alert codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertCode {
     /// A leaf's credential or KeyPackage is not in its owner's account-signed
@@ -71,7 +71,7 @@ impl fmt::Display for AlertCode {
 /// Every variant names its `conversation` (the peer's user name for a 1:1
 /// conversation) and its `sender`: the author of a message, the member who
 /// made a membership change, or the user an alert is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A text message, decrypted.

@@ -15,6 +15,7 @@ use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, U
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::ClientError;
+use crate::event::Event;
 use crate::keys::{AccountKey, DeviceKey};
 use crate::mls::JsonCodec;
 
@@ -53,6 +54,10 @@ CREATE TABLE IF NOT EXISTS leave_requests (
     group_id TEXT NOT NULL,
     user TEXT NOT NULL,
     PRIMARY KEY (group_id, user)
+);
+CREATE TABLE IF NOT EXISTS queued_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -99,6 +104,8 @@ pub(crate) struct Conversation {
     pub updated_at: i64,
     /// Messages this device sent since its last self-update.
     pub sent_since_update: u64,
+    /// False once this device left or was removed.
+    pub active: bool,
 }
 
 /// A message kept in the local history.
@@ -175,7 +182,11 @@ impl Store {
     }
 
     /// Runs `f` in one immediate transaction: all of it is stored, or none.
+    /// Inside a transaction already open, `f` simply joins it.
     pub fn atomic<T>(&self, f: impl FnOnce() -> Result<T, ClientError>) -> Result<T, ClientError> {
+        if !self.conn.is_autocommit() {
+            return f();
+        }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         match f() {
             Ok(value) => {
@@ -402,6 +413,43 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps events learnt outside a sync, for the next sync to report.
+    pub fn queue_events(&self, events: &[Event]) -> Result<(), ClientError> {
+        for event in events {
+            let json =
+                serde_json::to_string(event).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+            self.conn
+                .execute("INSERT INTO queued_events (event) VALUES (?1)", [json])?;
+        }
+        Ok(())
+    }
+
+    /// The queued events and the id of the last one.
+    pub fn queued_events(&self) -> Result<(Vec<Event>, i64), ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, event FROM queued_events ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut events = Vec::new();
+        let mut last = 0;
+        for row in rows {
+            let (id, json) = row?;
+            last = id;
+            events.push(
+                serde_json::from_str(&json)
+                    .map_err(|_| ClientError::Corrupt("queued event".into()))?,
+            );
+        }
+        Ok((events, last))
+    }
+
+    /// Forgets the queued events up to `last`, once reported.
+    pub fn drop_queued_events(&self, last: i64) -> Result<(), ClientError> {
+        self.conn
+            .execute("DELETE FROM queued_events WHERE id <= ?1", [last])?;
+        Ok(())
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<i64>, ClientError> {
         Ok(self
             .conn
@@ -439,7 +487,7 @@ impl Store {
         params: P,
     ) -> Result<Vec<Conversation>, ClientError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update
+            "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update, active
              FROM conversations WHERE {filter} ORDER BY rowid"
         ))?;
         let rows = stmt.query_map(params, |r| {
@@ -450,10 +498,11 @@ impl Store {
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, bool>(6)?,
             ))
         })?;
         rows.map(|row| {
-            let (group, name, is_group, cursor, updated_at, sent) = row?;
+            let (group, name, is_group, cursor, updated_at, sent, active) = row?;
             Ok(Conversation {
                 group: group
                     .parse()
@@ -463,6 +512,7 @@ impl Store {
                 cursor: u64::try_from(cursor).unwrap_or(0),
                 updated_at,
                 sent_since_update: u64::try_from(sent).unwrap_or(0),
+                active,
             })
         })
         .collect()

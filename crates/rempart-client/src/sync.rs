@@ -48,7 +48,8 @@ impl Client {
     /// conversation's log. Returns the events in order; security alerts are
     /// [`Event::Alert`].
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
-        let mut events = Vec::new();
+        // Events learnt since the last sync (e.g. while a send caught up).
+        let (mut events, queued_up_to) = self.store.queued_events()?;
         self.sync_inbox(&mut events).await?;
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut events).await?;
@@ -76,6 +77,7 @@ impl Client {
             events.extend(self.maybe_self_update(&conversation).await?);
         }
         self.replenish_key_packages().await?;
+        self.store.drop_queued_events(queued_up_to)?;
         Ok(events)
     }
 

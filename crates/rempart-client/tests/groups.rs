@@ -297,11 +297,14 @@ async fn concurrent_commits_never_fork() {
     }
     seen_by_alice.extend(alice.sync().await.unwrap());
     seen_by_bob.extend(bob.sync().await.unwrap());
-    let from_bob: Vec<String> = texts(&seen_by_alice)
-        .into_iter()
-        .map(|(_, _, t)| t)
-        .collect();
-    let from_alice: Vec<String> = texts(&seen_by_bob).into_iter().map(|(_, _, t)| t).collect();
+    // Each message exactly once (events from different calls interleave,
+    // so compare as sorted lists).
+    let sorted = |events: &[Event]| {
+        let mut v: Vec<String> = texts(events).into_iter().map(|(_, _, t)| t).collect();
+        v.sort();
+        v
+    };
+    let (from_bob, from_alice) = (sorted(&seen_by_alice), sorted(&seen_by_bob));
     assert_eq!(
         from_bob,
         sent.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>()
@@ -366,4 +369,33 @@ async fn self_update_follows_the_policy() {
         texts(&alice.sync().await.unwrap()),
         [t("p", "bob", "after update")]
     );
+}
+
+#[tokio::test]
+async fn a_member_behind_catches_up_before_its_message_goes_out() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut carol = account(&server, &homes.path().join("carol"), "carol").await;
+    alice.create_group("g", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    bob.add_member("g", &name("carol")).await.unwrap();
+    carol.sync().await.unwrap();
+
+    // Alice has not seen Carol's addition: her message, encrypted in the old
+    // epoch, is refused by the server; she catches up and encrypts again, so
+    // Carol can read it.
+    alice
+        .send_to_group("g", "hello whoever is here")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        [t("g", "alice", "hello whoever is here")]
+    );
+    // What Alice learnt while catching up is reported at her next sync.
+    let events = alice.sync().await.unwrap();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::MemberAdded { user, sender, .. } if user.as_str() == "carol" && sender.as_str() == "bob")), "{events:?}");
 }

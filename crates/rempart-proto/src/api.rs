@@ -11,7 +11,7 @@
 //! | `GET` | `/v1/keypackages` | device | → [`KeyPackageStatus`] |
 //! | `POST` | `/v1/accounts/{user}/keypackages/claim` | device | → [`ClaimedKeyPackages`] |
 //! | `POST` | `/v1/groups/{group}/commits` | member device | [`CommitUpload`] → [`Appended`] (409 [`ErrorBody`] with `current_epoch`) |
-//! | `PUT` | `/v1/groups/{group}/messages/{message_id}` | member device | octet-stream MLS message → [`Appended`] |
+//! | `PUT` | `/v1/groups/{group}/messages/{message_id}?epoch=N` | member device | octet-stream MLS message encrypted in epoch N → [`Appended`] (409 `stale_epoch` if N is not current) |
 //! | `GET` | `/v1/groups/{group}/log?after=SEQ&limit=N` | member device | → [`LogPage`] |
 //! | `GET` | `/v1/inbox?after=ID&limit=N` | device | → [`InboxPage`] |
 //! | `POST` | `/v1/inbox/ack` | device | [`InboxAck`] → [`Acked`] |
@@ -198,6 +198,15 @@ pub struct Appended {
     /// Its sequence number in the group's log (starts at 1).
     pub seq: u64,
     /// The group's epoch after it.
+    pub epoch: u64,
+}
+
+/// `?epoch=` of an application message upload: the epoch it was encrypted
+/// in, which must be the group's current one.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EpochQuery {
+    /// The epoch the message was encrypted in.
     pub epoch: u64,
 }
 
@@ -407,9 +416,9 @@ pub fn commits_path(group: &GroupId) -> String {
     format!("/v1/groups/{group}/commits")
 }
 
-/// Path to append an application message to a group.
-pub fn message_path(group: &GroupId, message_id: &MessageId) -> String {
-    format!("/v1/groups/{group}/messages/{message_id}")
+/// Path to append an application message encrypted in `epoch` to a group.
+pub fn message_path(group: &GroupId, message_id: &MessageId, epoch: u64) -> String {
+    format!("/v1/groups/{group}/messages/{message_id}?epoch={epoch}")
 }
 
 /// Path (with query) to read a group's log after `after`.

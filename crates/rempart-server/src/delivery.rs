@@ -14,7 +14,9 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use rempart_proto::api::{Appended, CommitUpload, ErrorBody, LogPage, PageQuery, PushEvent};
+use rempart_proto::api::{
+    Appended, CommitUpload, EpochQuery, ErrorBody, LogPage, PageQuery, PushEvent,
+};
 use rempart_proto::limits::{MAX_DEVICES_PER_COMMIT, MAX_MESSAGE_BYTES, MAX_PAGE};
 use rempart_proto::{DeviceId, GroupId, MessageId};
 
@@ -80,6 +82,7 @@ pub(crate) async fn commit(
     params(
         ("group" = String, Path, description = "The group id"),
         ("message_id" = String, Path, description = "The client-chosen message id"),
+        EpochQuery,
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The MLS message"),
     responses(
@@ -88,7 +91,7 @@ pub(crate) async fn commit(
         (status = 401, description = "Request authentication refused", body = ErrorBody),
         (status = 403, description = "The device is not a member", body = ErrorBody),
         (status = 404, description = "No such group", body = ErrorBody),
-        (status = 409, description = "The message id is used for other content", body = ErrorBody),
+        (status = 409, description = "The message id is used for other content, or the message was encrypted in an epoch that is not the current one (`stale_epoch` with `current_epoch`)", body = ErrorBody),
         (status = 413, description = "The message is too large", body = ErrorBody),
     ),
     security(("signed_request" = []))
@@ -96,14 +99,23 @@ pub(crate) async fn commit(
 pub(crate) async fn message(
     State(state): State<AppState>,
     Path((group, message_id)): Path<(String, String)>,
+    query: Result<Query<EpochQuery>, QueryRejection>,
     request: SignedRequest,
 ) -> Result<Json<Appended>, ApiError> {
     let group = parse_id::<GroupId>(&group)?;
     let message_id = parse_id::<MessageId>(&message_id)?;
+    let Query(EpochQuery { epoch }) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     check_message(&request.body, "the message")?;
     let outcome = state
         .store
-        .append_message(group, request.device, message_id, request.body.to_vec())
+        .append_message(
+            group,
+            request.device,
+            message_id,
+            epoch,
+            request.body.to_vec(),
+        )
         .await?;
     if outcome.fresh {
         notify_append(&state, group, outcome.appended.seq, &outcome.welcomed);

@@ -337,9 +337,9 @@ impl RawMember {
     /// Registers `user` with one device and uploads a valid KeyPackage.
     pub async fn register(url: &str, user: &str) -> Self {
         let user: UserName = user.parse().unwrap();
-        let account = SigningKey::from_bytes(&[31; 32]);
-        let seed = [32u8; 32];
-        let key = SigningKey::from_bytes(&seed);
+        let account = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let seed = key.to_bytes();
         let signer = SignatureKeyPair::from_raw(
             openmls::prelude::SignatureScheme::ED25519,
             seed.to_vec(),
@@ -415,6 +415,26 @@ impl RawMember {
             .key_package()
             .tls_serialize_detached()
             .unwrap()
+    }
+
+    /// Registers `count` members named `{prefix}{i}` (a test-only fast path
+    /// for building large groups: no client store, one KeyPackage each).
+    pub async fn register_many(url: &str, prefix: &str, count: usize) -> Vec<RawMember> {
+        let mut members = Vec::with_capacity(count);
+        let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+        for chunk in names.chunks(64) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|name| {
+                    let (url, name) = (url.to_owned(), name.clone());
+                    tokio::spawn(async move { RawMember::register(&url, &name).await })
+                })
+                .collect();
+            for task in tasks {
+                members.push(task.await.unwrap());
+            }
+        }
+        members
     }
 
     /// Joins the group of the first Welcome in its inbox.

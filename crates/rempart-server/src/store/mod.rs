@@ -104,6 +104,7 @@ pub trait Store: Send + Sync + 'static {
         group: GroupId,
         sender: DeviceId,
         message_id: MessageId,
+        epoch: u64,
         data: Vec<u8>,
     ) -> Result<AppendOutcome, StoreError>;
 

@@ -140,6 +140,29 @@ async fn a_commit_on_a_stale_epoch_is_refused_with_the_current_one() {
 }
 
 #[tokio::test]
+async fn a_message_encrypted_in_a_stale_epoch_is_refused_with_the_current_one() {
+    let server = TestServer::start().await;
+    let (alice, bob) = two_accounts(&server).await;
+    let group = crate::support::create_group(&server, alice.device(), &[bob.device()]).await;
+
+    let id = MessageId::random();
+    let response = server
+        .send_message_at(bob.device(), &group, &id, 0, b"sealed in epoch 0")
+        .await;
+    let error = refused(response, 409, error_code::STALE_EPOCH).await;
+    assert_eq!(error.current_epoch, Some(1));
+    let log = server.log(bob.device(), &group).await;
+    assert_eq!(log.last_seq, 1, "nothing was appended");
+
+    // The same id, encrypted again in the current epoch, goes through.
+    let appended: Appended = ok(server
+        .send_message_at(bob.device(), &group, &id, 1, b"sealed in epoch 1")
+        .await)
+    .await;
+    assert_eq!(appended, Appended { seq: 2, epoch: 1 });
+}
+
+#[tokio::test]
 async fn a_commit_adding_an_unknown_device_is_refused() {
     let server = TestServer::start().await;
     let (alice, _bob) = two_accounts(&server).await;

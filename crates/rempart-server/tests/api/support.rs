@@ -176,7 +176,28 @@ impl TestServer {
         message_id: &MessageId,
         data: &[u8],
     ) -> Response {
-        let path = api::message_path(group, message_id);
+        // Encrypted "now": in the group's current epoch, as a caught-up
+        // member would. Non-members and unknown groups get epoch 0.
+        let response = self.read_log(device, group, 1 << 62).await;
+        let epoch = if response.status().is_success() {
+            response.json::<LogPage>().await.unwrap().epoch
+        } else {
+            0
+        };
+        self.send_message_at(device, group, message_id, epoch, data)
+            .await
+    }
+
+    /// Sends a message claiming to be encrypted in `epoch`.
+    pub async fn send_message_at(
+        &self,
+        device: &Device,
+        group: &GroupId,
+        message_id: &MessageId,
+        epoch: u64,
+        data: &[u8],
+    ) -> Response {
+        let path = api::message_path(group, message_id, epoch);
         self.call(device, "PUT", &path, data.to_vec()).await
     }
 

@@ -118,6 +118,7 @@ pub(super) fn append_message(
     group: GroupId,
     sender: DeviceId,
     message_id: MessageId,
+    epoch: u64,
     data: &[u8],
 ) -> Result<AppendOutcome, StoreError> {
     let head = head(conn, group)?.ok_or(StoreError::UnknownGroup(group))?;
@@ -135,6 +136,13 @@ pub(super) fn append_message(
             appended: Appended { seq, epoch },
             fresh: false,
             welcomed: Vec::new(),
+        });
+    }
+    // A message encrypted in an older epoch could not be read by members
+    // added since: the sender must catch up and encrypt again.
+    if epoch != head.epoch {
+        return Err(StoreError::StaleEpoch {
+            current: head.epoch,
         });
     }
     let seq = head.last_seq + 1;

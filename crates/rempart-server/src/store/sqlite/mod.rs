@@ -198,10 +198,13 @@ impl Store for SqliteStore {
         group: GroupId,
         sender: DeviceId,
         message_id: MessageId,
+        epoch: u64,
         data: Vec<u8>,
     ) -> Result<AppendOutcome, StoreError> {
         self.writer
-            .execute(move |conn| delivery::append_message(conn, group, sender, message_id, &data))
+            .execute(move |conn| {
+                delivery::append_message(conn, group, sender, message_id, epoch, &data)
+            })
             .await
     }
 
