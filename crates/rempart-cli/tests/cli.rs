@@ -245,3 +245,82 @@ async fn a_security_alert_exits_3() {
         stdout(&out)
     );
 }
+
+#[test]
+fn group_and_device_errors_say_what_to_do() {
+    let (_data, server) = server();
+    let url = server.url();
+    let (_dir, home) = home();
+
+    let both = rempart(&home)
+        .args([
+            "init", "--server", &url, "--name", "alice", "--link", "0000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+    let neither = rempart(&home).args(["send", "hi"]).output().unwrap();
+    assert_eq!(neither.status.code(), Some(2));
+
+    let bad_code = rempart(&home)
+        .args(["init", "--server", &url, "--link", "not-a-code"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_code.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad_code),
+        "error: that linking code is not valid: copy it exactly as `rempart device link` shows it\n"
+    );
+    assert!(!home.join(rempart_client::STORE_FILE).exists());
+
+    rempart(&home)
+        .args(["init", "--server", &url, "--name", "alice"])
+        .assert()
+        .success();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["group", "add", "nope", "bob"],
+            "error: no conversation named \"nope\" here: see `rempart group list`\n",
+        ),
+        (
+            &["send", "--group", "nope", "hi"],
+            "error: no conversation named \"nope\" here: see `rempart group list`\n",
+        ),
+        (
+            &["group", "create", "team", "--members", "zed"],
+            "error: no user named zed on this server\n",
+        ),
+        (
+            &["device", "remove", "0011223344556677"],
+            "error: no device 0011223344556677 in your account: see `rempart device list`\n",
+        ),
+        (
+            &["group", "create", "", "--members", "alice"],
+            "error: invalid group name \"\": use 1 to 64 printable characters\n",
+        ),
+        (
+            &["group", "remove", "nope", "alice"],
+            "error: to remove yourself, use `rempart group leave`\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = rempart(&home).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out), expected, "{args:?}");
+    }
+
+    let out = rempart(&home).args(["group", "list"]).output().unwrap();
+    assert_eq!(stdout(&out), "");
+    let out = rempart(&home)
+        .args(["--json", "device", "list"])
+        .output()
+        .unwrap();
+    let device: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(device["kind"], "device");
+    assert_eq!(device["this_device"], true);
+}

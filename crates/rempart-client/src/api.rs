@@ -353,6 +353,9 @@ fn decode<T: DeserializeOwned>(base: &str, bytes: &[u8]) -> Result<T, ClientErro
 }
 
 fn server_error(status: StatusCode, body: ErrorBody) -> ClientError {
+    if status == StatusCode::UNAUTHORIZED && body.error == api::error_code::UNKNOWN_DEVICE {
+        return ClientError::DeviceUnknown;
+    }
     ClientError::Server {
         status: status.as_u16(),
         code: body.error,

@@ -86,6 +86,10 @@ pub enum ClientError {
     /// The device is not in this account's device list.
     #[error("no device {0} in your account: see `rempart device list`")]
     UnknownDevice(DeviceId),
+    /// The server does not know this device (it was removed from its
+    /// account).
+    #[error("the server does not know this device: it was removed from its account")]
+    DeviceUnknown,
     /// A device cannot remove itself this way.
     #[error("this device cannot remove itself: remove it from another of your devices")]
     RemoveSelf,

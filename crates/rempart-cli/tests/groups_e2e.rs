@@ -1,0 +1,260 @@
+//! Groups and linked devices from the `rempart` command, in real processes
+//! against a real server: three people, one of them with two devices.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use rempart_testkit::{ServerProcess, sibling_binary};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn rempart_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rempart"))
+}
+
+fn rempart(home: &Path) -> Command {
+    let mut cmd = Command::new(rempart_binary());
+    cmd.env_remove("REMPART_HOME")
+        .env_remove("RUST_LOG")
+        .arg("--home")
+        .arg(home);
+    cmd
+}
+
+/// Runs a command with --json and returns its JSON lines; it must succeed.
+fn json(home: &Path, args: &[&str]) -> Vec<Value> {
+    let out = rempart(home).arg("--json").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs a command and returns its plain stdout; it must succeed.
+fn text(home: &Path, args: &[&str]) -> String {
+    let out = rempart(home).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn has(events: &[Value], kind: &str, sender: &str, user: &str) -> bool {
+    events.iter().any(|e| {
+        e["kind"] == kind
+            && e["sender"] == sender
+            && e["user"] == user
+            && e["conversation"] == "team"
+    })
+}
+
+fn messages(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| {
+            (
+                e["sender"].as_str().unwrap().into(),
+                e["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+fn m(sender: &str, text: &str) -> (String, String) {
+    (sender.into(), text.into())
+}
+
+#[test]
+fn three_people_one_with_two_devices() {
+    let data = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &sibling_binary(&rempart_binary(), "rempart-server"),
+        "127.0.0.1:0",
+        data.path(),
+    );
+    let url = server.url();
+    let homes = TempDir::new().unwrap();
+    let phone = homes.path().join("alice-phone");
+    let laptop = homes.path().join("alice-laptop");
+    let bob = homes.path().join("bob");
+    let carol = homes.path().join("carol");
+    for (home, name) in [(&phone, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        json(home, &["init", "--server", &url, "--name", name]);
+    }
+
+    // Group chat.
+    assert_eq!(
+        text(&phone, &["group", "create", "team", "--members", "bob"]),
+        "created group team with bob\n"
+    );
+    assert!(has(&json(&bob, &["sync"]), "member_added", "alice", "bob"));
+    json(&phone, &["send", "--group", "team", "hello team"]);
+    assert_eq!(messages(&json(&bob, &["sync"])), [m("alice", "hello team")]);
+
+    // Add.
+    assert_eq!(
+        text(&bob, &["group", "add", "team", "carol"]),
+        "added carol to team\n"
+    );
+    assert!(has(
+        &json(&phone, &["sync"]),
+        "member_added",
+        "bob",
+        "carol"
+    ));
+    assert!(has(
+        &json(&carol, &["sync"]),
+        "member_added",
+        "bob",
+        "carol"
+    ));
+    json(&carol, &["send", "--group", "team", "carol here"]);
+    assert_eq!(
+        messages(&json(&phone, &["sync"])),
+        [m("carol", "carol here")]
+    );
+    assert_eq!(messages(&json(&bob, &["sync"])), [m("carol", "carol here")]);
+
+    // Link Alice's laptop: the phone shows a code and waits.
+    let mut link = StdCommand::new(rempart_binary())
+        .env_remove("REMPART_HOME")
+        .args(["--json", "--home"])
+        .arg(&phone)
+        .args(["device", "link"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(link.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let code = first["code"].as_str().unwrap().to_owned();
+    let joined = json(&laptop, &["init", "--server", &url, "--link", &code]);
+    assert_eq!(joined[0]["user"], "alice");
+    let laptop_device = joined[0]["device"].as_str().unwrap().to_owned();
+    let last: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(last["kind"], "device_linked");
+    assert_eq!(last["device"], laptop_device.as_str());
+    assert!(link.wait().unwrap().success());
+    // The code worked once.
+    let again = rempart(&homes.path().join("intruder"))
+        .args(["init", "--server", &url, "--link", &code])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        "error: that linking code expired or was already used: run `rempart device link` again\n"
+    );
+
+    // Bob's next sync adds the laptop; everyone sees it.
+    json(&bob, &["sync"]);
+    let seen = json(&carol, &["sync"]);
+    assert!(
+        seen.iter().any(|e| e["kind"] == "device_added"
+            && e["user"] == "alice"
+            && e["device"] == laptop_device.as_str()),
+        "{seen:?}"
+    );
+    assert!(has(
+        &json(&laptop, &["sync"]),
+        "member_added",
+        "bob",
+        "alice"
+    ));
+    json(
+        &bob,
+        &["send", "--group", "team", "to both of alice's devices"],
+    );
+    assert_eq!(
+        messages(&json(&laptop, &["sync"])),
+        [m("bob", "to both of alice's devices")]
+    );
+    json(&laptop, &["send", "--group", "team", "typed on the laptop"]);
+    let on_phone = json(&phone, &["sync"]);
+    assert_eq!(
+        messages(&on_phone),
+        [
+            m("bob", "to both of alice's devices"),
+            m("alice", "typed on the laptop")
+        ]
+    );
+    assert_eq!(
+        messages(&json(&carol, &["sync"])),
+        [
+            m("bob", "to both of alice's devices"),
+            m("alice", "typed on the laptop")
+        ]
+    );
+
+    let members = text(&phone, &["group", "members", "team"]);
+    let users: Vec<&str> = members
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(users, ["alice", "alice", "bob", "carol"], "{members}");
+    assert!(
+        members.lines().all(|l| l.split(' ').count() == 2 + 8),
+        "user, device, 8 fingerprint groups: {members}"
+    );
+
+    // Remove.
+    json(&laptop, &["sync"]);
+    assert_eq!(
+        text(&bob, &["group", "remove", "team", "carol"]),
+        "removed carol from team\n"
+    );
+    assert!(has(
+        &json(&laptop, &["sync"]),
+        "member_removed",
+        "bob",
+        "carol"
+    ));
+    json(&phone, &["send", "--group", "team", "carol is gone"]);
+    assert!(messages(&json(&carol, &["sync"])).is_empty());
+    let refused = rempart(&carol)
+        .args(["send", "--group", "team", "let me in"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "error: no conversation named \"team\" here: see `rempart group list`\n"
+    );
+
+    // Leave.
+    json(&bob, &["sync"]);
+    assert_eq!(text(&bob, &["group", "leave", "team"]), "left team\n");
+    json(&phone, &["sync"]);
+    let seen = json(&laptop, &["sync"]);
+    assert!(has(&seen, "member_removed", "bob", "bob"), "{seen:?}");
+    assert_eq!(text(&phone, &["group", "list"]), "team (group): alice\n");
+
+    // Device removal: the laptop leaves the account and every conversation.
+    let devices = text(&phone, &["device", "list"]);
+    assert_eq!(devices.lines().count(), 2, "{devices}");
+    assert!(devices.lines().any(|l| l.ends_with(" (this device)")));
+    let removed = json(&phone, &["device", "remove", &laptop_device]);
+    assert_eq!(removed[0]["kind"], "device_removed");
+    assert_eq!(text(&phone, &["device", "list"]).lines().count(), 1);
+    let gone = rempart(&laptop).arg("sync").output().unwrap();
+    assert_eq!(
+        gone.status.code(),
+        Some(1),
+        "a removed device can no longer use the account"
+    );
+    assert_eq!(json(&phone, &["group", "members", "team"]).len(), 1);
+}
