@@ -63,6 +63,14 @@ enum Command {
     },
     /// Fetch and show everything new.
     Sync,
+    /// Show the safety number with a user, or confirm it after comparing.
+    Verify {
+        /// The contact.
+        user: UserName,
+        /// The number you compared with the contact (marks them verified).
+        #[arg(long)]
+        confirm: Option<String>,
+    },
     /// Groups: create, add and remove members, leave, list.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -223,6 +231,32 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::Sync => Client::open(&home)?.sync().await?,
+        Command::Verify { user, confirm } => {
+            let client = Client::open(&home)?;
+            let number = match confirm {
+                Some(typed) => client.confirm_safety_number(&user, &typed).await?,
+                None => client.safety_number(&user).await?,
+            };
+            let mut text = format!("safety number with {user}:\n{}", number.safety_number);
+            if number.key_changed {
+                text.push_str(&format!(
+                    "\n{user}'s account key changed: compare this new number with {user} before confirming it"
+                ));
+            }
+            text.push_str(&format!(
+                "\nverified: {}",
+                if number.verified { "yes" } else { "no" }
+            ));
+            out.line(
+                json!({"kind": "safety_number", "user": user, "safety_number": number.safety_number,
+                       "verified": number.verified, "key_changed": number.key_changed}),
+                text,
+            );
+            if !out.json {
+                out.line(json!(null), qr(&number.safety_number));
+            }
+            Vec::new()
+        }
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
     };

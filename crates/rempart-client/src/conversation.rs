@@ -151,6 +151,11 @@ impl Client {
         conversation: &Conversation,
         text: &str,
     ) -> Result<MessageId, ClientError> {
+        let members: BTreeSet<UserName> = roster(&self.load_group(&conversation.group)?)
+            .into_iter()
+            .map(|l| l.user)
+            .collect();
+        self.check_verified_keys(&members, &conversation.name)?;
         let id = MessageId::random();
         let sent_at = unix_now();
         let envelope = Envelope::Text {

@@ -79,6 +79,9 @@ pub(crate) fn verify(
         None => store.pin_key(user, &list.account_key)?,
         Some(pinned) if pinned == list.account_key => {}
         Some(pinned) => {
+            // Kept so the user can compare safety numbers for it and, if it
+            // is a genuine reset, accept it (`Client::confirm_safety_number`).
+            store.note_presented_key(user, &list.account_key, signed)?;
             return Err(Alert {
                 code: AlertCode::AccountKeyChanged,
                 conversation: None,
@@ -204,17 +207,6 @@ impl Client {
             Some(alert) => Err(alert.into()),
             None => Ok(fetched.lists),
         }
-    }
-
-    /// `user`'s verified device list, or why there is none.
-    pub(crate) async fn verified_device_list(
-        &self,
-        user: &UserName,
-    ) -> Result<VerifiedDeviceList, ClientError> {
-        self.device_lists_or_alert([user])
-            .await?
-            .remove(user)
-            .ok_or_else(|| ClientError::UnknownUser(user.clone()))
     }
 }
 

@@ -90,6 +90,9 @@ pub enum ClientError {
     /// account).
     #[error("the server does not know this device: it was removed from its account")]
     DeviceUnknown,
+    /// The safety number typed does not match.
+    #[error("the safety number does not match: compare it again with {0}, on a channel you trust")]
+    SafetyNumberMismatch(UserName),
     /// A device cannot remove itself this way.
     #[error("this device cannot remove itself: remove it from another of your devices")]
     RemoveSelf,

@@ -35,6 +35,7 @@ mod error;
 mod event;
 mod keys;
 mod mls;
+mod safety;
 mod store;
 mod sync;
 
@@ -49,6 +50,7 @@ pub use crate::device_list::VerifiedDeviceList;
 pub use crate::devices::{DeviceInfo, PendingLink};
 pub use crate::error::ClientError;
 pub use crate::event::{Alert, AlertCode, Event};
+pub use crate::safety::{SafetyNumber, safety_number};
 pub use crate::store::STORE_FILE;
 
 use crate::api::{ServerApi, Signer};

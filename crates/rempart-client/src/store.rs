@@ -36,7 +36,12 @@ CREATE TABLE IF NOT EXISTS contacts (
     user TEXT PRIMARY KEY,
     account_key TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
-    device_list TEXT
+    device_list TEXT,
+    -- The account key the user confirmed by comparing safety numbers.
+    verified_key TEXT,
+    -- A different, validly signed account key the server now presents.
+    presented_key TEXT,
+    presented_list TEXT
 );
 CREATE TABLE IF NOT EXISTS conversations (
     group_id TEXT PRIMARY KEY,
@@ -106,6 +111,17 @@ pub(crate) struct Conversation {
     pub sent_since_update: u64,
     /// False once this device left or was removed.
     pub active: bool,
+}
+
+/// What this device knows of a contact's account keys.
+#[derive(Debug, Clone)]
+pub(crate) struct ContactKeys {
+    /// The key pinned when first seen (or last confirmed).
+    pub pinned: PublicKey,
+    /// The key the user confirmed by comparing safety numbers, if any.
+    pub verified: Option<PublicKey>,
+    /// A different key the server presents, validly signed, not accepted.
+    pub presented: Option<PublicKey>,
 }
 
 /// A message kept in the local history.
@@ -273,6 +289,63 @@ impl Store {
         self.conn.execute(
             "INSERT INTO contacts (user, account_key) VALUES (?1, ?2)",
             params![user.as_str(), String::from(*key)],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the server presents `key` (with a list it validly
+    /// signs) for `user`, whose pinned key is another.
+    pub fn note_presented_key(
+        &self,
+        user: &UserName,
+        key: &PublicKey,
+        list: &SignedDeviceList,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_string(list).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "UPDATE contacts SET presented_key = ?2, presented_list = ?3 WHERE user = ?1",
+            params![user.as_str(), String::from(*key), json],
+        )?;
+        Ok(())
+    }
+
+    /// What is known of `user`'s keys: pinned, verified, presented.
+    pub fn contact_keys(&self, user: &UserName) -> Result<Option<ContactKeys>, ClientError> {
+        let row: Option<(String, Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT account_key, verified_key, presented_key FROM contacts WHERE user = ?1",
+                [user.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((pinned, verified, presented)) = row else {
+            return Ok(None);
+        };
+        let key = |k: String| {
+            PublicKey::try_from(k).map_err(|_| ClientError::Corrupt(format!("a key of {user}")))
+        };
+        Ok(Some(ContactKeys {
+            pinned: key(pinned)?,
+            verified: verified.map(key).transpose()?,
+            presented: presented.map(key).transpose()?,
+        }))
+    }
+
+    /// Marks `key` as verified for `user`; if it is the presented key, it
+    /// becomes the pinned one and its list the cached one.
+    pub fn confirm_key(&self, user: &UserName, key: &PublicKey) -> Result<(), ClientError> {
+        let key = String::from(*key);
+        self.conn.execute(
+            "UPDATE contacts SET
+                 account_key = ?2,
+                 device_list = CASE WHEN presented_key = ?2 THEN presented_list ELSE device_list END,
+                 version = CASE WHEN presented_key = ?2 THEN 0 ELSE version END,
+                 verified_key = ?2,
+                 presented_key = NULL,
+                 presented_list = NULL
+             WHERE user = ?1",
+            params![user.as_str(), key],
         )?;
         Ok(())
     }

@@ -679,25 +679,15 @@ impl Client {
         Ok(true)
     }
 
-    /// Verified device lists of every user the claims name.
+    /// Verified device lists of every user the claims name, in one request.
+    /// A credential naming a user who does not exist simply has no list,
+    /// and `first_unauthorized` reports it.
     async fn lists_for(&self, claims: &[LeafClaim]) -> Result<DeviceLists, ClientError> {
         let users: BTreeSet<&UserName> = claims
             .iter()
             .filter_map(|c| c.named.as_ref().map(|(u, _)| u))
             .collect();
-        let mut lists = DeviceLists::new();
-        for user in users {
-            match self.verified_device_list(user).await {
-                Ok(list) => {
-                    lists.insert(user.clone(), list);
-                }
-                // A credential naming a user who does not exist is simply
-                // unauthorized; `first_unauthorized` reports it.
-                Err(ClientError::UnknownUser(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(lists)
+        self.device_lists_or_alert(users).await
     }
 }
 

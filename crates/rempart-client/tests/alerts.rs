@@ -125,3 +125,63 @@ async fn a_commit_adding_an_unlisted_device_is_refused() {
         "the commit was not merged"
     );
 }
+
+#[tokio::test]
+async fn safety_numbers_agree_and_a_key_change_blocks_a_verified_conversation() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "hi").await.unwrap();
+    bob.sync().await.unwrap();
+
+    let seen_by_alice = alice.safety_number(&name("bob")).await.unwrap();
+    let seen_by_bob = bob.safety_number(&name("alice")).await.unwrap();
+    assert_eq!(seen_by_alice.safety_number, seen_by_bob.safety_number);
+    assert_eq!(seen_by_alice.safety_number.len(), 60 + 11);
+    assert!(!seen_by_alice.verified && !seen_by_alice.key_changed);
+
+    let wrong = alice.confirm_safety_number(&name("bob"), "12345").await;
+    assert!(matches!(
+        wrong,
+        Err(rempart_client::ClientError::SafetyNumberMismatch(_))
+    ));
+    let confirmed = alice
+        .confirm_safety_number(&name("bob"), &seen_by_alice.safety_number.replace(' ', ""))
+        .await
+        .unwrap();
+    assert!(confirmed.verified);
+
+    // The server shows Alice a new account key for Bob.
+    substitute_account_key(server.data_dir(), "bob");
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::AccountKeyChanged],
+        "{events:?}"
+    );
+    let changed = alice.safety_number(&name("bob")).await.unwrap();
+    assert!(changed.key_changed && !changed.verified);
+    assert_ne!(
+        changed.safety_number, seen_by_alice.safety_number,
+        "the number follows the key"
+    );
+
+    // In the verified conversation, sending stops until Alice re-verifies.
+    let blocked = alice.send_text(&name("bob"), "are you still you?").await;
+    assert!(
+        matches!(&blocked, Err(rempart_client::ClientError::Alert(a)) if a.code == AlertCode::AccountKeyChanged),
+        "{blocked:?}"
+    );
+    let accepted = alice
+        .confirm_safety_number(&name("bob"), &changed.safety_number)
+        .await
+        .unwrap();
+    assert!(accepted.verified && !accepted.key_changed);
+    alice
+        .send_text(&name("bob"), "verified again")
+        .await
+        .unwrap();
+    // The accepted key is now the pinned one: no more alerts.
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+}
