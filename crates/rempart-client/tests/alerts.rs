@@ -3,32 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
 
-use rempart_client::{AlertCode, Client, Event};
-use rempart_proto::UserName;
+use rempart_client::AlertCode;
 use rempart_testkit::{RawMember, TestServer, inject_ghost_device, substitute_account_key};
 use tempfile::TempDir;
 
-fn name(s: &str) -> UserName {
-    s.parse().unwrap()
-}
-
-async fn account(server: &TestServer, home: &Path, user: &str) -> Client {
-    Client::create_account(home, &server.url, name(user))
-        .await
-        .unwrap()
-}
-
-fn alerts(events: &[Event]) -> Vec<AlertCode> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Alert { code, .. } => Some(*code),
-            _ => None,
-        })
-        .collect()
-}
+use common::{account, alerts, name};
 
 #[tokio::test]
 async fn a_ghost_device_in_ones_own_list_is_an_alert_for_owner_and_peers() {

@@ -2,47 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
 
 use rempart_client::{AlertCode, Client, ClientError, Event};
-use rempart_proto::UserName;
 use rempart_testkit::{TestServer, register_with_foreign_key_package};
 use tempfile::TempDir;
 
-fn name(s: &str) -> UserName {
-    s.parse().unwrap()
-}
-
-async fn account(server: &TestServer, home: &Path, user: &str) -> Client {
-    Client::create_account(home, &server.url, name(user))
-        .await
-        .unwrap()
-}
-
-fn messages(events: &[Event]) -> Vec<(String, String, String)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message {
-                conversation,
-                sender,
-                text,
-                ..
-            } => Some((conversation.clone(), sender.to_string(), text.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn alerts(events: &[Event]) -> Vec<AlertCode> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Alert { code, .. } => Some(*code),
-            _ => None,
-        })
-        .collect()
-}
+use common::{account, alerts, name, texts};
 
 #[tokio::test]
 async fn two_people_exchange_messages_both_ways() {
@@ -58,7 +24,7 @@ async fn two_people_exchange_messages_both_ways() {
     assert!(events.iter().any(|e| matches!(e,
         Event::MemberAdded { sender, user, .. } if sender.as_str() == "alice" && user.as_str() == "bob")));
     assert_eq!(
-        messages(&events),
+        texts(&events),
         vec![
             ("alice".into(), "alice".into(), "hello Bob".into()),
             ("alice".into(), "alice".into(), "second".into()),
@@ -68,7 +34,7 @@ async fn two_people_exchange_messages_both_ways() {
     bob.send_text(&name("alice"), "hi Alice").await.unwrap();
     let events = alice.sync().await.unwrap();
     assert_eq!(
-        messages(&events),
+        texts(&events),
         vec![("bob".into(), "bob".into(), "hi Alice".into())]
     );
 
@@ -81,7 +47,7 @@ async fn two_people_exchange_messages_both_ways() {
     let mut bob = Client::open(&homes.path().join("bob")).unwrap();
     alice.send_text(&name("bob"), "after reopen").await.unwrap();
     assert_eq!(
-        messages(&bob.sync().await.unwrap()),
+        texts(&bob.sync().await.unwrap()),
         vec![("alice".into(), "alice".into(), "after reopen".into())]
     );
 }
@@ -110,11 +76,11 @@ async fn concurrent_commits_converge_after_a_conflict() {
         .unwrap();
     bob.send_text(&name("alice"), "me too").await.unwrap();
     assert_eq!(
-        messages(&bob.sync().await.unwrap()),
+        texts(&bob.sync().await.unwrap()),
         vec![("alice".into(), "alice".into(), "after updates".into())]
     );
     assert_eq!(
-        messages(&alice.sync().await.unwrap()),
+        texts(&alice.sync().await.unwrap()),
         vec![("bob".into(), "bob".into(), "me too".into())]
     );
 }
@@ -134,12 +100,12 @@ async fn a_stale_commit_is_rebuilt_on_the_current_epoch() {
     bob.update_keys(&name("alice")).await.unwrap();
     alice.send_text(&name("bob"), "still here").await.unwrap();
     assert_eq!(
-        messages(&bob.sync().await.unwrap()),
+        texts(&bob.sync().await.unwrap()),
         vec![("alice".into(), "alice".into(), "still here".into())]
     );
     bob.send_text(&name("alice"), "yes").await.unwrap();
     assert_eq!(
-        messages(&alice.sync().await.unwrap()),
+        texts(&alice.sync().await.unwrap()),
         vec![("bob".into(), "bob".into(), "yes".into())]
     );
 }

@@ -3,52 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use rempart_client::{AlertCode, Client, ClientError, Event};
-use rempart_proto::UserName;
+use rempart_client::{Client, ClientError, Event};
 use rempart_testkit::TestServer;
 use tempfile::TempDir;
 
-fn name(s: &str) -> UserName {
-    s.parse().unwrap()
-}
-
-async fn account(server: &TestServer, home: &Path, user: &str) -> Client {
-    Client::create_account(home, &server.url, name(user))
-        .await
-        .unwrap()
-}
-
-fn texts(events: &[Event]) -> Vec<(String, String, String)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message {
-                conversation,
-                sender,
-                text,
-                ..
-            } => Some((conversation.clone(), sender.to_string(), text.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn alerts(events: &[Event]) -> Vec<AlertCode> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Alert { code, .. } => Some(*code),
-            _ => None,
-        })
-        .collect()
-}
-
-fn t(conversation: &str, sender: &str, text: &str) -> (String, String, String) {
-    (conversation.into(), sender.into(), text.into())
-}
+use common::{account, alerts, name, t, texts};
 
 fn users_of(client: &Client, group: &str) -> Vec<String> {
     let mut users: Vec<String> = client
