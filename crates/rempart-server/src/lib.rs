@@ -16,7 +16,10 @@
 //! - for device linking, for [`LINK_TTL_SECS`](rempart_proto::limits::LINK_TTL_SECS)
 //!   at most: a rendezvous id, the device that opened it, and the sealed
 //!   request and response the two devices exchange, which it cannot read;
-//! - recently used request nonces, to refuse replays.
+//! - recently used request nonces, to refuse replays;
+//! - the key-transparency directory's state ([`directory`]): user names,
+//!   the hashes of their device lists by epoch, and akd's tree over them,
+//!   all of it meant to be public.
 //!
 //! It holds no private key, password, token or plaintext, and it never logs a
 //! request body.
@@ -56,6 +59,7 @@
 mod accounts;
 mod auth;
 mod delivery;
+pub mod directory;
 mod error;
 mod inbox;
 mod keypackages;

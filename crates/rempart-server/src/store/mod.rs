@@ -20,6 +20,7 @@ use rempart_proto::api::{
 use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, LinkId, MessageId};
 use rempart_proto::{PublicKey, SignedDeviceList, UserName};
 
+pub(crate) use sqlite::SharedDatabase;
 pub use sqlite::SqliteStore;
 
 /// The operations the server needs from its database.

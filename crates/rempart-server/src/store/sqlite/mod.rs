@@ -39,7 +39,7 @@ const USERS_PER_QUERY: usize = 500;
 /// The SQLite [`Store`].
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Writer,
+    writer: Arc<Writer>,
     readers: Arc<Readers>,
 }
 
@@ -66,7 +66,7 @@ impl SqliteStore {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         schema::migrate(&mut conn)?;
         maintain(&conn);
-        let writer = Writer::spawn(conn, maintain)?;
+        let writer = Arc::new(Writer::spawn(conn, maintain)?);
         let readers = Arc::new(Readers {
             path: path.clone(),
             idle: Mutex::new(Vec::new()),
@@ -84,11 +84,75 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.run(query))
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
+        read_on(&self.readers, query).await
     }
+
+    /// The writer and the readers of this database, for the parts of the
+    /// server that keep their own tables in it (the key-transparency
+    /// directory). Writes through it are group-committed with the store's
+    /// own, and fail with [`StoreError::Closed`] once the store is closed.
+    pub(crate) fn shared(&self) -> SharedDatabase {
+        SharedDatabase {
+            writer: self.writer.clone(),
+            readers: self.readers.clone(),
+        }
+    }
+}
+
+/// Access to an open [`SqliteStore`]'s database for code outside the store:
+/// jobs for its writer and queries on its read connections, each with its
+/// own error type.
+#[derive(Clone)]
+pub(crate) struct SharedDatabase {
+    writer: Arc<Writer>,
+    readers: Arc<Readers>,
+}
+
+impl SharedDatabase {
+    /// Runs `work` as one job of the writer: in its own savepoint of the
+    /// next group commit, answered once that commit is durable. If `work`
+    /// fails, nothing it wrote stays.
+    pub(crate) async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.execute(work).await
+    }
+
+    /// Runs `query` in one read transaction (one snapshot) on a pooled
+    /// read-only connection.
+    pub(crate) async fn read<T, E, F>(&self, query: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        read_on(&self.readers, query).await
+    }
+}
+
+impl fmt::Debug for SharedDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedDatabase")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `query` on the blocking pool, in one read transaction on a
+/// connection of `readers`.
+async fn read_on<T, E, F>(readers: &Arc<Readers>, query: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+{
+    let readers = readers.clone();
+    tokio::task::spawn_blocking(move || readers.run(query))
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
 }
 
 impl fmt::Debug for SqliteStore {
@@ -323,10 +387,10 @@ struct Readers {
 }
 
 impl Readers {
-    fn run<T>(
+    fn run<T, E: From<StoreError>>(
         &self,
-        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        query: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let idle = self
             .idle
             .lock()
@@ -339,7 +403,7 @@ impl Readers {
         let result = {
             // One snapshot for all the statements of the query; dropping
             // the transaction ends it (there is nothing to commit).
-            let tx = conn.unchecked_transaction()?;
+            let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
             query(&tx)
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -477,7 +541,7 @@ mod tests {
 
         let store = SqliteStore::open(path.clone()).await.unwrap();
         let check = Connection::open(&path).unwrap();
-        assert_eq!(user_version(&check), 2);
+        assert_eq!(user_version(&check), schema::LATEST_VERSION as i64);
         assert_eq!(testing::rows(&check, "welcomes"), 2, "one copy per Welcome");
         assert_eq!(
             inbox_of(&store, bobs[0]).await,
@@ -515,7 +579,7 @@ mod tests {
 
         // Opening again finds the latest version and changes nothing.
         let store = SqliteStore::open(path).await.unwrap();
-        assert_eq!(user_version(&check), 2);
+        assert_eq!(user_version(&check), schema::LATEST_VERSION as i64);
         store.close().await;
     }
 

@@ -144,11 +144,83 @@ CREATE TABLE links (
 CREATE INDEX links_by_creator ON links (creator_device);
 CREATE INDEX links_by_created_at ON links (created_at);
 ",
+    r"
+-- Version 3: the key-transparency directory (akd's storage, see
+-- crate::directory::storage). Records are keyed as akd keys them. A node
+-- label is a bit length and 32 bytes; digests are 32 bytes. Labels of users
+-- and their values are stored as akd hands them over (user names and hashes
+-- of signed device lists, which the server holds anyway).
+
+-- akd's one Azks record: the latest published epoch and the tree's size.
+CREATE TABLE akd_azks (
+    azks_key     INTEGER PRIMARY KEY CHECK (azks_key BETWEEN 0 AND 255),
+    latest_epoch INTEGER NOT NULL CHECK (latest_epoch >= 0),
+    num_nodes    INTEGER NOT NULL CHECK (num_nodes >= 0)
+) STRICT;
+
+-- A node of the tree, by label: its latest state and the state it replaced
+-- (prev_*), which proofs for the previous epoch read while a publish is
+-- being written. Children are absent (both columns NULL) on leaves.
+CREATE TABLE akd_tree_nodes (
+    label_len                 INTEGER NOT NULL CHECK (label_len BETWEEN 0 AND 256),
+    label_val                 BLOB NOT NULL CHECK (length(label_val) = 32),
+    last_epoch                INTEGER NOT NULL,
+    min_descendant_epoch      INTEGER NOT NULL,
+    parent_len                INTEGER NOT NULL,
+    parent_val                BLOB NOT NULL CHECK (length(parent_val) = 32),
+    node_type                 INTEGER NOT NULL CHECK (node_type IN (1, 2, 3)),
+    left_len                  INTEGER,
+    left_val                  BLOB CHECK (length(left_val) = 32),
+    right_len                 INTEGER,
+    right_val                 BLOB CHECK (length(right_val) = 32),
+    hash                      BLOB NOT NULL CHECK (length(hash) = 32),
+    prev_last_epoch           INTEGER,
+    prev_min_descendant_epoch INTEGER,
+    prev_parent_len           INTEGER,
+    prev_parent_val           BLOB CHECK (length(prev_parent_val) = 32),
+    prev_node_type            INTEGER CHECK (prev_node_type IN (1, 2, 3)),
+    prev_left_len             INTEGER,
+    prev_left_val             BLOB CHECK (length(prev_left_val) = 32),
+    prev_right_len            INTEGER,
+    prev_right_val            BLOB CHECK (length(prev_right_val) = 32),
+    prev_hash                 BLOB CHECK (length(prev_hash) = 32),
+    PRIMARY KEY (label_len, label_val),
+    CHECK ((left_len IS NULL) = (left_val IS NULL)),
+    CHECK ((right_len IS NULL) = (right_val IS NULL)),
+    CHECK ((prev_left_len IS NULL) = (prev_left_val IS NULL)),
+    CHECK ((prev_right_len IS NULL) = (prev_right_val IS NULL)),
+    -- The previous state is there whole or not at all.
+    CHECK (
+        (prev_last_epoch IS NULL) = (prev_min_descendant_epoch IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_parent_len IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_parent_val IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_node_type IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_hash IS NULL)
+        AND (prev_last_epoch IS NOT NULL OR prev_left_len IS NULL)
+        AND (prev_last_epoch IS NOT NULL OR prev_right_len IS NULL)
+    )
+) STRICT;
+
+-- A user's value as published at an epoch, by (user label, epoch); label_*
+-- is the VRF-derived node label it was inserted under.
+CREATE TABLE akd_values (
+    username  BLOB NOT NULL,
+    epoch     INTEGER NOT NULL CHECK (epoch >= 0),
+    version   INTEGER NOT NULL CHECK (version >= 0),
+    label_len INTEGER NOT NULL,
+    label_val BLOB NOT NULL CHECK (length(label_val) = 32),
+    value     BLOB NOT NULL,
+    PRIMARY KEY (username, epoch)
+) STRICT;
+",
 ];
+
+/// The schema version this server writes.
+pub(super) const LATEST_VERSION: usize = MIGRATIONS.len();
 
 /// Brings the schema up to the latest version, one transaction per step.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    migrate_to(conn, MIGRATIONS.len())
+    migrate_to(conn, LATEST_VERSION)
 }
 
 /// Brings the schema up to `target` (tests build older versions with it).

@@ -64,10 +64,13 @@ impl Writer {
 
     /// Runs `work` in the next batch; returns its result once the batch has
     /// committed (or the job's own error, in which case nothing of it stays).
-    pub(super) async fn execute<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// The job may fail with its own error type, as long as the writer's own
+    /// failures ([`StoreError::Closed`], [`StoreError::CommitFailed`]) fit in it.
+    pub(super) async fn execute<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (queued, answer) = job(work);
         self.commands
@@ -99,10 +102,11 @@ impl Writer {
 }
 
 /// Wraps `work` as a job and returns the receiver of its answer.
-fn job<T, F>(work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+fn job<T, E, F>(work: F) -> (Job, oneshot::Receiver<Result<T, E>>)
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     let job: Job = Box::new(move |conn| {
@@ -111,7 +115,7 @@ where
             succeeded: result.is_ok(),
             answer: Box::new(move |committed| {
                 let result = match result {
-                    Ok(_) if !committed => Err(StoreError::CommitFailed),
+                    Ok(_) if !committed => Err(StoreError::CommitFailed.into()),
                     result => result,
                 };
                 // The caller may have gone away; its write stands regardless.

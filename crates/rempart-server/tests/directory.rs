@@ -1,0 +1,535 @@
+//! The key-transparency directory's storage over SQLite: akd's own storage
+//! test cases, durability across a reopen, the retrieval flags, batching,
+//! the epoch-commit rule, and a whole akd directory that publishes, stops,
+//! reopens and still proves lookups.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use akd::ecvrf::HardCodedAkdVRF;
+use akd::errors::StorageError;
+use akd::storage::types::{DbRecord, ValueState, ValueStateKey, ValueStateRetrievalFlag as Flag};
+use akd::storage::{Database, DbSetState, StorageManager};
+use akd::tree_node::{NodeKey, TreeNode, TreeNodeType, TreeNodeWithPreviousValue};
+use akd::{
+    AkdLabel, AkdValue, Azks, AzksParallelismConfig, AzksValue, Directory, EpochHash,
+    HistoryParams, HistoryVerificationParams, NodeLabel, WhatsAppV1Configuration,
+};
+use rempart_server::directory::DirectoryStorage;
+use rempart_server::store::{SqliteStore, Store as _};
+use tempfile::TempDir;
+
+type Config = WhatsAppV1Configuration;
+
+async fn open(path: &Path) -> (SqliteStore, DirectoryStorage) {
+    let store = SqliteStore::open(path.to_path_buf()).await.unwrap();
+    let storage = DirectoryStorage::new(&store);
+    (store, storage)
+}
+
+fn label(byte: u8, len: u32) -> NodeLabel {
+    NodeLabel::new([byte; 32], len)
+}
+
+fn node(label: NodeLabel, last_epoch: u64, node_type: TreeNodeType) -> TreeNode {
+    TreeNode {
+        label,
+        last_epoch,
+        min_descendant_epoch: 1,
+        parent: NodeLabel::root(),
+        node_type,
+        left_child: None,
+        right_child: None,
+        hash: AzksValue([last_epoch as u8; 32]),
+    }
+}
+
+fn tree_node(latest: TreeNode, previous: Option<TreeNode>) -> DbRecord {
+    DbRecord::TreeNode(TreeNodeWithPreviousValue {
+        label: latest.label,
+        latest_node: latest,
+        previous_node: previous,
+    })
+}
+
+fn state(user: &str, epoch: u64, version: u64, value: &str) -> ValueState {
+    ValueState {
+        username: AkdLabel::from(user),
+        epoch,
+        version,
+        label: label(version as u8, 256),
+        value: AkdValue::from(value),
+    }
+}
+
+fn node_key(record: &DbRecord) -> NodeKey {
+    match record {
+        DbRecord::TreeNode(node) => NodeKey(node.label),
+        other => panic!("not a tree node: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn akd_storage_test_cases_pass() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    akd::storage::tests::run_test_cases_for_storage_impl(storage).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn records_survive_a_reopen() {
+    let data = TempDir::new().unwrap();
+    let path = data.path().join("db");
+
+    let azks = DbRecord::Azks(Azks {
+        latest_epoch: 7,
+        num_nodes: 3,
+    });
+    let mut interior = node(label(0b1000_0000, 1), 7, TreeNodeType::Interior);
+    interior.left_child = Some(label(0b1000_0000, 2));
+    interior.right_child = Some(label(0b1100_0000, 2));
+    let mut earlier = node(interior.label, 5, TreeNodeType::Interior);
+    earlier.left_child = Some(label(0b1000_0000, 2));
+    let interior = tree_node(interior, Some(earlier));
+    let leaf = tree_node(node(label(0xab, 256), 6, TreeNodeType::Leaf), None);
+    let mut root = node(NodeLabel::root(), 7, TreeNodeType::Root);
+    root.right_child = Some(label(0b1000_0000, 1));
+    let root = tree_node(root, None);
+    let states = [
+        state("alice", 1, 1, "first"),
+        state("alice", 5, 2, "second"),
+        state("bob", 3, 1, "only"),
+    ];
+    let mut records = vec![interior.clone(), leaf.clone(), root.clone()];
+    records.extend(states.iter().cloned().map(DbRecord::ValueState));
+    records.push(azks.clone());
+
+    let (store, storage) = open(&path).await;
+    storage
+        .batch_set(records, DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+    store.close().await;
+    drop(storage);
+    drop(store);
+
+    let (store, storage) = open(&path).await;
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks);
+    for record in [&interior, &leaf, &root] {
+        let got = storage
+            .get::<TreeNodeWithPreviousValue>(&node_key(record))
+            .await
+            .unwrap();
+        assert_eq!(&got, record);
+    }
+    let keys = [node_key(&leaf), node_key(&root), node_key(&interior)];
+    assert_eq!(
+        storage
+            .batch_get::<TreeNodeWithPreviousValue>(&keys)
+            .await
+            .unwrap(),
+        [leaf, root, interior]
+    );
+    let alice = storage
+        .get_user_data(&AkdLabel::from("alice"))
+        .await
+        .unwrap();
+    assert_eq!(alice.states, states[..2]);
+    assert_eq!(
+        storage
+            .get::<ValueState>(&ValueStateKey(b"bob".to_vec(), 3))
+            .await
+            .unwrap(),
+        DbRecord::ValueState(states[2].clone())
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retrieval_flags_pick_the_right_state() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    let alice = AkdLabel::from("alice");
+    let states = [
+        state("alice", 2, 1, "v1"),
+        state("alice", 5, 2, "v2"),
+        state("alice", 9, 3, "v3"),
+        state("bob", 4, 1, "bob v1"),
+    ];
+    storage
+        .batch_set(
+            states.iter().cloned().map(DbRecord::ValueState).collect(),
+            DbSetState::General,
+        )
+        .await
+        .unwrap();
+
+    let pick = |flag| {
+        let (storage, alice) = (storage.clone(), alice.clone());
+        async move { storage.get_user_state(&alice, flag).await.map(|s| s.epoch) }
+    };
+    assert_eq!(pick(Flag::MinEpoch).await, Ok(2));
+    assert_eq!(pick(Flag::MaxEpoch).await, Ok(9));
+    assert_eq!(pick(Flag::SpecificVersion(2)).await, Ok(5));
+    assert_eq!(pick(Flag::SpecificEpoch(9)).await, Ok(9));
+    assert_eq!(pick(Flag::LeqEpoch(5)).await, Ok(5));
+    assert_eq!(pick(Flag::LeqEpoch(8)).await, Ok(5));
+    assert_eq!(pick(Flag::LeqEpoch(u64::MAX)).await, Ok(9));
+    for missing in [
+        Flag::LeqEpoch(1),
+        Flag::SpecificEpoch(3),
+        Flag::SpecificVersion(4),
+        Flag::SpecificVersion(u64::MAX),
+        Flag::SpecificEpoch(u64::MAX),
+    ] {
+        assert!(
+            matches!(pick(missing).await, Err(StorageError::NotFound(_))),
+            "{missing:?}"
+        );
+    }
+    assert!(matches!(
+        storage
+            .get_user_state(&AkdLabel::from("carol"), Flag::MaxEpoch)
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        storage.get_user_data(&AkdLabel::from("carol")).await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    // In bulk: version and value per user that has a matching state.
+    let users = [
+        alice.clone(),
+        AkdLabel::from("bob"),
+        AkdLabel::from("carol"),
+        alice.clone(),
+    ];
+    let versions = storage
+        .get_user_state_versions(&users, Flag::LeqEpoch(4))
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[&alice], (1, AkdValue::from("v1")));
+    assert_eq!(
+        versions[&AkdLabel::from("bob")],
+        (1, AkdValue::from("bob v1"))
+    );
+    let versions = storage
+        .get_user_state_versions(&users, Flag::SpecificVersion(3))
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[&alice], (3, AkdValue::from("v3")));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn batch_reads_span_several_queries() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    // More than one query's worth of keys (500 per query).
+    let count: u32 = 1_234;
+    let nodes: Vec<DbRecord> = (0..count)
+        .map(|i| {
+            let mut val = [0u8; 32];
+            val[..4].copy_from_slice(&i.to_be_bytes());
+            tree_node(node(NodeLabel::new(val, 32), 1, TreeNodeType::Leaf), None)
+        })
+        .collect();
+    let users: Vec<AkdLabel> = (0..count)
+        .map(|i| AkdLabel::from(format!("user {i}").as_str()))
+        .collect();
+    let mut records = nodes.clone();
+    for (i, user) in users.iter().enumerate() {
+        for epoch in [1, 2] {
+            records.push(DbRecord::ValueState(ValueState {
+                username: user.clone(),
+                epoch,
+                version: epoch,
+                label: label(1, 256),
+                value: AkdValue::from(format!("{i} at {epoch}").as_str()),
+            }));
+        }
+    }
+    storage
+        .batch_set(records, DbSetState::General)
+        .await
+        .unwrap();
+
+    // Reversed, with keys that are not stored mixed in: found ones come back
+    // in the order asked, missing ones are left out.
+    let mut keys: Vec<NodeKey> = nodes.iter().rev().map(node_key).collect();
+    keys.insert(700, NodeKey(label(0xff, 256)));
+    keys.push(NodeKey(label(0xee, 7)));
+    let got = storage
+        .batch_get::<TreeNodeWithPreviousValue>(&keys)
+        .await
+        .unwrap();
+    assert_eq!(got, nodes.iter().rev().cloned().collect::<Vec<_>>());
+
+    let keys: Vec<ValueStateKey> = users
+        .iter()
+        .map(|user| ValueStateKey(user.0.clone(), 2))
+        .chain([
+            ValueStateKey(b"nobody".to_vec(), 1),
+            ValueStateKey(users[0].0.clone(), u64::MAX),
+        ])
+        .collect();
+    assert_eq!(
+        storage.batch_get::<ValueState>(&keys).await.unwrap().len(),
+        users.len()
+    );
+
+    let versions = storage
+        .get_user_state_versions(&users, Flag::MaxEpoch)
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), users.len());
+    assert_eq!(versions[&users[1000]], (2, AkdValue::from("1000 at 2")));
+    let versions = storage
+        .get_user_state_versions(&users, Flag::MinEpoch)
+        .await
+        .unwrap();
+    assert_eq!(versions[&users[1233]], (1, AkdValue::from("1233 at 1")));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_epoch_commit_must_advance_the_epoch() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    let azks = |latest_epoch| {
+        DbRecord::Azks(Azks {
+            latest_epoch,
+            num_nodes: 1,
+        })
+    };
+    let commit = |epoch, user: &str| {
+        vec![
+            DbRecord::ValueState(state(user, epoch, 1, "value")),
+            azks(epoch),
+        ]
+    };
+    storage.set(azks(0)).await.unwrap();
+    storage
+        .batch_set(commit(1, "alice"), DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+
+    // A second publisher that also built epoch 1 loses, and stores nothing.
+    let stale = storage
+        .batch_set(commit(1, "mallory"), DbSetState::TransactionCommit)
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Transaction(_))),
+        "{stale:?}"
+    );
+    let older = storage
+        .batch_set(commit(0, "mallory"), DbSetState::TransactionCommit)
+        .await;
+    assert!(
+        matches!(older, Err(StorageError::Transaction(_))),
+        "{older:?}"
+    );
+    let without_azks = storage
+        .batch_set(
+            vec![DbRecord::ValueState(state("mallory", 2, 1, "value"))],
+            DbSetState::TransactionCommit,
+        )
+        .await;
+    assert!(
+        matches!(without_azks, Err(StorageError::Transaction(_))),
+        "{without_azks:?}"
+    );
+    assert!(matches!(
+        storage.get_user_data(&AkdLabel::from("mallory")).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks(1));
+
+    // The next epoch goes through.
+    storage
+        .batch_set(commit(2, "bob"), DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks(2));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failing_batch_leaves_nothing() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    // The last record's epoch does not fit an SQLite integer.
+    let records = vec![
+        tree_node(node(label(1, 256), 1, TreeNodeType::Leaf), None),
+        DbRecord::ValueState(state("alice", 1, 1, "value")),
+        DbRecord::ValueState(state("alice", u64::MAX, 2, "value")),
+    ];
+    let failed = storage.batch_set(records, DbSetState::General).await;
+    assert!(matches!(failed, Err(StorageError::Other(_))), "{failed:?}");
+    assert!(matches!(
+        storage
+            .get::<TreeNodeWithPreviousValue>(&NodeKey(label(1, 256)))
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        storage.get_user_data(&AkdLabel::from("alice")).await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    // A node record holding a state of another label is refused.
+    let mismatched = DbRecord::TreeNode(TreeNodeWithPreviousValue {
+        label: label(2, 256),
+        latest_node: node(label(3, 256), 1, TreeNodeType::Leaf),
+        previous_node: None,
+    });
+    assert!(matches!(
+        storage.set(mismatched).await,
+        Err(StorageError::Other(_))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn writes_fail_once_the_store_is_closed() {
+    let data = TempDir::new().unwrap();
+    let (store, storage) = open(&data.path().join("db")).await;
+    store.close().await;
+    let result = storage
+        .set(DbRecord::ValueState(state("alice", 1, 1, "value")))
+        .await;
+    assert!(
+        matches!(result, Err(StorageError::Connection(_))),
+        "{result:?}"
+    );
+}
+
+async fn directory(
+    storage: DirectoryStorage,
+) -> Directory<Config, DirectoryStorage, HardCodedAkdVRF> {
+    Directory::new(
+        StorageManager::new_no_cache(storage),
+        HardCodedAkdVRF,
+        AzksParallelismConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn verify_lookup(
+    akd: &Directory<Config, DirectoryStorage, HardCodedAkdVRF>,
+    user: &str,
+) -> akd::VerifyResult {
+    let (proof, head) = akd.lookup(AkdLabel::from(user)).await.unwrap();
+    let vrf_key = akd.get_public_key().await.unwrap();
+    akd::client::lookup_verify::<Config>(
+        vrf_key.as_bytes(),
+        head.hash(),
+        head.epoch(),
+        AkdLabel::from(user),
+        proof,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_directory_publishes_reopens_and_proves() {
+    let data = TempDir::new().unwrap();
+    let path = data.path().join("db");
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+
+    let (store, storage) = open(&path).await;
+    let akd = directory(storage).await;
+    let EpochHash(_, first_root) = akd
+        .publish(
+            users
+                .iter()
+                .map(|user| {
+                    (
+                        AkdLabel::from(*user),
+                        AkdValue::from(format!("{user} list 1").as_str()),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let EpochHash(epoch, root) = akd
+        .publish(vec![(
+            AkdLabel::from("alice"),
+            AkdValue::from("alice list 2"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(epoch, 2);
+    drop(akd);
+    store.close().await;
+    drop(store);
+
+    let (store, storage) = open(&path).await;
+    let akd = directory(storage).await;
+    // The same directory: same epoch and root hash, not a fresh one.
+    let head = akd.get_epoch_hash().await.unwrap();
+    assert_eq!((head.epoch(), head.hash()), (epoch, root));
+
+    let alice = verify_lookup(&akd, "alice").await;
+    assert_eq!((alice.epoch, alice.version), (2, 2));
+    assert_eq!(alice.value, AkdValue::from("alice list 2"));
+    let erin = verify_lookup(&akd, "erin").await;
+    assert_eq!((erin.epoch, erin.version), (1, 1));
+    assert_eq!(erin.value, AkdValue::from("erin list 1"));
+
+    // Alice's history proves both her values.
+    let (history, head) = akd
+        .key_history(&AkdLabel::from("alice"), HistoryParams::default())
+        .await
+        .unwrap();
+    let vrf_key = akd.get_public_key().await.unwrap();
+    let values = akd::client::key_history_verify::<Config>(
+        vrf_key.as_bytes(),
+        head.hash(),
+        head.epoch(),
+        AkdLabel::from("alice"),
+        history,
+        HistoryVerificationParams::default(),
+    )
+    .unwrap();
+    let values: Vec<_> = values.into_iter().map(|v| (v.version, v.value)).collect();
+    assert_eq!(
+        values,
+        [
+            (2, AkdValue::from("alice list 2")),
+            (1, AkdValue::from("alice list 1")),
+        ]
+    );
+
+    // Publishing goes on from the stored epoch, and the audit proof links
+    // the epochs before and after the reopen.
+    let EpochHash(epoch, third_root) = akd
+        .publish(vec![(
+            AkdLabel::from("frank"),
+            AkdValue::from("frank list 1"),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(epoch, 3);
+    let frank = verify_lookup(&akd, "frank").await;
+    assert_eq!((frank.epoch, frank.version), (3, 1));
+    let audit = akd.audit(1, 3).await.unwrap();
+    akd::auditor::audit_verify::<Config>(vec![first_root, root, third_root], audit)
+        .await
+        .unwrap();
+    let audit = akd.audit(1, 3).await.unwrap();
+    assert!(
+        akd::auditor::audit_verify::<Config>(vec![first_root, third_root, root], audit)
+            .await
+            .is_err(),
+        "an audit against the wrong heads must fail"
+    );
+    store.close().await;
+}
