@@ -324,3 +324,57 @@ fn group_and_device_errors_say_what_to_do() {
     assert_eq!(device["kind"], "device");
     assert_eq!(device["this_device"], true);
 }
+
+#[test]
+fn verify_shows_the_same_number_on_both_sides_and_confirms_it() {
+    let (_data, server) = server();
+    let url = server.url();
+    let dir = TempDir::new().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        rempart(home)
+            .args(["init", "--server", &url, "--name", name])
+            .assert()
+            .success();
+    }
+    let number = |home: &Path, user: &str| -> Value {
+        let out = rempart(home)
+            .args(["--json", "verify", user])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let seen_by_alice = number(&alice, "bob");
+    let seen_by_bob = number(&bob, "alice");
+    assert_eq!(seen_by_alice["safety_number"], seen_by_bob["safety_number"]);
+    assert_eq!(seen_by_alice["verified"], false);
+    let digits = seen_by_alice["safety_number"].as_str().unwrap().to_owned();
+    assert_eq!(digits.len(), 71, "60 digits in 12 groups of 5: {digits}");
+
+    let out = rempart(&alice).args(["verify", "bob"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "safety number with bob:\n{digits}\nverified: no\n"
+        )),
+        "{text}"
+    );
+
+    let wrong = rempart(&alice)
+        .args(["verify", "bob", "--confirm", "00000 00000"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(
+        stderr(&wrong),
+        "error: the safety number does not match: compare it again with bob, on a channel you trust\n"
+    );
+    let out = rempart(&alice)
+        .args(["--json", "verify", "bob", "--confirm", &digits])
+        .output()
+        .unwrap();
+    let confirmed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(confirmed["verified"], true);
+    assert_eq!(number(&alice, "bob")["verified"], true);
+}
