@@ -23,6 +23,13 @@
 //! | `GET` | `/v1/links/{link}` | the creating device | → [`LinkState`] |
 //! | `PUT` | `/v1/links/{link}/response` | the creating device | octet-stream sealed response → 204 |
 //! | `GET` | `/v1/links/{link}/response` | none | → [`LinkState`] (the link is deleted once its response was read) |
+//! | `GET` | `/v1/directory` | none | → [`DirectoryInfo`](crate::directory::DirectoryInfo) |
+//! | `GET` | `/v1/directory/head` | none | → latest [`HeadWithCosignatures`](crate::directory::HeadWithCosignatures) (404 before the first epoch) |
+//! | `GET` | `/v1/directory/heads/{epoch}` | none | → [`HeadWithCosignatures`](crate::directory::HeadWithCosignatures) (404 if not published) |
+//! | `GET` | `/v1/directory/lookup/{user}` | none | → [`LookupResponse`](crate::directory::LookupResponse) at the latest epoch (404 if not published) |
+//! | `GET` | `/v1/directory/history/{user}` | none | → [`HistoryResponse`](crate::directory::HistoryResponse) |
+//! | `GET` | `/v1/directory/audit?from=A&to=B` | none | → [`AuditResponse`](crate::directory::AuditResponse) (400 unless 1 ≤ A < B ≤ latest) |
+//! | `POST` | `/v1/directory/cosignatures` | none (the witness signature) | [`PostCosignature`](crate::directory::PostCosignature) → 204 (400 unless it verifies against that epoch's head) |
 //!
 //! A commit on a group that does not exist yet, built on epoch 0, creates the
 //! group with the committing device as its first member.

@@ -28,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod b64;
 pub mod device_list;
+pub mod directory;
 pub mod ids;
 pub mod limits;
 

@@ -12,6 +12,7 @@ use rempart_proto::api::{ErrorBody, error_code};
 use rempart_proto::auth::AuthError;
 use rempart_proto::{DeviceId, DeviceListError, IdError};
 
+use crate::directory::DirectoryServiceError;
 use crate::store::StoreError;
 
 /// Why a request was refused.
@@ -55,6 +56,9 @@ pub enum ApiError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key-transparency directory failed.
+    #[error(transparent)]
+    Directory(#[from] DirectoryServiceError),
 }
 
 impl ApiError {
@@ -76,6 +80,7 @@ impl ApiError {
             Self::Forbidden(_) => (S::FORBIDDEN, c::FORBIDDEN, None),
             Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
+            Self::Directory(_) => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
             Self::Store(error) => match error {
                 StoreError::NameTaken(_) => (S::CONFLICT, c::NAME_TAKEN, None),
                 StoreError::DeviceTaken(_) | StoreError::StaleDeviceList { .. } => {
@@ -128,7 +133,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `error: cause: cause…`, for the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

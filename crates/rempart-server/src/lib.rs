@@ -19,10 +19,13 @@
 //! - recently used request nonces, to refuse replays;
 //! - the key-transparency directory's state ([`directory`]): user names,
 //!   the hashes of their device lists by epoch, and akd's tree over them,
-//!   all of it meant to be public.
+//!   all of it meant to be public; every device list it accepted, the signed
+//!   epoch heads and witness cosignatures.
 //!
-//! It holds no private key, password, token or plaintext, and it never logs a
-//! request body.
+//! Its only secrets are the directory's two keys (the head-signing key and
+//! akd's VRF key), each in its own mode-0600 file of the data directory,
+//! never in the database and never logged. It holds no user's private key,
+//! password, token or plaintext, and it never logs a request body.
 //!
 //! # Delivery model
 //!
@@ -74,6 +77,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use std::{fmt, io};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -83,10 +87,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rempart_proto::api::{self, Health};
+use rempart_proto::directory as kt;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::directory::{DirectoryService, DirectoryServiceError};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
 use crate::push::Hub;
@@ -94,6 +100,37 @@ use crate::store::{SqliteStore, Store, StoreError};
 
 /// Name of the SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "rempart.sqlite3";
+
+/// How often the key-transparency directory publishes an epoch when there
+/// are updates, unless configured otherwise.
+pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`
+/// or `h` (e.g. `200ms`, `1s`, `2m`), as `--epoch-interval` takes it.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| DurationError(text.to_owned()))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| DurationError(text.to_owned()))?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(DurationError(text.to_owned())),
+    };
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| DurationError(text.to_owned()))
+}
+
+/// A duration that [`parse_duration`] could not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration: write a whole number and ms, s, m or h, e.g. 200ms or 1s")]
+pub struct DurationError(String);
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -104,6 +141,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// How often the directory publishes pending updates as an epoch (no
+    /// epoch when nothing changed). Must not be zero.
+    pub epoch_interval: Duration,
 }
 
 impl ServerConfig {
@@ -113,6 +153,7 @@ impl ServerConfig {
             listen,
             data_dir,
             max_body_bytes: MAX_BODY_BYTES,
+            epoch_interval: DEFAULT_EPOCH_INTERVAL,
         }
     }
 }
@@ -123,17 +164,23 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
+    directory: Arc<DirectoryService>,
+    epoch_interval: Duration,
 }
 
 impl Server {
     /// Creates the data directory if needed, opens (or creates) the database
-    /// in it and binds the listening socket.
+    /// and the directory's keys in it and binds the listening socket.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let ServerConfig {
             listen,
             data_dir,
             max_body_bytes,
+            epoch_interval,
         } = config;
+        if epoch_interval.is_zero() {
+            return Err(ServerError::ZeroEpochInterval);
+        }
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -149,6 +196,13 @@ impl Server {
                 path: database,
                 source,
             })?;
+        let directory = match DirectoryService::open(&store, &data_dir).await {
+            Ok(directory) => Arc::new(directory),
+            Err(source) => {
+                store.close().await;
+                return Err(ServerError::Directory(source));
+            }
+        };
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -162,7 +216,9 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
-            state: AppState::new(Arc::new(store), max_body_bytes),
+            state: AppState::new(Arc::new(store), max_body_bytes).with_directory(directory.clone()),
+            directory,
+            epoch_interval,
         })
     }
 
@@ -172,22 +228,35 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting connections,
-    /// ends push sessions, lets requests in flight finish and closes the
-    /// store once its queued writes are committed.
+    /// ends push sessions, lets requests in flight finish, stops the
+    /// directory's publisher (after a last publish of what is pending) and
+    /// closes the store once its queued writes are committed.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let Server {
-            listener, state, ..
+            listener,
+            state,
+            directory,
+            epoch_interval,
+            ..
         } = self;
         let (store, hub) = (state.store.clone(), state.hub.clone());
+        let (stop_publisher, publisher_stopped) = tokio::sync::oneshot::channel();
+        let publisher = tokio::spawn(directory.run_publisher(epoch_interval, publisher_stopped));
         let served = axum::serve(listener, router(state))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 hub.close();
             })
             .await;
+        // The publisher may already be gone (it panicked); the queue is
+        // durable either way.
+        let _ = stop_publisher.send(());
+        if publisher.await.is_err() {
+            tracing::error!("the directory publisher did not stop cleanly");
+        }
         store.close().await;
         served.map_err(ServerError::Serve)
     }
@@ -223,6 +292,12 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The key-transparency directory could not start.
+    #[error("cannot start the key-transparency directory")]
+    Directory(#[source] DirectoryServiceError),
+    /// The configured epoch interval is zero.
+    #[error("the epoch interval must be longer than zero")]
+    ZeroEpochInterval,
     /// Serving connections failed.
     #[error("the server failed")]
     Serve(#[source] io::Error),
@@ -234,6 +309,7 @@ pub struct AppState {
     store: Arc<dyn Store>,
     hub: Hub,
     max_body_bytes: usize,
+    directory: Option<Arc<DirectoryService>>,
 }
 
 impl AppState {
@@ -243,7 +319,15 @@ impl AppState {
             store,
             hub: Hub::default(),
             max_body_bytes,
+            directory: None,
         }
+    }
+
+    /// Serves the key-transparency directory's endpoints from `directory`
+    /// (without it, they answer 404).
+    pub(crate) fn with_directory(mut self, directory: Arc<DirectoryService>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 }
 
@@ -296,6 +380,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inbox", get(inbox::read))
         .route(api::INBOX_ACK_PATH, post(inbox::ack))
         .route(api::WS_PATH, get(push::subscribe))
+        .route(kt::DIRECTORY_PATH, get(directory::endpoints::info))
+        .route(kt::HEAD_PATH, get(directory::endpoints::latest_head))
+        .route(
+            "/v1/directory/heads/{epoch}",
+            get(directory::endpoints::head),
+        )
+        .route(
+            "/v1/directory/lookup/{user}",
+            get(directory::endpoints::lookup),
+        )
+        .route(
+            "/v1/directory/history/{user}",
+            get(directory::endpoints::history),
+        )
+        .route(kt::AUDIT_PATH, get(directory::endpoints::audit))
+        .route(
+            kt::COSIGNATURES_PATH,
+            post(directory::endpoints::post_cosignature),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
@@ -341,4 +444,30 @@ async fn refuse_declared_oversize(
         .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_their_units() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "",
+            "1",
+            "s",
+            "1.5s",
+            "-1s",
+            "1 s",
+            "1d",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -8,10 +8,11 @@ use std::io::{self, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
-use rempart_server::{Server, ServerConfig};
+use rempart_server::{Server, ServerConfig, parse_duration};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -29,6 +30,10 @@ struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// How often the key-transparency directory publishes an epoch when
+    /// something changed (e.g. 200ms, 1s, 2m).
+    #[arg(long, default_value = "1s", value_parser = parse_epoch_interval)]
+    epoch_interval: Duration,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal()?;
     let mut config = ServerConfig::new(args.listen, args.data);
     config.max_body_bytes = args.max_body_bytes;
+    config.epoch_interval = args.epoch_interval;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();
@@ -77,6 +83,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     server.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A `--epoch-interval`: a duration above zero.
+fn parse_epoch_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(interval) if interval.is_zero() => Err("the epoch interval must be above zero".into()),
+        Ok(interval) => Ok(interval),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -5,7 +5,7 @@ use rempart_proto::auth::HEADER_SIGNATURE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, delivery, inbox, keypackages, links, push};
+use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
 
 /// The API description, generated from the handlers and the wire types of
 /// `rempart-proto`.
@@ -37,6 +37,13 @@ use crate::{accounts, delivery, inbox, keypackages, links, push};
         links::read_request,
         links::put_response,
         links::take_response,
+        directory::endpoints::info,
+        directory::endpoints::latest_head,
+        directory::endpoints::head,
+        directory::endpoints::lookup,
+        directory::endpoints::history,
+        directory::endpoints::audit,
+        directory::endpoints::post_cosignature,
     ),
     modifiers(&SignedRequestScheme),
     tags(
@@ -46,6 +53,7 @@ use crate::{accounts, delivery, inbox, keypackages, links, push};
         (name = "inbox", description = "Per-device Welcome messages"),
         (name = "push", description = "WebSocket notifications"),
         (name = "links", description = "Device-linking rendezvous: sealed bytes relayed between an existing and a new device"),
+        (name = "directory", description = "Key-transparency directory: signed epoch heads, akd proofs (protobuf) and witness cosignatures"),
     )
 )]
 pub struct ApiDoc;

@@ -15,8 +15,18 @@
 //! durable, group-committed writes. It holds no secret: the VRF key that
 //! derives the tree's labels is not stored there.
 //!
-//! So far this module is the storage only: the publisher, its keys and the
-//! directory's endpoints come next.
+//! The server's side of it:
+//!
+//! - its two keys ([`keys`]): the Ed25519 key that signs each epoch head and
+//!   akd's VRF key, 32 random bytes each in the data directory (mode 0600);
+//! - a durable queue of updates ([`queue`]), written in the same transaction
+//!   as every registration and device-list change, with an archive of every
+//!   signed device list by the value it is committed under;
+//! - a publisher that, every epoch interval, publishes the latest pending
+//!   value of each changed user as one akd epoch (none if nothing changed)
+//!   and stores the epoch's signed head, beside witness cosignatures;
+//! - public endpoints serving heads, lookup, key history and append-only
+//!   proofs in akd's protobuf encoding, and taking witness cosignatures.
 //!
 //! ```
 //! use akd::append_only_zks::AzksParallelismConfig;
@@ -59,6 +69,14 @@
 //! # }
 //! ```
 
+pub(crate) mod endpoints;
+mod epochs;
+mod heads;
+mod keys;
+pub(crate) mod queue;
 mod storage;
 
+pub(crate) use self::epochs::DirectoryService;
+pub use self::epochs::DirectoryServiceError;
+pub use self::keys::{DIRECTORY_KEY_FILE, KeyError, VRF_KEY_FILE};
 pub use self::storage::DirectoryStorage;

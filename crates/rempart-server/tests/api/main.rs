@@ -6,6 +6,7 @@
 mod accounts;
 mod delivery;
 mod device_lists;
+mod directory;
 mod keypackages;
 mod links;
 mod push;

@@ -1,7 +1,7 @@
 //! A server on a real socket, and devices that sign their own requests.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use rand::rngs::OsRng;
@@ -42,7 +42,13 @@ impl TestServer {
 
     /// A server over `data_dir`, which the caller keeps.
     pub async fn start_in(data_dir: &Path) -> Self {
-        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), PathBuf::from(data_dir));
+        Self::start_in_every(data_dir, rempart_server::DEFAULT_EPOCH_INTERVAL).await
+    }
+
+    /// A server over `data_dir` whose directory publishes every `epoch_interval`.
+    pub async fn start_in_every(data_dir: &Path, epoch_interval: Duration) -> Self {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), PathBuf::from(data_dir));
+        config.epoch_interval = epoch_interval;
         let server = Server::bind(config).await.unwrap();
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -34,6 +34,7 @@ pub(super) fn register(conn: &Connection, verified: &VerifiedDeviceList) -> Resu
     for device in &list.devices {
         insert_device(conn, &list.user, device.id, &device.signature_key)?;
     }
+    crate::directory::queue::enqueue(conn, &list.user, verified.signed())?;
     Ok(())
 }
 
@@ -164,6 +165,7 @@ pub(super) fn replace_device_list(
             to_sql(list.version, "device list version")?,
         ],
     )?;
+    crate::directory::queue::enqueue(conn, user, verified.signed())?;
 
     let current: Vec<(DeviceId, Vec<u8>)> = conn
         .prepare("SELECT device_id, signature_key FROM devices WHERE user_name = ?1")?

@@ -213,6 +213,43 @@ CREATE TABLE akd_values (
     PRIMARY KEY (username, epoch)
 ) STRICT;
 ",
+    r"
+-- Version 4: the directory's publisher (crate::directory).
+
+-- Device-list changes not yet published in an epoch, written in the same
+-- transaction as the change itself. The publisher takes the latest value per
+-- user and deletes the rows it published.
+CREATE TABLE directory_pending (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_name TEXT NOT NULL,
+    value     BLOB NOT NULL CHECK (length(value) = 32)
+) STRICT;
+
+-- Every signed device list ever accepted, by its directory value, so lookups
+-- and histories can serve the list a proven value stands for.
+CREATE TABLE directory_device_lists (
+    user_name      TEXT NOT NULL,
+    value          BLOB NOT NULL CHECK (length(value) = 32),
+    device_list    BLOB NOT NULL,
+    list_signature BLOB NOT NULL,
+    PRIMARY KEY (user_name, value)
+) STRICT;
+
+-- The signed head of each published epoch.
+CREATE TABLE directory_heads (
+    epoch     INTEGER PRIMARY KEY CHECK (epoch > 0),
+    head      BLOB NOT NULL,
+    signature BLOB NOT NULL
+) STRICT;
+
+-- Witness cosignatures, one per witness key per epoch.
+CREATE TABLE directory_cosignatures (
+    epoch     INTEGER NOT NULL REFERENCES directory_heads (epoch),
+    witness   BLOB NOT NULL CHECK (length(witness) = 32),
+    signature BLOB NOT NULL,
+    PRIMARY KEY (epoch, witness)
+) STRICT;
+",
 ];
 
 /// The schema version this server writes.

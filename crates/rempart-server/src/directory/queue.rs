@@ -1,0 +1,92 @@
+//! The durable queue of directory updates, and the archive of every signed
+//! device list by the value it is committed under.
+//!
+//! [`enqueue`] runs inside the store's own write of a registration or a
+//! device-list change (the same writer job, so the same transaction): once a
+//! change is acknowledged, its directory update cannot be lost. The
+//! publisher drains the queue at each epoch.
+
+use std::collections::BTreeMap;
+
+use rempart_proto::directory::directory_value;
+use rempart_proto::{SignedDeviceList, UserName};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::store::StoreError;
+
+/// Pending updates as the publisher reads them: the latest value per user,
+/// and the highest queue row they cover.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Latest value per user name.
+    pub(crate) updates: BTreeMap<String, [u8; 32]>,
+    /// Rows up to this id are covered (and deleted once published).
+    pub(crate) up_to: i64,
+}
+
+/// Queues `(user, directory_value(list))` and archives the list. Runs in the
+/// caller's transaction.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    user: &UserName,
+    list: &SignedDeviceList,
+) -> Result<(), StoreError> {
+    let value = directory_value(list);
+    conn.execute(
+        "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
+        params![user.as_str(), value.as_slice()],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO directory_device_lists
+             (user_name, value, device_list, list_signature)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![user.as_str(), value.as_slice(), list.list, list.signature],
+    )?;
+    Ok(())
+}
+
+/// Reads the queue: the latest value of each user, in queue order.
+pub(crate) fn pending(conn: &Connection) -> Result<Pending, StoreError> {
+    let mut pending = Pending::default();
+    let mut query =
+        conn.prepare("SELECT id, user_name, value FROM directory_pending ORDER BY id")?;
+    let mut rows = query.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let user: String = row.get(1)?;
+        let value: Vec<u8> = row.get(2)?;
+        let value: [u8; 32] = value
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("pending directory value".into()))?;
+        pending.updates.insert(user, value);
+        pending.up_to = id;
+    }
+    Ok(pending)
+}
+
+/// Deletes the queue rows up to `up_to`.
+pub(crate) fn remove_published(conn: &Connection, up_to: i64) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM directory_pending WHERE id <= ?1", [up_to])?;
+    Ok(())
+}
+
+/// The signed device list of `user` committed under `value`, if any.
+pub(crate) fn device_list(
+    conn: &Connection,
+    user: &str,
+    value: &[u8],
+) -> Result<Option<SignedDeviceList>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT device_list, list_signature FROM directory_device_lists
+             WHERE user_name = ?1 AND value = ?2",
+            params![user, value],
+            |row| {
+                Ok(SignedDeviceList {
+                    list: row.get(0)?,
+                    signature: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
