@@ -161,6 +161,58 @@ pub struct RawDevice {
 }
 
 impl RawDevice {
+    /// Registers `user` with a fresh random account key and this one new
+    /// device, by hand.
+    pub async fn register(url: &str, user: &UserName) -> Self {
+        let account = SigningKey::generate(&mut rand::rngs::OsRng);
+        let device = RawDevice {
+            url: url.to_owned(),
+            device: DeviceId::random(),
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+            http: reqwest::Client::new(),
+        };
+        let list = DeviceList {
+            user: user.clone(),
+            account_key: PublicKey::new(account.verifying_key()),
+            version: 1,
+            timestamp: now(),
+            devices: vec![DeviceEntry {
+                id: device.device,
+                signature_key: PublicKey::new(device.key.verifying_key()),
+            }],
+        };
+        let register = RegisterRequest {
+            user: user.clone(),
+            device_list: SignedDeviceList::sign(&list, &account).unwrap(),
+        };
+        let (status, _) = device
+            .send(
+                "POST",
+                "/v1/accounts",
+                serde_json::to_vec(&register).unwrap(),
+            )
+            .await;
+        assert!((200..300).contains(&status), "register: {status}");
+        device
+    }
+
+    /// Uploads `key_package` as this device's one-time and last-resort
+    /// KeyPackage.
+    pub async fn upload_key_package(&self, key_package: Vec<u8>) {
+        let upload = KeyPackageUpload {
+            one_time: vec![key_package.clone()],
+            last_resort: Some(key_package),
+        };
+        let (status, _) = self
+            .send(
+                "POST",
+                "/v1/keypackages",
+                serde_json::to_vec(&upload).unwrap(),
+            )
+            .await;
+        assert!((200..300).contains(&status), "upload: {status}");
+    }
+
     /// Sends a request signed by this device; returns status and body.
     pub async fn send(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
         let auth = RequestAuth::sign(&self.key, self.device, method, path, &body, now());
@@ -187,36 +239,7 @@ impl RawDevice {
 /// malicious peer, would hand out.
 pub async fn register_with_foreign_key_package(url: &str, user: &str) -> RawDevice {
     let user: UserName = user.parse().unwrap();
-    let account = SigningKey::from_bytes(&[11; 32]);
-    let device = RawDevice {
-        url: url.to_owned(),
-        device: DeviceId::random(),
-        key: SigningKey::from_bytes(&[12; 32]),
-        http: reqwest::Client::new(),
-    };
-    let list = DeviceList {
-        user: user.clone(),
-        account_key: PublicKey::new(account.verifying_key()),
-        version: 1,
-        timestamp: now(),
-        devices: vec![DeviceEntry {
-            id: device.device,
-            signature_key: PublicKey::new(device.key.verifying_key()),
-        }],
-    };
-    let register = RegisterRequest {
-        user: user.clone(),
-        device_list: SignedDeviceList::sign(&list, &account).unwrap(),
-    };
-    let (status, _) = device
-        .send(
-            "POST",
-            "/v1/accounts",
-            serde_json::to_vec(&register).unwrap(),
-        )
-        .await;
-    assert!((200..300).contains(&status), "register: {status}");
-
+    let device = RawDevice::register(url, &user).await;
     let provider = OpenMlsRustCrypto::default();
     let foreign = SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519).unwrap();
     let credential = CredentialWithKey {
@@ -224,26 +247,17 @@ pub async fn register_with_foreign_key_package(url: &str, user: &str) -> RawDevi
         signature_key: foreign.public().into(),
     };
     let bundle = KeyPackage::builder()
+        .leaf_node_capabilities(rempart_client::protocol::capabilities())
         .build(
-            openmls::prelude::Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
+            rempart_client::protocol::CIPHERSUITE,
             &provider,
             &foreign,
             credential,
         )
         .unwrap();
-    let bytes = bundle.key_package().tls_serialize_detached().unwrap();
-    let upload = KeyPackageUpload {
-        one_time: vec![bytes.clone()],
-        last_resort: Some(bytes),
-    };
-    let (status, _) = device
-        .send(
-            "POST",
-            "/v1/keypackages",
-            serde_json::to_vec(&upload).unwrap(),
-        )
+    device
+        .upload_key_package(bundle.key_package().tls_serialize_detached().unwrap())
         .await;
-    assert!((200..300).contains(&status), "upload: {status}");
     device
 }
 
@@ -337,42 +351,12 @@ impl RawMember {
     /// Registers `user` with one device and uploads a valid KeyPackage.
     pub async fn register(url: &str, user: &str) -> Self {
         let user: UserName = user.parse().unwrap();
-        let account = SigningKey::generate(&mut rand::rngs::OsRng);
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let seed = key.to_bytes();
+        let device = RawDevice::register(url, &user).await;
         let signer = SignatureKeyPair::from_raw(
             openmls::prelude::SignatureScheme::ED25519,
-            seed.to_vec(),
-            key.verifying_key().to_bytes().to_vec(),
+            device.key.to_bytes().to_vec(),
+            device.key.verifying_key().to_bytes().to_vec(),
         );
-        let device = RawDevice {
-            url: url.to_owned(),
-            device: DeviceId::random(),
-            key,
-            http: reqwest::Client::new(),
-        };
-        let list = DeviceList {
-            user: user.clone(),
-            account_key: PublicKey::new(account.verifying_key()),
-            version: 1,
-            timestamp: now(),
-            devices: vec![DeviceEntry {
-                id: device.device,
-                signature_key: PublicKey::new(device.key.verifying_key()),
-            }],
-        };
-        let register = RegisterRequest {
-            user: user.clone(),
-            device_list: SignedDeviceList::sign(&list, &account).unwrap(),
-        };
-        let (status, _) = device
-            .send(
-                "POST",
-                "/v1/accounts",
-                serde_json::to_vec(&register).unwrap(),
-            )
-            .await;
-        assert!((200..300).contains(&status), "register: {status}");
         let member = Self {
             user,
             device,
@@ -381,20 +365,10 @@ impl RawMember {
             group: None,
         };
         let own = format!("{}/{}", member.user, member.device.device);
-        let kp = member.key_package(&own, &member.signer);
-        let upload = KeyPackageUpload {
-            one_time: vec![kp.clone()],
-            last_resort: Some(kp),
-        };
-        let (status, _) = member
+        member
             .device
-            .send(
-                "POST",
-                "/v1/keypackages",
-                serde_json::to_vec(&upload).unwrap(),
-            )
+            .upload_key_package(member.key_package(&own, &member.signer))
             .await;
-        assert!((200..300).contains(&status), "upload: {status}");
         member
     }
 
