@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use rempart_client::{Client, ClientError, Event};
-use rempart_proto::{DeviceId, UserName};
+use rempart_proto::{DeviceId, PublicKey, UserName};
 use serde_json::json;
 
 /// End-to-end encrypted messaging whose server cannot read, nor silently add
@@ -46,6 +46,13 @@ enum Command {
         /// A linking code shown by `rempart device link` on your other device.
         #[arg(long)]
         link: Option<String>,
+        /// Public key of a witness whose cosignature every directory head
+        /// needs (repeat for several; see `rempart-witness key`).
+        #[arg(long = "witness", value_name = "KEY")]
+        witnesses: Vec<PublicKey>,
+        /// How many of the witnesses must cosign (default: all).
+        #[arg(long)]
+        quorum: Option<usize>,
     },
     /// Show this account and device.
     Whoami,
@@ -130,6 +137,9 @@ enum DeviceCommand {
     },
 }
 
+/// Shown by `whoami` when no witness checks the directory.
+const WITNESS_WARNING: &str = "warning: no witness configured: nothing independent checks that the server shows everyone the same directory (`rempart init --witness KEY`)";
+
 /// Exit status when a security alert was raised.
 const EXIT_ALERT: u8 = 3;
 
@@ -175,7 +185,13 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         None => default_home()?,
     };
     let events = match cli.command {
-        Command::Init { server, name, link } => {
+        Command::Init {
+            server,
+            name,
+            link,
+            witnesses,
+            quorum,
+        } => {
             let (client, verb) = match (name, link) {
                 (Some(name), _) => (
                     Client::create_account(&home, &server, name).await?,
@@ -187,6 +203,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
                 ),
                 (None, None) => unreachable_usage()?,
             };
+            client.set_witnesses(&witnesses, quorum)?;
             let who = client.whoami();
             out.line(
                 json!({"kind": "account_created", "user": who.user, "device": who.device,
@@ -200,12 +217,19 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Whoami => {
             let who = Client::open(&home)?.whoami();
+            let witnesses = if who.witness_quorum == 0 {
+                WITNESS_WARNING.to_owned()
+            } else {
+                format!("witness quorum: {}", who.witness_quorum)
+            };
             out.line(
                 json!({"kind": "whoami", "user": who.user, "device": who.device, "server": who.server,
                        "account_fingerprint": who.account_fingerprint,
-                       "device_fingerprint": who.device_fingerprint}),
+                       "device_fingerprint": who.device_fingerprint,
+                       "witness_quorum": who.witness_quorum,
+                       "warning": (who.witness_quorum == 0).then_some(WITNESS_WARNING)}),
                 format!(
-                    "user: {}\ndevice: {}\nserver: {}\naccount key fingerprint: {}\ndevice key fingerprint: {}",
+                    "user: {}\ndevice: {}\nserver: {}\naccount key fingerprint: {}\ndevice key fingerprint: {}\n{witnesses}",
                     who.user, who.device, who.server, who.account_fingerprint, who.device_fingerprint
                 ),
             );

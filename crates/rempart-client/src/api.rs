@@ -10,6 +10,7 @@ use rempart_proto::api::{
     RegisterResponse,
 };
 use rempart_proto::auth::RequestAuth;
+use rempart_proto::directory::{self as kt, DirectoryInfo, HeadWithCosignatures};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -111,6 +112,23 @@ impl ServerApi {
             json(list)?,
         )
         .await
+    }
+
+    pub async fn directory_info(&self) -> Result<DirectoryInfo, ClientError> {
+        self.call(None, Method::GET, kt::DIRECTORY_PATH, Body::Empty)
+            .await
+    }
+
+    /// The latest signed head, or `None` before the first epoch.
+    pub async fn latest_head(&self) -> Result<Option<HeadWithCosignatures>, ClientError> {
+        match self
+            .call(None, Method::GET, kt::HEAD_PATH, Body::Empty)
+            .await
+        {
+            Ok(head) => Ok(Some(head)),
+            Err(ClientError::Server { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn upload_key_packages(

@@ -367,6 +367,7 @@ impl Client {
             store.pin_key(&id.user, &id.account_key.public())
         })?;
         let client = Self::assemble(home, store, api, id);
+        client.pin_directory().await?;
         client.upload_key_packages(true).await?;
         Ok(client)
     }

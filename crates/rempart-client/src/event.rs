@@ -44,6 +44,14 @@ pub enum AlertCode {
     /// This account's device list, as the server shows it, contains a device
     /// this account did not sign in.
     UnknownOwnDevice,
+    /// A directory head is not signed by the pinned directory key.
+    DirectoryHeadSignatureInvalid,
+    /// A directory head is older than one already seen.
+    DirectoryRollback,
+    /// Two different signed heads for one epoch (kept as evidence).
+    DirectoryEquivocation,
+    /// A directory head lacks the configured witnesses' cosignatures.
+    WitnessQuorumMissing,
 }
 
 impl AlertCode {
@@ -56,6 +64,10 @@ impl AlertCode {
             Self::CiphersuiteDowngrade => "ciphersuite_downgrade",
             Self::MessageGap => "message_gap",
             Self::UnknownOwnDevice => "unknown_own_device",
+            Self::DirectoryHeadSignatureInvalid => "directory_head_signature_invalid",
+            Self::DirectoryRollback => "directory_rollback",
+            Self::DirectoryEquivocation => "directory_equivocation",
+            Self::WitnessQuorumMissing => "witness_quorum_missing",
         }
     }
 }

@@ -31,6 +31,7 @@ mod api;
 mod conversation;
 mod device_list;
 mod devices;
+mod directory;
 mod error;
 mod event;
 mod keys;
@@ -110,6 +111,9 @@ pub struct WhoAmI {
     pub account_fingerprint: String,
     /// Fingerprint of this device's key.
     pub device_fingerprint: String,
+    /// How many witnesses must cosign each directory head (0: none
+    /// configured, and nothing independent checks the directory).
+    pub witness_quorum: usize,
 }
 
 /// One device of one account.
@@ -191,6 +195,7 @@ impl Client {
             store.pin_key(&id.user, &id.account_key.public())
         })?;
         let client = Self::assemble(home, store, api, id);
+        client.pin_directory().await?;
         client.upload_key_packages(true).await?;
         Ok(client)
     }
@@ -268,7 +273,9 @@ impl Client {
 
     /// Who this device is.
     pub fn whoami(&self) -> WhoAmI {
+        let witness_quorum = self.witnesses().map(|(_, q)| q).unwrap_or(0);
         WhoAmI {
+            witness_quorum,
             user: self.id.user.clone(),
             device: self.id.device,
             server: self.id.server.clone(),

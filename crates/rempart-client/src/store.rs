@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use openmls_sqlite_storage::SqliteStorageProvider;
+use rempart_proto::directory::SignedHead;
 use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -63,6 +64,24 @@ CREATE TABLE IF NOT EXISTS leave_requests (
 CREATE TABLE IF NOT EXISTS queued_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS directory (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    server_id TEXT NOT NULL,
+    directory_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witnesses (
+    witness_key TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS directory_heads (
+    epoch INTEGER PRIMARY KEY,
+    head TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS directory_evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    epoch INTEGER NOT NULL,
+    first_head TEXT NOT NULL,
+    second_head TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -521,6 +540,123 @@ impl Store {
         self.conn
             .execute("DELETE FROM queued_events WHERE id <= ?1", [last])?;
         Ok(())
+    }
+
+    pub fn pin_directory(&self, server_id: &str, key: &PublicKey) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO directory (id, server_id, directory_key) VALUES (1, ?1, ?2)",
+            params![server_id, String::from(*key)],
+        )?;
+        Ok(())
+    }
+
+    pub fn pinned_directory(&self) -> Result<Option<(String, PublicKey)>, ClientError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT server_id, directory_key FROM directory WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, key)| {
+            let key = PublicKey::try_from(key)
+                .map_err(|_| ClientError::Corrupt("pinned directory key".into()))?;
+            Ok((id, key))
+        })
+        .transpose()
+    }
+
+    pub fn set_witnesses(&self, witnesses: &[PublicKey]) -> Result<(), ClientError> {
+        self.conn.execute("DELETE FROM witnesses", [])?;
+        for witness in witnesses {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO witnesses (witness_key) VALUES (?1)",
+                [String::from(*witness)],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn witnesses(&self) -> Result<Vec<PublicKey>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT witness_key FROM witnesses ORDER BY witness_key")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| {
+            PublicKey::try_from(r?).map_err(|_| ClientError::Corrupt("witness key".into()))
+        })
+        .collect()
+    }
+
+    /// The head this device accepted for `epoch`, if any.
+    pub fn seen_head(&self, epoch: u64) -> Result<Option<SignedHead>, ClientError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT head FROM directory_heads WHERE epoch = ?1",
+                [i64::try_from(epoch).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|_| ClientError::Corrupt("stored head".into()))
+        })
+        .transpose()
+    }
+
+    /// The newest epoch this device accepted a head for (0 for none).
+    pub fn newest_head_epoch(&self) -> Result<u64, ClientError> {
+        let epoch: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(epoch) FROM directory_heads", [], |r| r.get(0))?;
+        Ok(epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0))
+    }
+
+    pub fn see_head(&self, epoch: u64, head: &SignedHead) -> Result<(), ClientError> {
+        let json = serde_json::to_string(head).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO directory_heads (epoch, head) VALUES (?1, ?2)",
+            params![i64::try_from(epoch).unwrap_or(i64::MAX), json],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps two signed heads for one epoch: proof of equivocation.
+    pub fn keep_evidence(
+        &self,
+        epoch: u64,
+        first: &SignedHead,
+        second: &SignedHead,
+    ) -> Result<(), ClientError> {
+        let json = |h: &SignedHead| {
+            serde_json::to_string(h).map_err(|e| ClientError::Corrupt(e.to_string()))
+        };
+        self.conn.execute(
+            "INSERT INTO directory_evidence (epoch, first_head, second_head) VALUES (?1, ?2, ?3)",
+            params![
+                i64::try_from(epoch).unwrap_or(i64::MAX),
+                json(first)?,
+                json(second)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every pair of conflicting heads kept as evidence.
+    pub fn evidence(&self) -> Result<Vec<(SignedHead, SignedHead)>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT first_head, second_head FROM directory_evidence ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (a, b) = r?;
+            let parse = |j: &str| {
+                serde_json::from_str(j).map_err(|_| ClientError::Corrupt("evidence".into()))
+            };
+            Ok((parse(&a)?, parse(&b)?))
+        })
+        .collect()
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<i64>, ClientError> {

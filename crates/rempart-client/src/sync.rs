@@ -50,6 +50,7 @@ impl Client {
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
         // Events learnt since the last sync (e.g. while a send caught up).
         let (mut events, queued_up_to) = self.store.queued_events()?;
+        self.check_head(&mut events).await?;
         self.sync_inbox(&mut events).await?;
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut events).await?;

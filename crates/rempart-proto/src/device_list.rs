@@ -75,6 +75,14 @@ impl TryFrom<String> for PublicKey {
     }
 }
 
+impl std::str::FromStr for PublicKey {
+    type Err = DeviceListError;
+    /// Parses the base64 form (as in JSON).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
 impl From<PublicKey> for String {
     fn from(key: PublicKey) -> Self {
         crate::b64::encode(key.as_bytes())

@@ -35,13 +35,15 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server (call from inside a tokio runtime).
     pub async fn start() -> Self {
+        Self::start_with_epochs(rempart_server::DEFAULT_EPOCH_INTERVAL).await
+    }
+
+    /// Starts a server publishing directory epochs every `interval`.
+    pub async fn start_with_epochs(interval: std::time::Duration) -> Self {
         let data = TempDir::new().unwrap();
-        let server = Server::bind(ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            data.path().to_owned(),
-        ))
-        .await
-        .unwrap();
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
+        config.epoch_interval = interval;
+        let server = Server::bind(config).await.unwrap();
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async move {
@@ -478,4 +480,110 @@ impl RawMember {
             .await;
         status
     }
+}
+
+/// The newest directory epoch whose head the server stores.
+pub fn latest_head_epoch(data_dir: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let epoch: Option<i64> = conn
+        .query_row("SELECT MAX(epoch) FROM directory_heads", [], |r| r.get(0))
+        .unwrap();
+    epoch.unwrap_or(0) as u64
+}
+
+/// Waits (polling, with a deadline) until the server has published an epoch
+/// at least `epoch`.
+pub async fn wait_for_epoch(data_dir: &Path, epoch: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while latest_head_epoch(data_dir) < epoch {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no epoch {epoch} published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Rewrites the latest stored head in the server's database with `edit`
+/// applied to its bytes and signature.
+fn rewrite_latest_head(data_dir: &Path, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let epoch = latest_head_epoch(data_dir) as i64;
+    let (mut head, mut signature): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT head, signature FROM directory_heads WHERE epoch = ?1",
+            [epoch],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    edit(&mut head, &mut signature);
+    conn.execute(
+        "UPDATE directory_heads SET head = ?2, signature = ?3 WHERE epoch = ?1",
+        rusqlite::params![epoch, head, signature],
+    )
+    .unwrap();
+}
+
+/// The server serves a latest head its directory key did not sign.
+pub fn forge_unsigned_head(data_dir: &Path) {
+    rewrite_latest_head(data_dir, |_, signature| signature[0] ^= 1);
+}
+
+/// The server signs a second, different head for its latest epoch (as a
+/// server showing two views would), with its own directory key.
+pub fn equivocate_latest_head(data_dir: &Path) {
+    use rempart_proto::directory::{DirectoryHead, SignedHead};
+    let seed: [u8; 32] = std::fs::read(data_dir.join("directory.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = SigningKey::from_bytes(&seed);
+    rewrite_latest_head(data_dir, |head, signature| {
+        let mut parsed: DirectoryHead = serde_json::from_slice(head).unwrap();
+        parsed.root_hash[0] ^= 0xff;
+        let forged = SignedHead::sign(&parsed, &key);
+        *head = forged.head;
+        *signature = forged.signature;
+    });
+}
+
+/// The server goes back to an older state: its newest head disappears.
+pub fn roll_back_latest_head(data_dir: &Path) {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let epoch = latest_head_epoch(data_dir) as i64;
+    conn.execute(
+        "DELETE FROM directory_cosignatures WHERE epoch = ?1",
+        [epoch],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM directory_heads WHERE epoch = ?1", [epoch])
+        .unwrap();
+}
+
+/// A witness cosigns the server's latest head and posts the cosignature.
+pub async fn cosign_latest_head(url: &str, witness: &SigningKey) {
+    use rempart_proto::directory::{
+        self as kt, Cosignature, HeadWithCosignatures, PostCosignature,
+    };
+    let http = reqwest::Client::new();
+    let latest: HeadWithCosignatures = http
+        .get(format!("{url}{}", kt::HEAD_PATH))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let head = latest.head.parse_unverified().unwrap();
+    let post = PostCosignature {
+        epoch: head.epoch,
+        cosignature: Cosignature::sign(witness, &head.server_id, head.epoch, &head.root_hash),
+    };
+    let response = http
+        .post(format!("{url}{}", kt::COSIGNATURES_PATH))
+        .json(&post)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
 }
