@@ -78,6 +78,16 @@ enum Command {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Show or change when this device rotates its keys in each conversation
+    /// (an MLS self-update, for post-compromise security).
+    UpdatePolicy {
+        /// Seconds between self-updates (default one day).
+        #[arg(long)]
+        interval: Option<u32>,
+        /// Sent messages between self-updates (default 100).
+        #[arg(long)]
+        after: Option<u32>,
+    },
     /// Groups: create, add and remove members, leave, list.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -279,6 +289,26 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             if !out.json {
                 out.line(json!(null), qr(&number.safety_number));
             }
+            Vec::new()
+        }
+        Command::UpdatePolicy { interval, after } => {
+            let client = Client::open(&home)?;
+            let mut policy = client.update_policy()?;
+            if let Some(interval) = interval.filter(|i| *i > 0) {
+                policy.interval_secs = i64::from(interval);
+            }
+            if let Some(after) = after.filter(|a| *a > 0) {
+                policy.after_messages = u64::from(after);
+            }
+            client.set_update_policy(policy)?;
+            out.line(
+                json!({"kind": "update_policy", "interval_secs": policy.interval_secs,
+                       "after_messages": policy.after_messages}),
+                format!(
+                    "self-update every {} s or after {} sent messages, checked at each sync",
+                    policy.interval_secs, policy.after_messages
+                ),
+            );
             Vec::new()
         }
         Command::Group(command) => group(command, &home, out).await?,

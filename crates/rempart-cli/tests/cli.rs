@@ -316,6 +316,35 @@ fn group_and_device_errors_say_what_to_do() {
 
     let out = rempart(&home).args(["group", "list"]).output().unwrap();
     assert_eq!(stdout(&out), "");
+    let out = rempart(&home).arg("update-policy").output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "self-update every 86400 s or after 100 sent messages, checked at each sync\n"
+    );
+    let out = rempart(&home)
+        .args([
+            "--json",
+            "update-policy",
+            "--interval",
+            "3600",
+            "--after",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            policy["interval_secs"].as_i64(),
+            policy["after_messages"].as_u64()
+        ),
+        (Some(3600), Some(20))
+    );
+    let out = rempart(&home).arg("update-policy").output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "self-update every 3600 s or after 20 sent messages, checked at each sync\n"
+    );
     let out = rempart(&home)
         .args(["--json", "device", "list"])
         .output()
