@@ -17,7 +17,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use rand::RngCore as _;
 use rand::rngs::OsRng;
-use rempart_proto::api;
+use rempart_proto::api::{self, LinkState};
 use rempart_proto::limits::LINK_TTL_SECS;
 use rempart_proto::{
     DeviceEntry, DeviceId, DeviceList, LinkId, PublicKey, SignedDeviceList, UserName,
@@ -27,7 +27,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::Client;
-use crate::api::{ServerApi, unix_now};
+use crate::api::{ServerApi, Signer, unix_now};
 use crate::conversation::Change;
 use crate::device_list::{self, VerifiedDeviceList};
 use crate::error::ClientError;
@@ -178,6 +178,31 @@ impl Drop for LinkResponse {
     }
 }
 
+/// Polls a rendezvous at `path` until its sealed payload is there; the link
+/// is expired once the server no longer knows it or `deadline` has passed.
+async fn wait_for_sealed(
+    api: &ServerApi,
+    signer: Option<Signer<'_>>,
+    path: &str,
+    deadline: i64,
+    poll: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    loop {
+        match api.link_state(signer, path).await {
+            Ok(LinkState {
+                sealed: Some(sealed),
+            }) => return Ok(sealed),
+            Ok(_) => {}
+            Err(ClientError::Server { status: 404, .. }) => return Err(ClientError::LinkExpired),
+            Err(e) => return Err(e),
+        }
+        if unix_now() > deadline {
+            return Err(ClientError::LinkExpired);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 fn format_code(bytes: &[u8; CODE_BYTES]) -> String {
     let hex = hex::encode(bytes);
     hex.as_bytes()
@@ -224,23 +249,14 @@ impl Client {
         poll: Duration,
     ) -> Result<DeviceId, ClientError> {
         let path = api::link_path(&pending.secrets.link);
-        let sealed = loop {
-            match self.api.link_state(Some(self.signer()), &path).await {
-                Ok(state) => {
-                    if let Some(sealed) = state.sealed {
-                        break sealed;
-                    }
-                }
-                Err(ClientError::Server { status: 404, .. }) => {
-                    return Err(ClientError::LinkExpired);
-                }
-                Err(e) => return Err(e),
-            }
-            if unix_now() > pending.expires_at {
-                return Err(ClientError::LinkExpired);
-            }
-            tokio::time::sleep(poll).await;
-        };
+        let sealed = wait_for_sealed(
+            &self.api,
+            Some(self.signer()),
+            &path,
+            pending.expires_at,
+            poll,
+        )
+        .await?;
         let request: LinkRequest =
             serde_json::from_slice(&pending.secrets.open(Direction::Request, &sealed)?)
                 .map_err(|_| ClientError::LinkTampered)?;
@@ -322,23 +338,7 @@ impl Client {
         }
         let deadline = unix_now() + LINK_TTL_SECS;
         let path = api::link_response_path(&secrets.link);
-        let sealed = loop {
-            match api.link_state(None, &path).await {
-                Ok(state) => {
-                    if let Some(sealed) = state.sealed {
-                        break sealed;
-                    }
-                }
-                Err(ClientError::Server { status: 404, .. }) => {
-                    return Err(ClientError::LinkExpired);
-                }
-                Err(e) => return Err(e),
-            }
-            if unix_now() > deadline {
-                return Err(ClientError::LinkExpired);
-            }
-            tokio::time::sleep(poll).await;
-        };
+        let sealed = wait_for_sealed(&api, None, &path, deadline, poll).await?;
         let response: LinkResponse =
             serde_json::from_slice(&secrets.open(Direction::Response, &sealed)?)
                 .map_err(|_| ClientError::LinkTampered)?;
