@@ -78,6 +78,10 @@ enum Command {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Check that the server's key directory only grew since the last audit:
+    /// verifies every head's signature and akd's append-only proofs. Exits 0
+    /// only if every proof checked.
+    Audit,
     /// Show or change when this device rotates its keys in each conversation
     /// (an MLS self-update, for post-compromise security).
     UpdatePolicy {
@@ -289,6 +293,31 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             if !out.json {
                 out.line(json!(null), qr(&number.safety_number));
             }
+            Vec::new()
+        }
+        Command::Audit => {
+            let report = Client::open(&home)?.audit().await?;
+            let text = if report.proofs_checked == 0 {
+                format!(
+                    "directory verified to epoch {}: nothing new to audit since epoch {}",
+                    report.verified_to_epoch, report.from_epoch
+                )
+            } else {
+                format!(
+                    "directory verified append-only from epoch {} to epoch {} ({} heads, {} proofs checked)",
+                    report.from_epoch,
+                    report.verified_to_epoch,
+                    report.heads_checked,
+                    report.proofs_checked
+                )
+            };
+            out.line(
+                json!({"kind": "audit", "from_epoch": report.from_epoch,
+                       "verified_to_epoch": report.verified_to_epoch,
+                       "heads_checked": report.heads_checked,
+                       "proofs_checked": report.proofs_checked}),
+                text,
+            );
             Vec::new()
         }
         Command::UpdatePolicy { interval, after } => {

@@ -407,3 +407,54 @@ fn verify_shows_the_same_number_on_both_sides_and_confirms_it() {
     assert_eq!(confirmed["verified"], true);
     assert_eq!(number(&alice, "bob")["verified"], true);
 }
+
+#[test]
+fn audit_reports_how_far_the_directory_is_verified() {
+    let (_data, server) = server();
+    let url = server.url();
+    let dir = TempDir::new().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    let audit = |home: &Path| -> Value {
+        let out = rempart(home).args(["--json", "audit"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Polls until the directory has published `epoch`.
+    let audit_to = |home: &Path, epoch: u64| -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let report = audit(home);
+            if report["verified_to_epoch"].as_u64().unwrap() >= epoch {
+                return report;
+            }
+            assert!(std::time::Instant::now() < deadline, "{report}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    rempart(&alice)
+        .args(["init", "--server", &url, "--name", "alice"])
+        .assert()
+        .success();
+    let first = audit_to(&alice, 1);
+    assert_eq!(first["kind"], "audit");
+    assert_eq!(first["from_epoch"], 1);
+    assert_eq!(first["proofs_checked"], 0);
+
+    rempart(&bob)
+        .args(["init", "--server", &url, "--name", "bob"])
+        .assert()
+        .success();
+    let second = audit_to(&alice, 2);
+    assert_eq!(second["from_epoch"], 1);
+    assert_eq!(second["proofs_checked"], 1);
+
+    let out = rempart(&alice).arg("audit").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "directory verified to epoch {0}: nothing new to audit since epoch {0}\n",
+            second["verified_to_epoch"]
+        )
+    );
+}

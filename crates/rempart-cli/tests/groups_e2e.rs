@@ -215,7 +215,8 @@ fn three_people_one_with_two_devices() {
     json(&laptop, &["sync"]);
     assert_eq!(
         text(&bob, &["group", "remove", "team", "carol"]),
-        "removed carol from team\n"
+        // Bob catches up before judging the roster, and sees what he missed.
+        "removed carol from team\n[team] alice: typed on the laptop\n"
     );
     assert!(has(
         &json(&laptop, &["sync"]),

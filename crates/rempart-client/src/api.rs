@@ -5,12 +5,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rempart_proto::api::{
     self, Acked, Appended, ClaimRequest, ClaimedKeyPackages, CommitUpload, DeviceListAccepted,
-    DeviceListsRequest, DeviceListsResponse, ErrorBody, InboxAck, InboxPage, KeyPackageStatus,
-    KeyPackageUpload, KnownVersion, LinkCreate, LinkState, LogPage, RegisterRequest,
-    RegisterResponse,
+    ErrorBody, InboxAck, InboxPage, KeyPackageStatus, KeyPackageUpload, KnownVersion, LinkCreate,
+    LinkState, LogPage, RegisterRequest, RegisterResponse,
 };
 use rempart_proto::auth::RequestAuth;
-use rempart_proto::directory::{self as kt, DirectoryInfo, HeadWithCosignatures};
+use rempart_proto::directory::{
+    self as kt, AuditResponse, DirectoryInfo, HeadWithCosignatures, HistoryResponse,
+    LookupsRequest, LookupsResponse,
+};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -90,12 +92,33 @@ impl ServerApi {
             .await
     }
 
-    pub async fn device_lists(
+    /// The published device lists newer than `users`' known versions, with
+    /// their lookup proofs.
+    pub async fn lookups(&self, users: Vec<KnownVersion>) -> Result<LookupsResponse, ClientError> {
+        let body = LookupsRequest { users };
+        self.call(None, Method::POST, kt::LOOKUPS_PATH, json(&body)?)
+            .await
+    }
+
+    /// `user`'s complete key history with its proof.
+    pub async fn history(&self, user: &UserName) -> Result<HistoryResponse, ClientError> {
+        self.call(None, Method::GET, &kt::history_path(user), Body::Empty)
+            .await
+    }
+
+    /// The heads of epochs `from..=to`.
+    pub async fn heads(
         &self,
-        users: Vec<KnownVersion>,
-    ) -> Result<DeviceListsResponse, ClientError> {
-        let body = DeviceListsRequest { users };
-        self.call(None, Method::POST, api::DEVICE_LISTS_PATH, json(&body)?)
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<HeadWithCosignatures>, ClientError> {
+        self.call(None, Method::GET, &kt::heads_path(from, to), Body::Empty)
+            .await
+    }
+
+    /// The append-only proof from epoch `from` to epoch `to`.
+    pub async fn audit(&self, from: u64, to: u64) -> Result<AuditResponse, ClientError> {
+        self.call(None, Method::GET, &kt::audit_path(from, to), Body::Empty)
             .await
     }
 

@@ -423,25 +423,25 @@ impl Client {
         name: &str,
         user: &UserName,
     ) -> Result<Vec<Event>, ClientError> {
-        let conversation = self.group(name)?;
-        let roster_users: BTreeSet<UserName> = roster(&self.load_group(&conversation.group)?)
-            .into_iter()
-            .map(|l| l.user)
-            .collect();
-        if roster_users.contains(user) {
-            return Err(ClientError::AlreadyMember(user.clone(), name.to_owned()));
+        let (conversation, events) = self.caught_up(name).await?;
+        let added = async {
+            if self.is_member(&conversation, user)? {
+                return Err(ClientError::AlreadyMember(user.clone(), name.to_owned()));
+            }
+            let adds = self
+                .claim_checked(&BTreeSet::from([user.clone()]), None)
+                .await?;
+            if adds.is_empty() {
+                return Err(ClientError::NoKeyPackages(user.clone()));
+            }
+            let change = Change {
+                adds,
+                ..Change::default()
+            };
+            self.apply_change(&conversation, change).await
         }
-        let adds = self
-            .claim_checked(&BTreeSet::from([user.clone()]), None)
-            .await?;
-        if adds.is_empty() {
-            return Err(ClientError::NoKeyPackages(user.clone()));
-        }
-        let change = Change {
-            adds,
-            ..Change::default()
-        };
-        self.apply_change(&conversation, change).await
+        .await;
+        self.with_caught_up(events, added)
     }
 
     /// Removes every device of `user` from the group `name`.
@@ -453,18 +453,60 @@ impl Client {
         if user == &self.id.user {
             return Err(ClientError::UseLeave);
         }
-        let conversation = self.group(name)?;
-        if !roster(&self.load_group(&conversation.group)?)
-            .iter()
-            .any(|l| &l.user == user)
-        {
-            return Err(ClientError::NotAMember(user.clone(), name.to_owned()));
+        let (conversation, events) = self.caught_up(name).await?;
+        let removed = async {
+            if !self.is_member(&conversation, user)? {
+                return Err(ClientError::NotAMember(user.clone(), name.to_owned()));
+            }
+            let change = Change {
+                remove_users: BTreeSet::from([user.clone()]),
+                ..Change::default()
+            };
+            self.apply_change(&conversation, change).await
         }
-        let change = Change {
-            remove_users: BTreeSet::from([user.clone()]),
-            ..Change::default()
-        };
-        self.apply_change(&conversation, change).await
+        .await;
+        self.with_caught_up(events, removed)
+    }
+
+    /// The group `name` after catching up with its log, so that a change is
+    /// judged against the current roster; and what catching up showed.
+    async fn caught_up(&mut self, name: &str) -> Result<(Conversation, Vec<Event>), ClientError> {
+        let conversation = self.group(name)?;
+        let mut events = Vec::new();
+        self.sync_conversation(&conversation, &mut events).await?;
+        // Catching up may have shown this device its own removal.
+        match self.group(name) {
+            Ok(conversation) => Ok((conversation, events)),
+            Err(e) => {
+                self.store.queue_events(&events)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The events of catching up followed by those of the change, or, if
+    /// the change failed, its error with the events kept for the next sync.
+    fn with_caught_up(
+        &self,
+        mut events: Vec<Event>,
+        change: Result<Vec<Event>, ClientError>,
+    ) -> Result<Vec<Event>, ClientError> {
+        match change {
+            Ok(learnt) => {
+                events.extend(learnt);
+                Ok(events)
+            }
+            Err(e) => {
+                self.store.queue_events(&events)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn is_member(&self, conversation: &Conversation, user: &UserName) -> Result<bool, ClientError> {
+        Ok(roster(&self.load_group(&conversation.group)?)
+            .iter()
+            .any(|l| &l.user == user))
     }
 
     /// Leaves the group `name` with all of this account's devices: asks the

@@ -1,17 +1,23 @@
 //! Checking a user's device list before any of its keys is trusted.
 //!
-//! A [`VerifiedDeviceList`] can only be made here, by checking the account
-//! key's signature over the list and that the account key is the one pinned
-//! for the user (the first one seen is pinned; a different one later is the
+//! A [`VerifiedDeviceList`] can only be made here: from a list this device
+//! signed itself, or from one the key-transparency directory proves (a
+//! lookup proof against a checked head), by checking the account key's
+//! signature over the list and that the account key is the one pinned for
+//! the user (the first one seen is pinned; a different one later is the
 //! `account_key_changed` alert, never a silent switch). Group code takes only
 //! this type, so no unchecked device key can reach a conversation.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use rempart_proto::api::KnownVersion;
+use rempart_proto::directory::{DirectoryHead, UserLookup};
+use rempart_proto::limits::MAX_LOOKUPS_PER_REQUEST;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
 
 use crate::Client;
+use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode};
 use crate::store::Store;
@@ -98,6 +104,10 @@ pub(crate) fn verify(
     Ok(VerifiedDeviceList { list })
 }
 
+/// How long a fetch waits for a user's pending device-list change to be
+/// published (and so provable) before going on without it.
+pub(crate) const PUBLISH_WAIT: Duration = Duration::from_secs(15);
+
 /// Verified device lists fetched during one operation, by user.
 pub(crate) type DeviceLists = HashMap<UserName, VerifiedDeviceList>;
 
@@ -110,18 +120,23 @@ pub(crate) struct Fetched {
 }
 
 impl Client {
-    /// Fetches the device lists of `users` in one request, asking only for
-    /// versions newer than the verified ones cached here, and verifies each
-    /// new one. A list that fails is an alert, and the cached one stays: for
-    /// this device's own account that alert is `unknown_own_device`, since
-    /// the server is showing a device list this account did not sign.
+    /// Fetches the published device lists of `users` that are newer than the
+    /// verified ones cached here, with their lookup proofs, and verifies
+    /// each: the proof against a checked head, then the account key's
+    /// signature. A list that fails is an alert, and the cached one stays:
+    /// for this device's own account a bad signature is
+    /// `unknown_own_device`, since the server is showing a device list this
+    /// account did not sign.
+    ///
+    /// A user whose new list is not yet published is waited for, up to
+    /// [`PUBLISH_WAIT`]: it is proven after the directory's next epoch.
     pub(crate) async fn device_lists<'a>(
         &self,
         users: impl IntoIterator<Item = &'a UserName>,
     ) -> Result<Fetched, ClientError> {
         let users: BTreeSet<&UserName> = users.into_iter().collect();
         let mut fetched = Fetched::default();
-        let mut known = Vec::with_capacity(users.len());
+        let mut ask = Vec::with_capacity(users.len());
         for &user in &users {
             let cached = if user == &self.id.user {
                 Some(self.store.own_device_list()?)
@@ -140,61 +155,130 @@ impl Client {
                 Err(ClientError::Alert(_)) => 0,
                 Err(e) => return Err(e),
             };
-            known.push(KnownVersion {
+            ask.push(KnownVersion {
                 user: user.clone(),
                 version,
             });
         }
-        if known.is_empty() {
+        if ask.is_empty() {
             return Ok(fetched);
         }
-        let response = self.api.device_lists(known).await?;
-        for unknown in &response.unknown {
-            fetched.lists.remove(unknown);
-        }
-        // One local transaction for all the pins and caches.
-        self.store.atomic(|| {
-            for signed in response.lists {
-                // Routing only: the list is verified below before anything of it
-                // is used.
-                let Ok(claimed) = serde_json::from_slice::<DeviceList>(&signed.list) else {
-                    continue;
-                };
-                let user = claimed.user;
-                if !users.contains(&user) {
+        let pinned = self.pinned_directory()?;
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let mut pending = BTreeSet::new();
+            for chunk in ask.chunks(MAX_LOOKUPS_PER_REQUEST) {
+                let response = self.api.lookups(chunk.to_vec()).await?;
+                pending.extend(response.pending.into_iter().filter(|u| users.contains(u)));
+                for unknown in &response.unknown {
+                    fetched.lists.remove(unknown);
+                }
+                if response.lookups.is_empty() {
                     continue;
                 }
-                let cached_version = fetched
-                    .lists
-                    .get(&user)
-                    .map_or(0, VerifiedDeviceList::version);
-                match verify(&self.store, &user, &signed) {
-                    Ok(list) if list.version() > cached_version => {
-                        if user == self.id.user {
-                            self.store.set_own_device_list(&signed)?;
-                        } else {
-                            self.store
-                                .cache_device_list(&user, list.version(), &signed)?;
-                        }
-                        fetched.lists.insert(user, list);
+                let head = match response.head {
+                    Some(head) => self.accept_head(&pinned, &head),
+                    None => Err(Alert {
+                        code: AlertCode::KtProofInvalid,
+                        conversation: None,
+                        user: None,
+                        message: "the server sent lookup proofs without the head they are for"
+                            .into(),
                     }
-                    Ok(_) => {}
-                    Err(ClientError::Alert(mut alert)) => {
-                        if user == self.id.user {
-                            alert.code = AlertCode::UnknownOwnDevice;
-                            alert.message = format!(
-                                "the server shows a device list for your account that your account key did not sign ({})",
-                                alert.message
-                            );
-                        }
+                    .into()),
+                };
+                let head = match head {
+                    Ok(head) => head,
+                    Err(ClientError::Alert(alert)) => {
                         fetched.alerts.push(alert);
+                        continue;
                     }
                     Err(e) => return Err(e),
-                }
+                };
+                // One local transaction for all the pins and caches.
+                self.store.atomic(|| {
+                    for lookup in response.lookups {
+                        if users.contains(&lookup.user) {
+                            self.accept_lookup(&pinned, &head, lookup, &mut fetched)?;
+                        }
+                    }
+                    Ok(())
+                })?;
             }
-            Ok(())
-        })?;
-        Ok(fetched)
+            if pending.is_empty() || Instant::now() >= deadline {
+                return Ok(fetched);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            ask = pending
+                .into_iter()
+                .map(|user| {
+                    let version = fetched
+                        .lists
+                        .get(&user)
+                        .map_or(0, VerifiedDeviceList::version);
+                    KnownVersion { user, version }
+                })
+                .collect();
+        }
+    }
+
+    /// Verifies one lookup against `head` and, if it is newer than the list
+    /// held, caches it; failures are alerts in `fetched`.
+    fn accept_lookup(
+        &self,
+        pinned: &PinnedDirectory,
+        head: &DirectoryHead,
+        lookup: UserLookup,
+        fetched: &mut Fetched,
+    ) -> Result<(), ClientError> {
+        let UserLookup {
+            user,
+            proof,
+            device_list: signed,
+        } = lookup;
+        if let Err(e) =
+            rempart_kt::verify_lookup(&pinned.vrf_public_key, head, &user, &proof, &signed)
+        {
+            fetched.alerts.push(Alert {
+                code: AlertCode::KtProofInvalid,
+                conversation: None,
+                message: format!(
+                    "the server's key-transparency proof for {user}'s device list does not verify ({e}): it may be showing a list it did not publish for everyone"
+                ),
+                user: Some(user),
+            });
+            return Ok(());
+        }
+        let cached_version = fetched
+            .lists
+            .get(&user)
+            .map_or(0, VerifiedDeviceList::version);
+        match verify(&self.store, &user, &signed) {
+            Ok(list) if list.version() > cached_version => {
+                if user == self.id.user {
+                    self.store.set_own_device_list(&signed)?;
+                } else {
+                    self.store
+                        .cache_device_list(&user, list.version(), &signed)?;
+                }
+                fetched.lists.insert(user, list);
+            }
+            Ok(_) => {}
+            Err(ClientError::Alert(mut alert)) => {
+                if user == self.id.user {
+                    alert.code = AlertCode::UnknownOwnDevice;
+                    alert.message = format!(
+                        "the server shows a device list for your account that your account key did not sign ({})",
+                        alert.message
+                    );
+                }
+                fetched.alerts.push(alert);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// The verified device lists of `users`, or the first alert as an error.

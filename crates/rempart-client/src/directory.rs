@@ -1,21 +1,63 @@
-//! Checks of the key-transparency directory's heads.
+//! Checks of the key-transparency directory.
 //!
-//! At account creation the client pins the directory's signing key and
-//! server id. At every sync it fetches the latest head and refuses it, with
-//! an alert, unless: it is signed by the pinned key for the pinned server
-//! id (`directory_head_signature_invalid`); its epoch is not older than the
-//! newest head already seen (`directory_rollback`); no other head was seen
-//! for the same epoch (`directory_equivocation`, both heads kept as
+//! At account creation the client pins the directory's signing key, server
+//! id and VRF key. Every head it is then shown (the latest at each sync, and
+//! the one every lookup proof comes with) is refused, with an alert, unless:
+//! it is signed by the pinned key for the pinned server id
+//! (`directory_head_signature_invalid`); its epoch is not older than the
+//! newest head already accepted (`directory_rollback`); no other head was
+//! accepted for the same epoch (`directory_equivocation`, both heads kept as
 //! evidence); and enough of the configured witnesses cosigned it
-//! (`witness_quorum_missing`). Verifying device lists against lookup proofs
-//! is built on these heads.
+//! (`witness_quorum_missing`).
+//!
+//! Witnesses cosign an epoch shortly after it is published, so a head
+//! without its quorum is accepted for a grace period (default
+//! [`DEFAULT_WITNESS_GRACE`], counted on this device's clock from when the
+//! head was first seen), and checked again at each sync until the quorum is
+//! there; past the grace, it is the alert.
+//!
+//! On each sync the device also verifies its own account's complete key
+//! history: every version the directory ever published for the account must
+//! be signed by the account key, which only this account's devices hold.
+//! Anything else is `unknown_own_device`. [`Client::audit`] checks the
+//! append-only proofs of every epoch since the last audit.
+
+use std::time::Duration;
 
 use rempart_proto::PublicKey;
-use rempart_proto::directory::{HeadWithCosignatures, SignedHead};
+use rempart_proto::directory::{DirectoryHead, HeadWithCosignatures, SignedHead};
+use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
+use serde::Serialize;
 
 use crate::Client;
+use crate::api::unix_now;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
+
+/// How long a head may go without its witness quorum before it is an
+/// alert.
+pub const DEFAULT_WITNESS_GRACE: Duration = Duration::from_secs(60);
+
+/// The directory this device pinned at set-up.
+#[derive(Debug, Clone)]
+pub(crate) struct PinnedDirectory {
+    pub server_id: String,
+    pub directory_key: PublicKey,
+    pub vrf_public_key: Vec<u8>,
+}
+
+/// What [`Client::audit`] checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// The epoch the audit started from (the end of the previous audit).
+    pub from_epoch: u64,
+    /// Every epoch up to this one is proven to extend the one before.
+    pub verified_to_epoch: u64,
+    /// Heads whose signature was checked in this audit.
+    pub heads_checked: u64,
+    /// akd append-only proofs verified in this audit.
+    pub proofs_checked: u64,
+}
 
 impl Client {
     /// Sets the witnesses whose cosignatures every head needs, and how many
@@ -44,113 +86,374 @@ impl Client {
         Ok((witnesses, quorum))
     }
 
+    /// Sets how long a head may lack its witness quorum before it is an
+    /// alert (zero: at once).
+    pub fn set_witness_grace(&self, grace: Duration) -> Result<(), ClientError> {
+        let secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        self.store.set_setting(SETTING_GRACE, secs)
+    }
+
+    fn witness_grace_secs(&self) -> Result<i64, ClientError> {
+        Ok(self
+            .store
+            .setting(SETTING_GRACE)?
+            .unwrap_or(DEFAULT_WITNESS_GRACE.as_secs() as i64))
+    }
+
     /// Every pair of conflicting signed heads this device has seen: proof
     /// that the directory showed different views, to hand to anyone.
     pub fn directory_evidence(&self) -> Result<Vec<(SignedHead, SignedHead)>, ClientError> {
         self.store.evidence()
     }
 
-    /// Fetches and pins the directory's key and server id.
-    pub(crate) async fn pin_directory(&self) -> Result<(), ClientError> {
-        let info = self.api.directory_info().await?;
-        self.store
-            .pin_directory(&info.server_id, &info.directory_key)
-    }
-
-    /// Fetches the latest head and checks it; alerts go to `events`.
-    pub(crate) async fn check_head(&self, events: &mut Vec<Event>) -> Result<(), ClientError> {
-        let Some((server_id, directory_key)) = self.store.pinned_directory()? else {
-            return Ok(()); // Created before the directory existed: nothing pinned.
+    /// Verifies that the directory only grew since the last audit: checks
+    /// the signature of every head up to the latest, and the akd
+    /// append-only proof over them. A failure is an alert
+    /// (`kt_proof_invalid`, or the head alerts), returned as the error.
+    pub async fn audit(&self) -> Result<AuditReport, ClientError> {
+        let pinned = self.pinned_directory()?;
+        let start = self
+            .store
+            .setting(SETTING_AUDITED)?
+            .and_then(|e| u64::try_from(e).ok())
+            .unwrap_or(1);
+        let mut report = AuditReport {
+            from_epoch: start,
+            verified_to_epoch: 0,
+            heads_checked: 0,
+            proofs_checked: 0,
         };
         let Some(latest) = self.api.latest_head().await? else {
-            return Ok(()); // No epoch published yet.
+            return Ok(report); // Nothing published yet.
         };
-        if let Err(alert) = self.judge_head(&server_id, &directory_key, &latest) {
-            events.push(alert.into());
+        let latest = self.accept_head(&pinned, &latest)?;
+        report.heads_checked += 1;
+        report.verified_to_epoch = start.min(latest.epoch);
+        let mut from = start;
+        while from < latest.epoch {
+            let to = latest.epoch.min(from + MAX_HEADS_PER_REQUEST - 1);
+            let served = self.api.heads(from, to).await?;
+            let expected = to - from + 1;
+            if served.len() as u64 != expected {
+                return Err(kt_alert(format!(
+                    "the server served {} heads for epochs {from} to {to}, not {expected}",
+                    served.len()
+                ))
+                .into());
+            }
+            let mut heads = Vec::with_capacity(served.len());
+            for (epoch, head) in (from..=to).zip(&served) {
+                let checked = self.check_past_head(&pinned, &head.head)?;
+                if checked.epoch != epoch {
+                    return Err(kt_alert(format!(
+                        "the server served the head of epoch {} as epoch {epoch}",
+                        checked.epoch
+                    ))
+                    .into());
+                }
+                heads.push(checked);
+            }
+            report.heads_checked += expected;
+            let proof = self.api.audit(from, to).await?;
+            rempart_kt::verify_audit(&heads, &proof.proof)
+                .await
+                .map_err(|e| {
+                    kt_alert(format!(
+                        "the directory's history from epoch {from} to {to} is not append-only: {e}"
+                    ))
+                })?;
+            report.proofs_checked += 1;
+            report.verified_to_epoch = to;
+            self.store.atomic(|| {
+                for (head, signed) in heads.iter().zip(&served) {
+                    self.store.see_head(head.epoch, &signed.head)?;
+                }
+                self.store
+                    .set_setting(SETTING_AUDITED, i64::try_from(to).unwrap_or(i64::MAX))
+            })?;
+            from = to;
         }
-        Ok(())
+        Ok(report)
     }
 
-    fn judge_head(
-        &self,
-        server_id: &str,
-        directory_key: &PublicKey,
-        latest: &HeadWithCosignatures,
-    ) -> Result<(), Alert> {
-        let alert = |code, message: String| Alert {
-            code,
-            conversation: None,
-            user: None,
-            message,
-        };
-        let head = latest
-            .head
-            .verify(directory_key)
-            .ok()
-            .filter(|h| h.server_id == server_id)
-            .ok_or_else(|| {
-                alert(
-                    AlertCode::DirectoryHeadSignatureInvalid,
-                    "the directory head the server sent is not signed by the directory key pinned at set-up".into(),
-                )
-            })?;
-        let store = |e: ClientError| {
-            alert(
-                AlertCode::DirectoryHeadSignatureInvalid,
-                format!("cannot check the head: {e}"),
-            )
-        };
-        if let Some(seen) = self.store.seen_head(head.epoch).map_err(store)? {
-            let seen_head = seen
-                .verify(directory_key)
-                .map_err(|e| store(ClientError::Corrupt(e.to_string())))?;
-            if seen_head.root_hash != head.root_hash {
-                self.store
-                    .keep_evidence(head.epoch, &seen, &latest.head)
-                    .map_err(store)?;
-                return Err(alert(
-                    AlertCode::DirectoryEquivocation,
-                    format!(
-                        "the directory signed two different heads for epoch {}: proof that it shows different people different directories (both kept as evidence)",
-                        head.epoch
-                    ),
-                ));
-            }
+    /// Fetches and pins the directory's key, server id and VRF key.
+    pub(crate) async fn pin_directory(&self) -> Result<(), ClientError> {
+        let info = self.api.directory_info().await?;
+        self.store.pin_directory(&PinnedDirectory {
+            server_id: info.server_id,
+            directory_key: info.directory_key,
+            vrf_public_key: info.vrf_public_key,
+        })
+    }
+
+    pub(crate) fn pinned_directory(&self) -> Result<PinnedDirectory, ClientError> {
+        self.store.pinned_directory()?.ok_or_else(|| {
+            ClientError::Corrupt("no key-transparency directory is pinned for this account".into())
+        })
+    }
+
+    /// Fetches the latest head and checks it, then checks again the heads
+    /// accepted without their witness quorum; alerts go to `events`.
+    pub(crate) async fn check_head(&self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+        let pinned = self.pinned_directory()?;
+        if let Some(latest) = self.api.latest_head().await? {
+            alert_to_event(self.accept_head(&pinned, &latest), events)?;
         }
-        let newest = self.store.newest_head_epoch().map_err(store)?;
+        self.recheck_uncosigned(&pinned, events).await
+    }
+
+    /// Checks `latest`, a head the server presents as current, and records
+    /// it as seen. Alerts are returned as [`ClientError::Alert`].
+    pub(crate) fn accept_head(
+        &self,
+        pinned: &PinnedDirectory,
+        latest: &HeadWithCosignatures,
+    ) -> Result<DirectoryHead, ClientError> {
+        let head = self.check_past_head(pinned, &latest.head)?;
+        let newest = self.store.newest_head_epoch()?;
         if head.epoch < newest {
-            return Err(alert(
+            return Err(directory_alert(
                 AlertCode::DirectoryRollback,
                 format!(
                     "the directory went back from epoch {newest} to epoch {}: the server restarted from older data or shows an old view",
                     head.epoch
                 ),
-            ));
+            )
+            .into());
         }
-        let (witnesses, quorum) = self.witnesses().map_err(store)?;
-        let cosigned = witnesses
+        if !self.has_quorum(&head, latest)? {
+            if self.witness_grace_secs()? == 0 {
+                return Err(self.quorum_alert(&head, latest)?.into());
+            }
+            self.store.note_uncosigned(head.epoch, unix_now())?;
+        }
+        self.store.see_head(head.epoch, &latest.head)?;
+        Ok(head)
+    }
+
+    /// Checks a head's signature and server id, and that it is the head
+    /// already accepted for its epoch, if any (else both are kept as
+    /// evidence of equivocation).
+    fn check_past_head(
+        &self,
+        pinned: &PinnedDirectory,
+        signed: &SignedHead,
+    ) -> Result<DirectoryHead, ClientError> {
+        let head = signed
+            .verify(&pinned.directory_key)
+            .ok()
+            .filter(|h| h.server_id == pinned.server_id)
+            .ok_or_else(|| {
+                directory_alert(
+                    AlertCode::DirectoryHeadSignatureInvalid,
+                    "a directory head the server sent is not signed by the directory key pinned at set-up".into(),
+                )
+            })?;
+        if let Some(seen) = self.store.seen_head(head.epoch)? {
+            let seen_head = seen
+                .verify(&pinned.directory_key)
+                .map_err(|e| ClientError::Corrupt(e.to_string()))?;
+            if seen_head.root_hash != head.root_hash {
+                self.store.keep_evidence(head.epoch, &seen, signed)?;
+                return Err(directory_alert(
+                    AlertCode::DirectoryEquivocation,
+                    format!(
+                        "the directory signed two different heads for epoch {}: proof that it shows different people different directories (both kept as evidence)",
+                        head.epoch
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(head)
+    }
+
+    fn has_quorum(
+        &self,
+        head: &DirectoryHead,
+        signed: &HeadWithCosignatures,
+    ) -> Result<bool, ClientError> {
+        let (_, quorum) = self.witnesses()?;
+        Ok(self.cosigned(head, signed)? >= quorum)
+    }
+
+    fn cosigned(
+        &self,
+        head: &DirectoryHead,
+        signed: &HeadWithCosignatures,
+    ) -> Result<usize, ClientError> {
+        let (witnesses, _) = self.witnesses()?;
+        Ok(witnesses
             .iter()
             .filter(|w| {
-                latest
+                signed
                     .cosignatures
                     .iter()
-                    .any(|c| &c.witness == *w && c.verify(&head).is_ok())
+                    .any(|c| &c.witness == *w && c.verify(head).is_ok())
             })
-            .count();
-        if cosigned < quorum {
-            return Err(alert(
-                AlertCode::WitnessQuorumMissing,
-                format!(
-                    "directory epoch {} is cosigned by {cosigned} of the {quorum} witnesses required: the server may be showing a directory its witnesses never saw",
-                    head.epoch
-                ),
-            ));
+            .count())
+    }
+
+    fn quorum_alert(
+        &self,
+        head: &DirectoryHead,
+        signed: &HeadWithCosignatures,
+    ) -> Result<Alert, ClientError> {
+        let (_, quorum) = self.witnesses()?;
+        let cosigned = self.cosigned(head, signed)?;
+        Ok(directory_alert(
+            AlertCode::WitnessQuorumMissing,
+            format!(
+                "directory epoch {} is cosigned by {cosigned} of the {quorum} witnesses required: the server may be showing a directory its witnesses never saw",
+                head.epoch
+            ),
+        ))
+    }
+
+    /// Fetches again each head accepted without its quorum: drops it once
+    /// cosigned, alerts once its grace is over.
+    async fn recheck_uncosigned(
+        &self,
+        pinned: &PinnedDirectory,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let grace = self.witness_grace_secs()?;
+        for (epoch, first_seen) in self.store.uncosigned()? {
+            let signed = self.api.heads(epoch, epoch).await?;
+            let Some(signed) = signed.first() else {
+                // The server no longer serves a head it served: a rollback,
+                // which the latest head's check reports.
+                self.store.forget_uncosigned(epoch)?;
+                continue;
+            };
+            let head = match self.check_past_head(pinned, &signed.head) {
+                Ok(head) => head,
+                Err(e) => {
+                    self.store.forget_uncosigned(epoch)?;
+                    alert_to_event::<()>(Err(e), events)?;
+                    continue;
+                }
+            };
+            if self.has_quorum(&head, signed)? {
+                self.store.forget_uncosigned(epoch)?;
+            } else if unix_now().saturating_sub(first_seen) >= grace {
+                self.store.forget_uncosigned(epoch)?;
+                events.push(self.quorum_alert(&head, signed)?.into());
+            }
         }
-        self.store
-            .see_head(head.epoch, &latest.head)
-            .map_err(store)?;
+        Ok(())
+    }
+
+    /// Verifies this account's complete key history at the latest epoch
+    /// (once per epoch): each version must be signed by this account's key.
+    pub(crate) async fn monitor_own_history(
+        &self,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let newest = self.store.newest_head_epoch()?;
+        let monitored = self
+            .store
+            .setting(SETTING_MONITORED)?
+            .and_then(|e| u64::try_from(e).ok());
+        if newest == 0 || monitored == Some(newest) {
+            return Ok(());
+        }
+        let pinned = self.pinned_directory()?;
+        let user = &self.id.user;
+        let history = match self.api.history(user).await {
+            Ok(history) => history,
+            // Not published yet: there is nothing to monitor.
+            Err(ClientError::Server { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let head = match self.accept_head(&pinned, &history.head) {
+            Ok(head) => head,
+            Err(e) => return alert_to_event::<()>(Err(e), events),
+        };
+        let verified = match rempart_kt::verify_history(
+            &pinned.vrf_public_key,
+            &head,
+            user,
+            &history.proof,
+            &history.device_lists,
+        ) {
+            Ok(verified) => verified,
+            Err(e) => {
+                events.push(
+                    Alert {
+                        code: AlertCode::KtProofInvalid,
+                        conversation: None,
+                        user: Some(user.clone()),
+                        message: format!(
+                            "the key history the server proves for your account does not verify: {e}"
+                        ),
+                    }
+                    .into(),
+                );
+                return Ok(());
+            }
+        };
+        let account_key = self.id.account_key.public();
+        let mut clean = true;
+        for (proven, signed) in verified {
+            let ours = signed
+                .verify_for(user)
+                .is_ok_and(|list| list.account_key == account_key);
+            if !ours {
+                clean = false;
+                events.push(
+                    Alert {
+                        code: AlertCode::UnknownOwnDevice,
+                        conversation: None,
+                        user: Some(user.clone()),
+                        message: format!(
+                            "the directory published, at epoch {}, a version of your device list that your account key did not sign: someone else's device or key was announced as yours",
+                            proven.epoch
+                        ),
+                    }
+                    .into(),
+                );
+            }
+        }
+        if clean {
+            self.store.set_setting(
+                SETTING_MONITORED,
+                i64::try_from(head.epoch).unwrap_or(i64::MAX),
+            )?;
+        }
         Ok(())
     }
 }
 
+/// Moves an alert from `result` into `events`; other errors stay errors.
+fn alert_to_event<T>(
+    result: Result<T, ClientError>,
+    events: &mut Vec<Event>,
+) -> Result<(), ClientError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(ClientError::Alert(alert)) => {
+            events.push(alert.into());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn directory_alert(code: AlertCode, message: String) -> Alert {
+    Alert {
+        code,
+        conversation: None,
+        user: None,
+        message,
+    }
+}
+
+fn kt_alert(message: String) -> Alert {
+    directory_alert(AlertCode::KtProofInvalid, message)
+}
+
 const SETTING_QUORUM: &str = "witness_quorum";
+const SETTING_GRACE: &str = "witness_grace_secs";
+const SETTING_AUDITED: &str = "audited_epoch";
+const SETTING_MONITORED: &str = "own_history_epoch";

@@ -52,6 +52,10 @@ pub enum AlertCode {
     DirectoryEquivocation,
     /// A directory head lacks the configured witnesses' cosignatures.
     WitnessQuorumMissing,
+    /// A key-transparency proof (lookup, key history or append-only) does
+    /// not verify: the server serves a device list it did not commit to for
+    /// everyone, or rewrote the directory's past.
+    KtProofInvalid,
 }
 
 impl AlertCode {
@@ -68,6 +72,7 @@ impl AlertCode {
             Self::DirectoryRollback => "directory_rollback",
             Self::DirectoryEquivocation => "directory_equivocation",
             Self::WitnessQuorumMissing => "witness_quorum_missing",
+            Self::KtProofInvalid => "kt_proof_invalid",
         }
     }
 }

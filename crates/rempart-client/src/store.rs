@@ -15,6 +15,7 @@ use rempart_proto::directory::SignedHead;
 use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::keys::{AccountKey, DeviceKey};
@@ -68,7 +69,12 @@ CREATE TABLE IF NOT EXISTS queued_events (
 CREATE TABLE IF NOT EXISTS directory (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     server_id TEXT NOT NULL,
-    directory_key TEXT NOT NULL
+    directory_key TEXT NOT NULL,
+    vrf_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uncosigned_heads (
+    epoch INTEGER PRIMARY KEY,
+    first_seen INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS witnesses (
     witness_key TEXT PRIMARY KEY
@@ -542,29 +548,69 @@ impl Store {
         Ok(())
     }
 
-    pub fn pin_directory(&self, server_id: &str, key: &PublicKey) -> Result<(), ClientError> {
+    pub fn pin_directory(&self, pinned: &PinnedDirectory) -> Result<(), ClientError> {
         self.conn.execute(
-            "INSERT INTO directory (id, server_id, directory_key) VALUES (1, ?1, ?2)",
-            params![server_id, String::from(*key)],
+            "INSERT INTO directory (id, server_id, directory_key, vrf_key) VALUES (1, ?1, ?2, ?3)",
+            params![
+                pinned.server_id,
+                String::from(pinned.directory_key),
+                pinned.vrf_public_key
+            ],
         )?;
         Ok(())
     }
 
-    pub fn pinned_directory(&self) -> Result<Option<(String, PublicKey)>, ClientError> {
-        let row: Option<(String, String)> = self
+    pub fn pinned_directory(&self) -> Result<Option<PinnedDirectory>, ClientError> {
+        let row: Option<(String, String, Vec<u8>)> = self
             .conn
             .query_row(
-                "SELECT server_id, directory_key FROM directory WHERE id = 1",
+                "SELECT server_id, directory_key, vrf_key FROM directory WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        row.map(|(id, key)| {
-            let key = PublicKey::try_from(key)
+        row.map(|(server_id, key, vrf_public_key)| {
+            let directory_key = PublicKey::try_from(key)
                 .map_err(|_| ClientError::Corrupt("pinned directory key".into()))?;
-            Ok((id, key))
+            Ok(PinnedDirectory {
+                server_id,
+                directory_key,
+                vrf_public_key,
+            })
         })
         .transpose()
+    }
+
+    /// Notes that the head of `epoch` was accepted before the witness
+    /// quorum cosigned it, at `now` (kept if already noted).
+    pub fn note_uncosigned(&self, epoch: u64, now: i64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO uncosigned_heads (epoch, first_seen) VALUES (?1, ?2)",
+            params![i64::try_from(epoch).unwrap_or(i64::MAX), now],
+        )?;
+        Ok(())
+    }
+
+    /// The epochs accepted without their quorum, with when each was first
+    /// seen, oldest first.
+    pub fn uncosigned(&self) -> Result<Vec<(u64, i64)>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT epoch, first_seen FROM uncosigned_heads ORDER BY epoch")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (epoch, seen) = r?;
+            Ok((u64::try_from(epoch).unwrap_or(0), seen))
+        })
+        .collect()
+    }
+
+    pub fn forget_uncosigned(&self, epoch: u64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "DELETE FROM uncosigned_heads WHERE epoch = ?1",
+            [i64::try_from(epoch).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
     }
 
     pub fn set_witnesses(&self, witnesses: &[PublicKey]) -> Result<(), ClientError> {

@@ -51,6 +51,7 @@ impl Client {
         // Events learnt since the last sync (e.g. while a send caught up).
         let (mut events, queued_up_to) = self.store.queued_events()?;
         self.check_head(&mut events).await?;
+        self.monitor_own_history(&mut events).await?;
         self.sync_inbox(&mut events).await?;
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut events).await?;
@@ -69,7 +70,15 @@ impl Client {
             rosters.push((conversation, leaves));
         }
         let fetched = self.device_lists(users.iter()).await?;
-        events.extend(fetched.alerts.into_iter().map(Event::from));
+        // The own account's key history may have said it already.
+        for alert in fetched.alerts {
+            let said = events.iter().any(|e| {
+                matches!(e, Event::Alert { code, sender, .. } if *code == alert.code && sender.as_ref() == alert.user.as_ref())
+            });
+            if !said {
+                events.push(alert.into());
+            }
+        }
         for (conversation, leaves) in rosters {
             self.reconcile(&conversation, &leaves, &fetched.lists, &mut events)
                 .await?;

@@ -12,7 +12,7 @@ use rempart_client::AlertCode;
 use rempart_proto::PublicKey;
 use rempart_testkit::{
     TestServer, cosign_latest_head, equivocate_latest_head, forge_unsigned_head, latest_head_epoch,
-    roll_back_latest_head, wait_for_epoch,
+    wait_for_epoch,
 };
 use tempfile::TempDir;
 
@@ -36,16 +36,17 @@ async fn an_unsigned_head_is_an_alert() {
 }
 
 #[tokio::test]
-async fn an_older_head_than_one_seen_is_a_rollback() {
-    let server = TestServer::start_with_epochs(EPOCHS).await;
+async fn a_server_restored_from_older_data_is_a_rollback() {
+    let mut server = TestServer::start_with_epochs(EPOCHS).await;
     let homes = TempDir::new().unwrap();
     let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
     wait_for_epoch(server.data_dir(), 1).await;
+    let backup = server.snapshot();
     let _bob = account(&server, &homes.path().join("bob"), "bob").await;
     wait_for_epoch(server.data_dir(), 2).await;
     assert!(alerts(&alice.sync().await.unwrap()).is_empty());
 
-    roll_back_latest_head(server.data_dir());
+    server.restart_from(backup.path()).await;
     assert_eq!(latest_head_epoch(server.data_dir()), 1);
     assert_eq!(
         alerts(&alice.sync().await.unwrap()),
@@ -89,6 +90,8 @@ async fn a_head_without_the_witness_quorum_is_an_alert() {
         .set_witnesses(&[PublicKey::new(witness.verifying_key())], None)
         .unwrap();
     assert_eq!(alice.whoami().witness_quorum, 1);
+    // No grace: a head must be cosigned when it is first seen.
+    alice.set_witness_grace(Duration::ZERO).unwrap();
     wait_for_epoch(server.data_dir(), 1).await;
 
     // The server forked away from its witness: nobody cosigned.
@@ -104,4 +107,37 @@ async fn a_head_without_the_witness_quorum_is_an_alert() {
     );
     cosign_latest_head(&server.url, &witness).await;
     assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn a_head_is_given_a_grace_period_for_its_cosignatures_and_no_more() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let witness = SigningKey::from_bytes(&[5; 32]);
+    alice
+        .set_witnesses(&[PublicKey::new(witness.verifying_key())], None)
+        .unwrap();
+    wait_for_epoch(server.data_dir(), 1).await;
+
+    // Within the default grace, an uncosigned head is accepted for now...
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    // ...and once cosigned, it is settled for good.
+    cosign_latest_head(&server.url, &witness).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    alice.set_witness_grace(Duration::ZERO).unwrap();
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    // A new epoch the witness never cosigns: accepted within the grace,
+    // an alert once the grace is over.
+    alice.set_witness_grace(Duration::from_secs(3600)).unwrap();
+    let _bob = account(&server, &homes.path().join("bob"), "bob").await;
+    wait_for_epoch(server.data_dir(), 2).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    alice.set_witness_grace(Duration::ZERO).unwrap();
+    let events = alice.sync().await.unwrap();
+    assert!(
+        alerts(&events).contains(&AlertCode::WitnessQuorumMissing),
+        "{events:?}"
+    );
 }

@@ -16,7 +16,6 @@
 //! | `GET` | `/v1/inbox?after=ID&limit=N` | device | → [`InboxPage`] |
 //! | `POST` | `/v1/inbox/ack` | device | [`InboxAck`] → [`Acked`] |
 //! | `GET` | `/v1/ws` | device (signed upgrade request) | WebSocket of [`PushEvent`] text frames |
-//! | `POST` | `/v1/device-lists` | none | [`DeviceListsRequest`] → [`DeviceListsResponse`] |
 //! | `POST` | `/v1/keypackages/claim` | device | [`ClaimRequest`] → [`ClaimedKeyPackages`] |
 //! | `POST` | `/v1/links` | device | [`LinkCreate`] → 201 |
 //! | `PUT` | `/v1/links/{link}/request` | none | octet-stream sealed request → 204 (409 `link_used`) |
@@ -26,9 +25,11 @@
 //! | `GET` | `/v1/directory` | none | → [`DirectoryInfo`](crate::directory::DirectoryInfo) |
 //! | `GET` | `/v1/directory/head` | none | → latest [`HeadWithCosignatures`](crate::directory::HeadWithCosignatures) (404 before the first epoch) |
 //! | `GET` | `/v1/directory/heads/{epoch}` | none | → [`HeadWithCosignatures`](crate::directory::HeadWithCosignatures) (404 if not published) |
+//! | `GET` | `/v1/directory/heads?from=A&to=B` | none | → `Vec<`[`HeadWithCosignatures`](crate::directory::HeadWithCosignatures)`>` of epochs A to B (400 unless 1 ≤ A ≤ B ≤ latest and at most 1,000) |
 //! | `GET` | `/v1/directory/lookup/{user}` | none | → [`LookupResponse`](crate::directory::LookupResponse) at the latest epoch (404 if not published) |
 //! | `GET` | `/v1/directory/history/{user}` | none | → [`HistoryResponse`](crate::directory::HistoryResponse) |
 //! | `GET` | `/v1/directory/audit?from=A&to=B` | none | → [`AuditResponse`](crate::directory::AuditResponse) (400 unless 1 ≤ A < B ≤ latest) |
+//! | `POST` | `/v1/directory/lookups` | none | [`LookupsRequest`](crate::directory::LookupsRequest) → [`LookupsResponse`](crate::directory::LookupsResponse): the newer published lists with their lookup proofs, at one epoch |
 //! | `POST` | `/v1/directory/cosignatures` | none (the witness signature) | [`PostCosignature`](crate::directory::PostCosignature) → 204 (400 unless it verifies against that epoch's head) |
 //!
 //! A commit on a group that does not exist yet, built on epoch 0, creates the
@@ -331,13 +332,6 @@ pub enum PushEvent {
     Inbox,
 }
 
-/// `POST /v1/device-lists`: the device lists of many users in one request.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DeviceListsRequest {
-    /// The users, each with the version the caller already has (0 for none).
-    pub users: Vec<KnownVersion>,
-}
-
 /// A user and the device-list version the caller already holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KnownVersion {
@@ -346,15 +340,6 @@ pub struct KnownVersion {
     /// The version the caller holds; only newer lists are returned.
     #[serde(default)]
     pub version: u64,
-}
-
-/// `POST /v1/device-lists` response.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DeviceListsResponse {
-    /// The lists newer than the caller's versions.
-    pub lists: Vec<SignedDeviceList>,
-    /// Users asked for that do not exist.
-    pub unknown: Vec<UserName>,
 }
 
 /// `POST /v1/keypackages/claim`: claim KeyPackages for every device of
@@ -401,8 +386,6 @@ pub fn link_response_path(link: &crate::ids::LinkId) -> String {
     format!("/v1/links/{link}/response")
 }
 
-/// Path to fetch many device lists.
-pub const DEVICE_LISTS_PATH: &str = "/v1/device-lists";
 /// Path to claim KeyPackages of several users.
 pub const CLAIM_PATH: &str = "/v1/keypackages/claim";
 /// Path to open a link rendezvous.

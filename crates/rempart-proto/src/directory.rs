@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::KnownVersion;
 use crate::device_list::{PublicKey, SignedDeviceList};
 use crate::ids::UserName;
 
@@ -51,12 +52,24 @@ pub const DIRECTORY_PATH: &str = "/v1/directory";
 pub const HEAD_PATH: &str = "/v1/directory/head";
 /// `GET ?from=A&to=B`: the append-only proof between two epochs ([`AuditResponse`]).
 pub const AUDIT_PATH: &str = "/v1/directory/audit";
+/// `GET ?from=A&to=B`: a range of signed heads ([`heads_path`]).
+pub const HEADS_PATH: &str = "/v1/directory/heads";
 /// `POST`: a witness posts its cosignature of an epoch ([`PostCosignature`]).
 pub const COSIGNATURES_PATH: &str = "/v1/directory/cosignatures";
+/// `POST`: the lookup proofs of several users at one epoch
+/// ([`LookupsRequest`] → [`LookupsResponse`]).
+pub const LOOKUPS_PATH: &str = "/v1/directory/lookups";
 
 /// `GET`: the signed head of `epoch` with its cosignatures.
 pub fn head_path(epoch: u64) -> String {
     format!("/v1/directory/heads/{epoch}")
+}
+
+/// `GET ?from=A&to=B`: the signed heads of epochs A to B with their
+/// cosignatures, oldest first (`Vec<`[`HeadWithCosignatures`]`>`, at most
+/// [`MAX_HEADS_PER_REQUEST`](crate::limits::MAX_HEADS_PER_REQUEST)).
+pub fn heads_path(from: u64, to: u64) -> String {
+    format!("{HEADS_PATH}?from={from}&to={to}")
 }
 
 /// `GET`: the lookup proof for `user` at the latest epoch ([`LookupResponse`]).
@@ -233,6 +246,46 @@ pub struct LookupResponse {
     pub device_list: SignedDeviceList,
 }
 
+/// `POST /v1/directory/lookups`: the current device lists of several users,
+/// each with its lookup proof, skipping those the caller already holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LookupsRequest {
+    /// The users, each with the device-list version the caller already
+    /// verified (0 for none). At most
+    /// [`MAX_LOOKUPS_PER_REQUEST`](crate::limits::MAX_LOOKUPS_PER_REQUEST).
+    pub users: Vec<KnownVersion>,
+}
+
+/// `POST /v1/directory/lookups` response. Every proof is for the one epoch
+/// of `head`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LookupsResponse {
+    /// The head of the epoch every proof is for (absent before the first
+    /// epoch, when nothing can be proven).
+    pub head: Option<HeadWithCosignatures>,
+    /// The users whose published device list is newer than the version the
+    /// caller holds, in the order asked.
+    pub lookups: Vec<UserLookup>,
+    /// Users with a device-list change not published yet: a newer list is
+    /// proven after the next epoch.
+    pub pending: Vec<UserName>,
+    /// Users asked for that have no account.
+    pub unknown: Vec<UserName>,
+}
+
+/// One user's published device list and its lookup proof.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserLookup {
+    /// The user.
+    pub user: UserName,
+    /// akd `LookupProof` in akd's protobuf encoding, base64.
+    #[serde(with = "crate::b64")]
+    #[schema(value_type = String, format = Byte)]
+    pub proof: Vec<u8>,
+    /// The device list whose [`directory_value`] the proof proves.
+    pub device_list: SignedDeviceList,
+}
+
 /// `GET /v1/directory/history/{user}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HistoryResponse {
@@ -260,6 +313,16 @@ pub struct AuditResponse {
     pub start: SignedHead,
     /// The head of epoch `to`.
     pub end: SignedHead,
+}
+
+/// Query of `GET /v1/directory/heads`: epochs `from` to `to`, both
+/// included.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, IntoParams)]
+pub struct HeadsQuery {
+    /// The first epoch.
+    pub from: u64,
+    /// The last epoch.
+    pub to: u64,
 }
 
 /// Query of `GET /v1/directory/audit`.

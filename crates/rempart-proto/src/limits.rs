@@ -33,3 +33,10 @@ pub const MAX_LINK_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// Most users in one batch request (device lists, KeyPackage claims).
 pub const MAX_USERS_PER_BATCH: usize = 10_000;
+
+/// Users per `POST /v1/directory/lookups` request (each answer carries a
+/// lookup proof of about 4 KB).
+pub const MAX_LOOKUPS_PER_REQUEST: usize = 1000;
+
+/// Heads per `GET /v1/directory/heads?from&to` request.
+pub const MAX_HEADS_PER_REQUEST: u64 = 1000;

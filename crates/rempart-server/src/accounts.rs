@@ -5,21 +5,15 @@
 //! that its version moves forward. Clients verify the lists they fetch.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use rempart_proto::api::{
-    DeviceListAccepted, DeviceListsRequest, DeviceListsResponse, ErrorBody, RegisterRequest,
-    RegisterResponse,
-};
+use rempart_proto::api::{DeviceListAccepted, ErrorBody, RegisterRequest, RegisterResponse};
 use rempart_proto::{SignedDeviceList, UserName};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{SignedRequest, Unverified, body_error, parse_json};
+use crate::auth::{SignedRequest, Unverified, parse_json};
 use crate::error::ApiError;
-use crate::keypackages::check_batch;
 use crate::store::VerifiedDeviceList;
 
 /// Registers a user name with its first device list.
@@ -86,29 +80,6 @@ pub(crate) async fn device_list(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no account named {user}")))?;
     Ok(Json(list))
-}
-
-/// Returns, in one read, the signed device lists of many users that are
-/// newer than the versions the caller holds, and names the users that do not
-/// exist. Anyone may ask.
-#[utoipa::path(
-    post,
-    path = "/v1/device-lists",
-    tag = "accounts",
-    request_body = DeviceListsRequest,
-    responses(
-        (status = 200, description = "The newer lists, and the unknown users", body = DeviceListsResponse),
-        (status = 400, description = "Malformed body or more users than allowed", body = ErrorBody),
-    )
-)]
-pub(crate) async fn device_lists(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<DeviceListsResponse>, ApiError> {
-    let body = body.map_err(|rejection| body_error(rejection, state.max_body_bytes))?;
-    let DeviceListsRequest { users } = parse_json(&body)?;
-    check_batch(users.len())?;
-    Ok(Json(state.store.device_lists(users).await?))
 }
 
 /// Replaces a user's device list, on behalf of one of its current devices.

@@ -354,7 +354,6 @@ pub fn router(state: AppState) -> Router {
             api::KEYPACKAGES_PATH,
             post(keypackages::upload).get(keypackages::status),
         )
-        .route(api::DEVICE_LISTS_PATH, post(accounts::device_lists))
         .route(
             "/v1/accounts/{user}/keypackages/claim",
             post(keypackages::claim),
@@ -394,6 +393,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/directory/history/{user}",
             get(directory::endpoints::history),
         )
+        .route(kt::HEADS_PATH, get(directory::endpoints::heads))
+        .route(kt::LOOKUPS_PATH, post(directory::endpoints::lookups))
         .route(kt::AUDIT_PATH, get(directory::endpoints::audit))
         .route(
             kt::COSIGNATURES_PATH,

@@ -23,37 +23,95 @@ use rempart_server::{Server, ServerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+/// The directory epoch interval of test servers: short, so that a new
+/// account's keys are provable soon after it registers.
+pub const TEST_EPOCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A server running in this process on 127.0.0.1 with a fresh data dir.
 #[derive(Debug)]
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    addr: SocketAddr,
+    interval: std::time::Duration,
     data: TempDir,
     stop: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<Result<(), rempart_server::ServerError>>>,
 }
 
 impl TestServer {
-    /// Starts a server (call from inside a tokio runtime).
+    /// Starts a server publishing directory epochs every
+    /// [`TEST_EPOCH_INTERVAL`] (call from inside a tokio runtime).
     pub async fn start() -> Self {
-        Self::start_with_epochs(rempart_server::DEFAULT_EPOCH_INTERVAL).await
+        Self::start_with_epochs(TEST_EPOCH_INTERVAL).await
     }
 
     /// Starts a server publishing directory epochs every `interval`.
     pub async fn start_with_epochs(interval: std::time::Duration) -> Self {
         let data = TempDir::new().unwrap();
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
-        config.epoch_interval = interval;
-        let server = Server::bind(config).await.unwrap();
-        let url = format!("http://{}", server.local_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            url,
+        let mut server = Self {
+            url: String::new(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            interval,
             data,
-            stop: Some(stop),
+            stop: None,
+            running: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let mut config = ServerConfig::new(self.addr, self.data.path().to_owned());
+        config.epoch_interval = self.interval;
+        let server = Server::bind(config).await.unwrap();
+        self.addr = server.local_addr();
+        self.url = format!("http://{}", self.addr);
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.running = Some(tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
+    /// A consistent copy of the server's data as it is now (its database
+    /// and keys), to restart from later with [`TestServer::restart_from`].
+    pub fn snapshot(&self) -> TempDir {
+        let copy = TempDir::new().unwrap();
+        for entry in std::fs::read_dir(self.data.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "key") {
+                std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+            }
         }
+        let conn = rusqlite::Connection::open(server_database(self.data.path())).unwrap();
+        let target = server_database(copy.path());
+        conn.execute("VACUUM INTO ?1", [target.to_str().unwrap()])
+            .unwrap();
+        copy
+    }
+
+    /// Stops the server and starts it again, on the same address, from an
+    /// older copy of its data: what an operator restoring a backup (or a
+    /// server rolling its clients back) does.
+    pub async fn restart_from(&mut self, snapshot: &Path) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+        let database = server_database(self.data.path());
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = database.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+        for entry in std::fs::read_dir(snapshot).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, self.data.path().join(path.file_name().unwrap())).unwrap();
+        }
+        self.launch().await;
     }
 
     /// The server's data directory.
@@ -79,11 +137,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `rempart-server --listen LISTEN --data DATA` and waits for its
-    /// `listening on ADDR` line.
+    /// Starts `rempart-server --listen LISTEN --data DATA` (with a short
+    /// epoch interval) and waits for its `listening on ADDR` line.
     pub fn start(binary: &Path, listen: &str, data: &Path) -> Self {
         let mut child = Command::new(binary)
-            .args(["--listen", listen, "--data"])
+            .args(["--listen", listen, "--epoch-interval", "100ms", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -282,8 +340,10 @@ pub fn stored_device_list(data_dir: &Path, user: &str) -> (SignedDeviceList, u64
     (SignedDeviceList { list, signature }, version as u64)
 }
 
-/// Overwrites the device list the server stores for `user`, as an operator
-/// with write access to the database could.
+/// Overwrites the device list the server stores for `user` and queues it
+/// for the directory's next epoch, as an operator with write access to the
+/// database could: the forged list is then published and proven like any
+/// other.
 pub fn forge_device_list(data_dir: &Path, user: &str, signed: &SignedDeviceList, version: u64) {
     let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
     let changed = conn
@@ -293,6 +353,51 @@ pub fn forge_device_list(data_dir: &Path, user: &str, signed: &SignedDeviceList,
         )
         .unwrap();
     assert_eq!(changed, 1, "no account {user}");
+    let value = rempart_proto::directory::directory_value(signed);
+    conn.execute(
+        "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
+        rusqlite::params![user, value.as_slice()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT OR IGNORE INTO directory_device_lists (user_name, value, device_list, list_signature)
+         VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![user, value.as_slice(), signed.list, signed.signature],
+    )
+    .unwrap();
+}
+
+/// The server shows, beside the valid lookup proof of `user`'s published
+/// list, another validly signed list it never published: one under a
+/// brand-new account key (a "reset" shown to whoever looks `user` up).
+pub fn serve_unpublished_device_list(data_dir: &Path, user: &str) {
+    let signed = list_under_new_key(user, 1);
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE directory_device_lists SET device_list = ?2, list_signature = ?3
+             WHERE user_name = ?1",
+            rusqlite::params![user, signed.list, signed.signature],
+        )
+        .unwrap();
+    assert!(changed >= 1, "nothing published for {user}");
+}
+
+/// A list for `user` at `version` signed by an account key the server made
+/// up (fixed, so that tests are repeatable).
+fn list_under_new_key(user: &str, version: u64) -> SignedDeviceList {
+    let account = SigningKey::from_bytes(&[77; 32]);
+    let list = DeviceList {
+        user: user.parse().unwrap(),
+        account_key: PublicKey::new(account.verifying_key()),
+        version,
+        timestamp: now(),
+        devices: vec![DeviceEntry {
+            id: DeviceId::random(),
+            signature_key: PublicKey::new(SigningKey::from_bytes(&[78; 32]).verifying_key()),
+        }],
+    };
+    SignedDeviceList::sign(&list, &account).unwrap()
 }
 
 /// The server's attack of adding a ghost device to `user`'s list without
@@ -320,18 +425,7 @@ pub fn inject_ghost_device(data_dir: &Path, user: &str) -> DeviceId {
 /// show).
 pub fn substitute_account_key(data_dir: &Path, user: &str) {
     let (_, version) = stored_device_list(data_dir, user);
-    let account = SigningKey::from_bytes(&[77; 32]);
-    let list = DeviceList {
-        user: user.parse().unwrap(),
-        account_key: PublicKey::new(account.verifying_key()),
-        version: version + 1,
-        timestamp: now(),
-        devices: vec![DeviceEntry {
-            id: DeviceId::random(),
-            signature_key: PublicKey::new(SigningKey::from_bytes(&[78; 32]).verifying_key()),
-        }],
-    };
-    let signed = SignedDeviceList::sign(&list, &account).unwrap();
+    let signed = list_under_new_key(user, version + 1);
     forge_device_list(data_dir, user, &signed, version + 1);
 }
 
@@ -504,41 +598,48 @@ pub async fn wait_for_epoch(data_dir: &Path, epoch: u64) {
     }
 }
 
-/// Rewrites the latest stored head in the server's database with `edit`
+/// Rewrites the stored head of `epoch` in the server's database with `edit`
 /// applied to its bytes and signature.
-fn rewrite_latest_head(data_dir: &Path, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
+fn rewrite_head(data_dir: &Path, epoch: u64, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
     let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
-    let epoch = latest_head_epoch(data_dir) as i64;
     let (mut head, mut signature): (Vec<u8>, Vec<u8>) = conn
         .query_row(
             "SELECT head, signature FROM directory_heads WHERE epoch = ?1",
-            [epoch],
+            [epoch as i64],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     edit(&mut head, &mut signature);
     conn.execute(
         "UPDATE directory_heads SET head = ?2, signature = ?3 WHERE epoch = ?1",
-        rusqlite::params![epoch, head, signature],
+        rusqlite::params![epoch as i64, head, signature],
     )
     .unwrap();
 }
 
 /// The server serves a latest head its directory key did not sign.
 pub fn forge_unsigned_head(data_dir: &Path) {
-    rewrite_latest_head(data_dir, |_, signature| signature[0] ^= 1);
+    rewrite_head(data_dir, latest_head_epoch(data_dir), |_, signature| {
+        signature[0] ^= 1
+    });
 }
 
 /// The server signs a second, different head for its latest epoch (as a
 /// server showing two views would), with its own directory key.
 pub fn equivocate_latest_head(data_dir: &Path) {
+    equivocate_head(data_dir, latest_head_epoch(data_dir));
+}
+
+/// The server signs, with its own directory key, a head for `epoch` with
+/// another root hash than the one akd computed, and serves it from then on.
+pub fn equivocate_head(data_dir: &Path, epoch: u64) {
     use rempart_proto::directory::{DirectoryHead, SignedHead};
     let seed: [u8; 32] = std::fs::read(data_dir.join("directory.key"))
         .unwrap()
         .try_into()
         .unwrap();
     let key = SigningKey::from_bytes(&seed);
-    rewrite_latest_head(data_dir, |head, signature| {
+    rewrite_head(data_dir, epoch, |head, signature| {
         let mut parsed: DirectoryHead = serde_json::from_slice(head).unwrap();
         parsed.root_hash[0] ^= 0xff;
         let forged = SignedHead::sign(&parsed, &key);

@@ -10,9 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use rempart_proto::api::ErrorBody;
 use rempart_proto::directory::{
-    AuditQuery, AuditResponse, DirectoryInfo, HeadWithCosignatures, HistoryResponse,
-    LookupResponse, PostCosignature,
+    AuditQuery, AuditResponse, DirectoryInfo, HeadWithCosignatures, HeadsQuery, HistoryResponse,
+    LookupResponse, LookupsRequest, LookupsResponse, PostCosignature,
 };
+use rempart_proto::limits::MAX_LOOKUPS_PER_REQUEST;
 
 use super::epochs::{Answer, DirectoryService};
 use crate::AppState;
@@ -69,6 +70,27 @@ pub(crate) async fn head(
     found(directory(&state)?.head(Some(epoch)).await?).map(Json)
 }
 
+/// The signed heads of a range of epochs with their cosignatures, oldest
+/// first.
+#[utoipa::path(
+    get,
+    path = "/v1/directory/heads",
+    tag = "directory",
+    params(HeadsQuery),
+    responses(
+        (status = 200, description = "The heads", body = Vec<HeadWithCosignatures>),
+        (status = 400, description = "Not 1 <= from <= to <= latest epoch, or too many", body = ErrorBody),
+    )
+)]
+pub(crate) async fn heads(
+    State(state): State<AppState>,
+    query: Result<Query<HeadsQuery>, QueryRejection>,
+) -> Result<Json<Vec<HeadWithCosignatures>>, ApiError> {
+    let Query(HeadsQuery { from, to }) =
+        query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    found(directory(&state)?.heads(from, to).await?).map(Json)
+}
+
 /// A user's current device list with the akd lookup proof (protobuf) at the
 /// latest epoch.
 #[utoipa::path(
@@ -88,6 +110,35 @@ pub(crate) async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     let user = parse_user(&user)?;
     found(directory(&state)?.lookup(&user).await?).map(Json)
+}
+
+/// The current device lists of several users, each with its akd lookup
+/// proof (protobuf), all at the latest epoch. Only lists newer than the
+/// version the caller holds are sent; users with an update waiting for the
+/// next epoch, and users without an account, are named.
+#[utoipa::path(
+    post,
+    path = "/v1/directory/lookups",
+    tag = "directory",
+    request_body = LookupsRequest,
+    responses(
+        (status = 200, description = "The proofs, their head, the pending and unknown users", body = LookupsResponse),
+        (status = 400, description = "Malformed body or more users than allowed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn lookups(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LookupsResponse>, ApiError> {
+    let body = body.map_err(|rejection| body_error(rejection, state.max_body_bytes))?;
+    let LookupsRequest { users } = parse_json(&body)?;
+    if users.len() > MAX_LOOKUPS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "{} users in one lookup request, more than the limit of {MAX_LOOKUPS_PER_REQUEST}",
+            users.len()
+        )));
+    }
+    Ok(Json(directory(&state)?.lookups(users).await?))
 }
 
 /// A user's complete key history with the akd history proof (protobuf) at

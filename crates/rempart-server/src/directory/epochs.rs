@@ -15,6 +15,7 @@
 //! head; the queue rows of that epoch are then still there, and are dropped
 //! unpublished because akd already holds their values.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +26,13 @@ use akd::storage::types::ValueStateRetrievalFlag;
 use akd::storage::{Database as _, StorageManager};
 use akd::{AkdLabel, AkdValue, Directory, EpochHash, HistoryParams, WhatsAppV1Configuration};
 use protobuf::Message as _;
+use rempart_proto::api::KnownVersion;
 use rempart_proto::directory::{
     AuditResponse, DirectoryHead, DirectoryInfo, HeadWithCosignatures, HistoryResponse,
-    LookupResponse, PostCosignature, SignedHead,
+    LookupResponse, LookupsResponse, PostCosignature, SignedHead, UserLookup,
 };
-use rempart_proto::{SignedDeviceList, UserName};
+use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
+use rempart_proto::{DeviceList, SignedDeviceList, UserName};
 use tokio::sync::{RwLock, oneshot};
 use tokio::time::MissedTickBehavior;
 
@@ -275,6 +278,25 @@ impl DirectoryService {
         })
     }
 
+    /// The heads of epochs `from..=to`.
+    pub(crate) async fn heads(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Answer<Vec<HeadWithCosignatures>>, DirectoryServiceError> {
+        let latest = self.db.read(heads::latest_epoch).await?;
+        if from == 0 || from > to || to > latest || to - from >= MAX_HEADS_PER_REQUEST {
+            return Ok(Answer::Refused(format!(
+                "heads need 1 <= from <= to <= {latest} (the latest epoch) and at most {MAX_HEADS_PER_REQUEST} of them, not from={from} to={to}"
+            )));
+        }
+        let heads = self
+            .db
+            .read(move |conn| heads::heads_with_cosignatures(conn, from, to))
+            .await?;
+        Ok(Answer::Found(heads))
+    }
+
     /// The lookup proof for `user` at the latest epoch.
     pub(crate) async fn lookup(
         &self,
@@ -294,6 +316,92 @@ impl DirectoryService {
             proof,
             device_list,
         }))
+    }
+
+    /// The lookup proofs, all at the latest epoch, of the asked users whose
+    /// published device list is newer than the version the caller holds;
+    /// and which asked users have an update queued, or no account.
+    pub(crate) async fn lookups(
+        &self,
+        asked: Vec<KnownVersion>,
+    ) -> Result<LookupsResponse, DirectoryServiceError> {
+        // A user asked twice counts once, with the lower version.
+        let mut lowest: BTreeMap<UserName, u64> = BTreeMap::new();
+        for KnownVersion { user, version } in asked {
+            let known = lowest.entry(user).or_insert(version);
+            *known = (*known).min(version);
+        }
+        let _reading = self.epochs.read().await;
+        let labels: Vec<AkdLabel> = lowest
+            .keys()
+            .map(|user| AkdLabel::from(user.as_str()))
+            .collect();
+        let published = self
+            .storage
+            .get_user_state_versions(&labels, ValueStateRetrievalFlag::MaxEpoch)
+            .await
+            .map_err(DirectoryServiceError::Storage)?;
+        let query: Vec<(String, Option<Vec<u8>>)> = lowest
+            .keys()
+            .zip(&labels)
+            .map(|(user, label)| {
+                let value = published.get(label).map(|(_, value)| value.0.clone());
+                (user.to_string(), value)
+            })
+            .collect();
+        let facts = self
+            .db
+            .read(move |conn| queue::lookup_facts(conn, &query))
+            .await?;
+        let mut answer = LookupsResponse {
+            head: None,
+            lookups: Vec::new(),
+            pending: Vec::new(),
+            unknown: Vec::new(),
+        };
+        let mut newer = Vec::new();
+        for ((user, known), facts) in lowest.into_iter().zip(facts) {
+            if !facts.exists {
+                answer.unknown.push(user);
+                continue;
+            }
+            if facts.pending {
+                answer.pending.push(user.clone());
+            }
+            if let Some(list) = facts.published {
+                let version = serde_json::from_slice::<DeviceList>(&list.list)
+                    .map_err(|_| {
+                        DirectoryServiceError::Inconsistent(format!(
+                            "the archived device list of {user} does not parse"
+                        ))
+                    })?
+                    .version;
+                if version > known {
+                    newer.push((user, list));
+                }
+            }
+        }
+        let epoch = if newer.is_empty() {
+            self.akd.get_epoch_hash().await?.0
+        } else {
+            let labels: Vec<AkdLabel> = newer
+                .iter()
+                .map(|(user, _)| AkdLabel::from(user.as_str()))
+                .collect();
+            let (proofs, EpochHash(epoch, _)) = self.akd.batch_lookup(&labels).await?;
+            for ((user, device_list), proof) in newer.into_iter().zip(&proofs) {
+                answer.lookups.push(UserLookup {
+                    user,
+                    proof: proto::LookupProof::from(proof).write_to_bytes()?,
+                    device_list,
+                });
+            }
+            epoch
+        };
+        if epoch > 0 {
+            answer.head = Some(self.stored_head(epoch).await?);
+        }
+        Ok(answer)
     }
 
     /// The complete key history proof for `user` at the latest epoch.

@@ -74,6 +74,22 @@ pub(crate) fn head_with_cosignatures(
 
 /// Stores a (verified) cosignature of `epoch`; a second one by the same
 /// witness for the same epoch is ignored.
+/// The heads of epochs `from..=to` with their cosignatures, oldest first.
+pub(crate) fn heads_with_cosignatures(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> Result<Vec<HeadWithCosignatures>, StoreError> {
+    let mut heads = Vec::new();
+    for epoch in from..=to {
+        match head_with_cosignatures(conn, epoch)? {
+            Some(head) => heads.push(head),
+            None => break,
+        }
+    }
+    Ok(heads)
+}
+
 pub(crate) fn store_cosignature(
     conn: &Connection,
     epoch: u64,

@@ -90,3 +90,38 @@ pub(crate) fn device_list(
         )
         .optional()?)
 }
+
+/// What the store knows of one user asked for in a batch lookup.
+#[derive(Debug)]
+pub(crate) struct LookupFacts {
+    /// The user has an account.
+    pub(crate) exists: bool,
+    /// The user has an update waiting for the next epoch.
+    pub(crate) pending: bool,
+    /// The archived device list of the user's published value, if any.
+    pub(crate) published: Option<SignedDeviceList>,
+}
+
+/// For each `(user, published value)`, in order: whether the account exists,
+/// whether an update is queued, and the published value's device list.
+pub(crate) fn lookup_facts(
+    conn: &Connection,
+    asked: &[(String, Option<Vec<u8>>)],
+) -> Result<Vec<LookupFacts>, StoreError> {
+    let mut exists = conn.prepare_cached("SELECT 1 FROM accounts WHERE user_name = ?1")?;
+    let mut pending =
+        conn.prepare_cached("SELECT 1 FROM directory_pending WHERE user_name = ?1")?;
+    asked
+        .iter()
+        .map(|(user, value)| {
+            Ok(LookupFacts {
+                exists: exists.exists([user])?,
+                pending: pending.exists([user])?,
+                published: match value {
+                    Some(value) => device_list(conn, user, value)?,
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}

@@ -14,8 +14,8 @@ mod sqlite;
 
 use async_trait::async_trait;
 use rempart_proto::api::{
-    Appended, ClaimedKeyPackage, CommitUpload, DeviceListsResponse, InboxPage, KeyPackageStatus,
-    KeyPackageUpload, KnownVersion, LogPage,
+    Appended, ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload,
+    LogPage,
 };
 use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, LinkId, MessageId};
 use rempart_proto::{PublicKey, SignedDeviceList, UserName};
@@ -31,13 +31,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// The user's current signed device list, if the user exists.
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError>;
-
-    /// In one read: the stored list of each asked user whose version is
-    /// above the one the caller holds, and the asked users that do not exist.
-    async fn device_lists(
-        &self,
-        users: Vec<KnownVersion>,
-    ) -> Result<DeviceListsResponse, StoreError>;
 
     /// Replaces a user's device list, on behalf of `signer` (a current device
     /// of that user). The list must name the stored account key and carry a

@@ -262,7 +262,8 @@ async fn health_and_openapi() {
         ("/v1/inbox", "get"),
         ("/v1/inbox/ack", "post"),
         ("/v1/ws", "get"),
-        ("/v1/device-lists", "post"),
+        ("/v1/directory/lookups", "post"),
+        ("/v1/directory/heads", "get"),
         ("/v1/keypackages/claim", "post"),
         ("/v1/links", "post"),
         ("/v1/links/{link}/request", "put"),
@@ -283,7 +284,7 @@ async fn health_and_openapi() {
     assert!(doc["components"]["securitySchemes"]["signed_request"].is_object());
     // The endpoints a new device uses before it has an account need no signature.
     for (path, method) in [
-        ("/v1/device-lists", "post"),
+        ("/v1/directory/lookups", "post"),
         ("/v1/links/{link}/request", "put"),
         ("/v1/links/{link}/response", "get"),
     ] {

@@ -16,10 +16,11 @@ use ed25519_dalek::SigningKey;
 use protobuf::Message as _;
 use rand::rngs::OsRng;
 use rempart_proto::SignedDeviceList;
-use rempart_proto::api::{self, error_code};
+use rempart_proto::api::{self, KnownVersion, error_code};
 use rempart_proto::directory::{
     self as kt, AuditResponse, Cosignature, DirectoryHead, DirectoryInfo, HeadWithCosignatures,
-    HistoryResponse, LookupResponse, PostCosignature, directory_value,
+    HistoryResponse, LookupResponse, LookupsRequest, LookupsResponse, PostCosignature,
+    directory_value,
 };
 use rempart_server::directory::{DIRECTORY_KEY_FILE, VRF_KEY_FILE};
 use reqwest::StatusCode;
@@ -456,5 +457,136 @@ async fn a_head_lost_in_a_crash_is_signed_at_the_next_start() {
         &alice,
         &published(&server, &alice, &alice.signed_list(1)).await,
     );
+    server.stop().await;
+}
+
+async fn lookups(server: &TestServer, asked: &[(&Account, u64)]) -> LookupsResponse {
+    let request = LookupsRequest {
+        users: asked
+            .iter()
+            .map(|(account, version)| KnownVersion {
+                user: account.user.clone(),
+                version: *version,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&request).unwrap();
+    // No authentication: the directory is public.
+    ok(server.unsigned("POST", kt::LOOKUPS_PATH, body).await).await
+}
+
+#[tokio::test]
+async fn batch_lookups_prove_newer_lists_and_name_pending_and_unknown_users() {
+    let data = TempDir::new().unwrap();
+    let dir = data.path().join("data");
+    // An interval long enough that nothing is published while we look.
+    let server = TestServer::start_in_every(&dir, Duration::from_secs(3600)).await;
+    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
+    let mut alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    let nobody = Account::new("nobody", 1);
+    server.register(&alice).await;
+    server.register(&bob).await;
+    let answer = lookups(&server, &[(&alice, 0), (&bob, 0), (&nobody, 0)]).await;
+    assert!(answer.head.is_none() && answer.lookups.is_empty());
+    assert_eq!(answer.pending, [alice.user.clone(), bob.user.clone()]);
+    assert_eq!(answer.unknown, std::slice::from_ref(&nobody.user));
+    // Stopping publishes what is queued.
+    server.stop().await;
+
+    let server = start(&dir).await;
+    let answer = lookups(&server, &[(&bob, 0), (&alice, 0), (&alice, 5)]).await;
+    assert!(answer.pending.is_empty() && answer.unknown.is_empty());
+    let head = answer
+        .head
+        .unwrap()
+        .head
+        .verify(&info.directory_key)
+        .unwrap();
+    let users: Vec<_> = answer.lookups.iter().map(|l| l.user.clone()).collect();
+    assert_eq!(users, [alice.user.clone(), bob.user.clone()]);
+    for lookup in &answer.lookups {
+        let account = if lookup.user == alice.user {
+            &alice
+        } else {
+            &bob
+        };
+        assert_eq!(lookup.device_list, account.signed_list(1));
+        let single = LookupResponse {
+            head: HeadWithCosignatures {
+                head: answer_head(&server, head.epoch).await,
+                cosignatures: Vec::new(),
+            },
+            proof: lookup.proof.clone(),
+            device_list: lookup.device_list.clone(),
+        };
+        assert_eq!(verify_lookup(&info, account, &single), head);
+    }
+    // Nothing newer than what the caller holds: no proof to send.
+    let answer = lookups(&server, &[(&alice, 1), (&bob, 1)]).await;
+    assert!(answer.lookups.is_empty());
+
+    // A change is proven once published.
+    let list = change_devices(&server, &mut alice, 2).await;
+    published(&server, &alice, &list).await;
+    let answer = lookups(&server, &[(&alice, 1)]).await;
+    assert_eq!(answer.lookups.len(), 1);
+    assert_eq!(answer.lookups[0].device_list, list);
+
+    // Too many users in one request.
+    let many = vec![(&bob, 0); rempart_proto::limits::MAX_LOOKUPS_PER_REQUEST + 1];
+    let request = LookupsRequest {
+        users: many
+            .iter()
+            .map(|(a, v)| KnownVersion {
+                user: a.user.clone(),
+                version: *v,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&request).unwrap();
+    refused(
+        server.unsigned("POST", kt::LOOKUPS_PATH, body).await,
+        400,
+        error_code::BAD_REQUEST,
+    )
+    .await;
+    server.stop().await;
+}
+
+async fn answer_head(server: &TestServer, epoch: u64) -> kt::SignedHead {
+    let head: HeadWithCosignatures = get(server, &kt::head_path(epoch)).await;
+    head.head
+}
+
+#[tokio::test]
+async fn a_range_of_heads_is_served_in_order() {
+    let data = TempDir::new().unwrap();
+    let server = start(&data.path().join("data")).await;
+    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
+    for name in ["alice", "bob", "carol"] {
+        let account = Account::new(name, 1);
+        server.register(&account).await;
+        published(&server, &account, &account.signed_list(1)).await;
+    }
+    let latest: HeadWithCosignatures = get(&server, kt::HEAD_PATH).await;
+    let latest = latest.head.verify(&info.directory_key).unwrap().epoch;
+    assert!(latest >= 3);
+    let heads: Vec<HeadWithCosignatures> = get(&server, &kt::heads_path(1, latest)).await;
+    let epochs: Vec<u64> = heads
+        .iter()
+        .map(|h| h.head.verify(&info.directory_key).unwrap().epoch)
+        .collect();
+    assert_eq!(epochs, (1..=latest).collect::<Vec<_>>());
+    for (from, to) in [(0, 1), (2, 1), (1, latest + 1)] {
+        refused(
+            server
+                .unsigned("GET", &kt::heads_path(from, to), Vec::new())
+                .await,
+            400,
+            error_code::BAD_REQUEST,
+        )
+        .await;
+    }
     server.stop().await;
 }

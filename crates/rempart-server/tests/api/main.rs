@@ -5,7 +5,6 @@
 
 mod accounts;
 mod delivery;
-mod device_lists;
 mod directory;
 mod keypackages;
 mod links;

@@ -1,13 +1,10 @@
 //! Accounts, devices and request nonces.
 
-use std::collections::HashMap;
-
-use rempart_proto::api::{DeviceListsResponse, KnownVersion};
 use rempart_proto::limits::MAX_CLOCK_SKEW_SECS;
 use rempart_proto::{DeviceId, PublicKey, SignedDeviceList, UserName};
-use rusqlite::{Connection, OptionalExtension as _, ToSql, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{USERS_PER_QUERY, from_sql, to_sql};
+use super::{from_sql, to_sql};
 use crate::store::{DeviceRecord, StoreError, VerifiedDeviceList};
 
 pub(super) fn register(conn: &Connection, verified: &VerifiedDeviceList) -> Result<(), StoreError> {
@@ -55,73 +52,6 @@ pub(super) fn device_list(
         )
         .optional()?;
     Ok(list)
-}
-
-/// The stored lists of the asked users that are newer than the version the
-/// caller holds, and the asked users that do not exist, both in the order
-/// asked. A user asked twice counts once, with the lower version.
-pub(super) fn device_lists(
-    conn: &Connection,
-    asked: &[KnownVersion],
-) -> Result<DeviceListsResponse, StoreError> {
-    let mut index: HashMap<&UserName, usize> = HashMap::with_capacity(asked.len());
-    let mut order: Vec<(&UserName, u64)> = Vec::with_capacity(asked.len());
-    for KnownVersion { user, version } in asked {
-        match index.get(user).and_then(|&i| order.get_mut(i)) {
-            Some((_, lowest)) => *lowest = (*lowest).min(*version),
-            None => {
-                index.insert(user, order.len());
-                order.push((user, *version));
-            }
-        }
-    }
-    let mut answer = DeviceListsResponse {
-        lists: Vec::new(),
-        unknown: Vec::new(),
-    };
-    for chunk in order.chunks(USERS_PER_QUERY) {
-        // A version beyond SQLite's range is newer than anything stored.
-        let rows: Vec<(i64, &str, i64)> = (0_i64..)
-            .zip(chunk)
-            .map(|(position, (user, version))| {
-                let version = i64::try_from(*version).unwrap_or(i64::MAX);
-                (position, user.as_str(), version)
-            })
-            .collect();
-        let values: Vec<&dyn ToSql> = rows
-            .iter()
-            .flat_map(|(position, name, version)| [position as &dyn ToSql, name, version])
-            .collect();
-        let tuples = (0..rows.len())
-            .map(|i| format!("(?{}, ?{}, ?{})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut query = conn.prepare_cached(&format!(
-            "WITH asked (position, user_name, version) AS (VALUES {tuples})
-             SELECT asked.position, a.device_list, a.list_signature
-             FROM asked LEFT JOIN accounts a ON a.user_name = asked.user_name
-             WHERE a.user_name IS NULL OR a.version > asked.version
-             ORDER BY asked.position"
-        ))?;
-        let mut found = query.query(values.as_slice())?;
-        while let Some(row) = found.next()? {
-            let position: i64 = row.get(0)?;
-            let user = usize::try_from(position)
-                .ok()
-                .and_then(|p| chunk.get(p))
-                .map(|(user, _)| *user)
-                .ok_or_else(|| StoreError::Corrupt("device list query position".into()))?;
-            let list: Option<Vec<u8>> = row.get(1)?;
-            let signature: Option<Vec<u8>> = row.get(2)?;
-            match (list, signature) {
-                (Some(list), Some(signature)) => {
-                    answer.lists.push(SignedDeviceList { list, signature })
-                }
-                _ => answer.unknown.push(user.clone()),
-            }
-        }
-    }
-    Ok(answer)
 }
 
 pub(super) fn replace_device_list(

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rempart_proto::api::{
-    ClaimedKeyPackage, CommitUpload, DeviceListsResponse, InboxPage, KeyPackageStatus,
-    KeyPackageUpload, KnownVersion, LogPage,
+    ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload, LogPage,
 };
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use rusqlite::{Connection, OpenFlags};
@@ -174,14 +173,6 @@ impl Store for SqliteStore {
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError> {
         let user = user.clone();
         self.read(move |conn| accounts::device_list(conn, &user))
-            .await
-    }
-
-    async fn device_lists(
-        &self,
-        users: Vec<KnownVersion>,
-    ) -> Result<DeviceListsResponse, StoreError> {
-        self.read(move |conn| accounts::device_lists(conn, &users))
             .await
     }
 
