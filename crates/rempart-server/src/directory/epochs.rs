@@ -42,6 +42,14 @@ use super::keys::{DirectoryKeys, FileVrf, KeyError};
 use super::queue;
 use crate::store::{SharedDatabase, SqliteStore, StoreError};
 
+/// How long akd's storage manager keeps a tree node or value read from the
+/// database. This process is the directory's only writer, and akd writes
+/// through the same manager, so the cache never holds a stale node; the
+/// lifetime only bounds memory held by rarely used parts of the tree.
+const CACHE_ITEM_LIFETIME: Duration = Duration::from_secs(600);
+/// The most memory akd's cache may hold.
+const CACHE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
 /// The akd directory as Rempart runs it.
 type Akd = Directory<WhatsAppV1Configuration, DirectoryStorage, FileVrf>;
 
@@ -115,7 +123,12 @@ impl DirectoryService {
         };
         let storage = DirectoryStorage::new(store);
         let akd = Directory::new(
-            StorageManager::new_no_cache(storage.clone()),
+            StorageManager::new(
+                storage.clone(),
+                Some(CACHE_ITEM_LIFETIME),
+                Some(CACHE_LIMIT_BYTES),
+                None,
+            ),
             keys.vrf.clone(),
             AzksParallelismConfig::default(),
         )
