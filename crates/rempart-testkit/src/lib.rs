@@ -648,19 +648,6 @@ pub fn equivocate_head(data_dir: &Path, epoch: u64) {
     });
 }
 
-/// The server goes back to an older state: its newest head disappears.
-pub fn roll_back_latest_head(data_dir: &Path) {
-    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
-    let epoch = latest_head_epoch(data_dir) as i64;
-    conn.execute(
-        "DELETE FROM directory_cosignatures WHERE epoch = ?1",
-        [epoch],
-    )
-    .unwrap();
-    conn.execute("DELETE FROM directory_heads WHERE epoch = ?1", [epoch])
-        .unwrap();
-}
-
 /// A witness cosigns the server's latest head and posts the cosignature.
 pub async fn cosign_latest_head(url: &str, witness: &SigningKey) {
     use rempart_proto::directory::{
