@@ -15,6 +15,7 @@ use openmls::prelude::{
     OpenMlsProvider as _,
 };
 use rempart_proto::api::{Appended, CommitUpload};
+use rempart_proto::directory::SignedHead;
 use rempart_proto::{DeviceId, GroupId, MessageId, UserName};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,11 @@ pub(crate) enum Envelope {
         sent_at: i64,
         /// The text.
         text: String,
+        /// The newest directory head the sender accepted: members compare
+        /// the heads they were shown, so a server showing them different
+        /// directories is caught.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<SignedHead>,
     },
     /// The sender's user leaves the group; any member commits the removal
     /// of all of that user's devices.
@@ -162,6 +168,7 @@ impl Client {
             id,
             sent_at,
             text: text.to_owned(),
+            head: self.store.newest_head()?,
         };
         self.upload_envelope(conversation, &envelope, |client| {
             client.store.store_message(&StoredMessage {

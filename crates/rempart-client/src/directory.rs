@@ -344,6 +344,91 @@ impl Client {
         Ok(())
     }
 
+    /// Judges a head a member of `conversation` gossiped in a message: a
+    /// different head than the one accepted here for its epoch is
+    /// equivocation (both kept as evidence); a head for an epoch not seen
+    /// here is kept to compare with the server's at the end of the sync. A
+    /// head the directory key did not sign proves nothing and is ignored.
+    pub(crate) fn judge_gossip(
+        &self,
+        conversation: &str,
+        gossiped: &SignedHead,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let pinned = self.pinned_directory()?;
+        let Some(head) = gossiped
+            .verify(&pinned.directory_key)
+            .ok()
+            .filter(|h| h.server_id == pinned.server_id)
+        else {
+            tracing::warn!(
+                conversation,
+                "a member gossiped a head the directory did not sign"
+            );
+            return Ok(());
+        };
+        match self.store.seen_head(head.epoch)? {
+            Some(seen) => {
+                let seen_head = seen
+                    .verify(&pinned.directory_key)
+                    .map_err(|e| ClientError::Corrupt(e.to_string()))?;
+                if seen_head.root_hash != head.root_hash {
+                    self.store.keep_evidence(head.epoch, &seen, gossiped)?;
+                    events.push(split_view_alert(conversation, head.epoch).into());
+                }
+                Ok(())
+            }
+            None => self.store.note_gossip(head.epoch, gossiped, conversation),
+        }
+    }
+
+    /// Compares each gossiped head of an epoch not seen here with the head
+    /// the server serves for that epoch.
+    pub(crate) async fn check_gossip(&self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+        let gossip = self.store.gossip()?;
+        if gossip.is_empty() {
+            return Ok(());
+        }
+        let pinned = self.pinned_directory()?;
+        for (epoch, gossiped, conversation) in gossip {
+            let served = match self.api.heads(epoch, epoch).await {
+                Ok(served) => served.into_iter().next(),
+                Err(ClientError::Server { status: 400, .. }) => None,
+                Err(e) => return Err(e),
+            };
+            self.store.forget_gossip(epoch)?;
+            let Some(served) = served else {
+                events.push(
+                    Alert {
+                        code: AlertCode::DirectoryRollback,
+                        conversation: Some(conversation),
+                        user: None,
+                        message: format!(
+                            "a member was shown directory epoch {epoch}, which the server does not show you: it shows you an older directory"
+                        ),
+                    }
+                    .into(),
+                );
+                continue;
+            };
+            let head = match self.check_past_head(&pinned, &served.head) {
+                Ok(head) => head,
+                Err(e) => {
+                    alert_to_event::<()>(Err(e), events)?;
+                    continue;
+                }
+            };
+            let gossiped_root = gossiped.parse_unverified().map(|h| h.root_hash).ok();
+            if gossiped_root == Some(head.root_hash) {
+                self.store.see_head(epoch, &served.head)?;
+            } else {
+                self.store.keep_evidence(epoch, &served.head, &gossiped)?;
+                events.push(split_view_alert(&conversation, epoch).into());
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies this account's complete key history at the latest epoch
     /// (once per epoch): each version must be signed by this account's key.
     pub(crate) async fn monitor_own_history(
@@ -446,6 +531,17 @@ fn directory_alert(code: AlertCode, message: String) -> Alert {
         conversation: None,
         user: None,
         message,
+    }
+}
+
+fn split_view_alert(conversation: &str, epoch: u64) -> Alert {
+    Alert {
+        code: AlertCode::DirectoryEquivocation,
+        conversation: Some(conversation.to_owned()),
+        user: None,
+        message: format!(
+            "a member of {conversation} was shown another directory head for epoch {epoch} than you: the server shows different people different directories (both heads kept as evidence)"
+        ),
     }
 }
 

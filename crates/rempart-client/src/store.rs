@@ -72,6 +72,11 @@ CREATE TABLE IF NOT EXISTS directory (
     directory_key TEXT NOT NULL,
     vrf_key BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gossiped_heads (
+    epoch INTEGER PRIMARY KEY,
+    head TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS uncosigned_heads (
     epoch INTEGER PRIMARY KEY,
     first_seen INTEGER NOT NULL
@@ -581,6 +586,51 @@ impl Store {
         .transpose()
     }
 
+    /// Keeps a head a member gossiped for an epoch this device has not
+    /// seen, to compare with the server's at the end of the sync.
+    pub fn note_gossip(
+        &self,
+        epoch: u64,
+        head: &SignedHead,
+        conversation: &str,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_string(head).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO gossiped_heads (epoch, head, conversation) VALUES (?1, ?2, ?3)",
+            params![i64::try_from(epoch).unwrap_or(i64::MAX), json, conversation],
+        )?;
+        Ok(())
+    }
+
+    /// The gossiped heads waiting for comparison, by epoch.
+    pub fn gossip(&self) -> Result<Vec<(u64, SignedHead, String)>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT epoch, head, conversation FROM gossiped_heads ORDER BY epoch")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (epoch, head, conversation) = r?;
+            let head = serde_json::from_str(&head)
+                .map_err(|_| ClientError::Corrupt("gossiped head".into()))?;
+            Ok((u64::try_from(epoch).unwrap_or(0), head, conversation))
+        })
+        .collect()
+    }
+
+    pub fn forget_gossip(&self, epoch: u64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "DELETE FROM gossiped_heads WHERE epoch = ?1",
+            [i64::try_from(epoch).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
     /// Notes that the head of `epoch` was accepted before the witness
     /// quorum cosigned it, at `now` (kept if already noted).
     pub fn note_uncosigned(&self, epoch: u64, now: i64) -> Result<(), ClientError> {
@@ -657,6 +707,14 @@ impl Store {
             self.conn
                 .query_row("SELECT MAX(epoch) FROM directory_heads", [], |r| r.get(0))?;
         Ok(epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0))
+    }
+
+    /// The newest head this device accepted, if any.
+    pub fn newest_head(&self) -> Result<Option<SignedHead>, ClientError> {
+        match self.newest_head_epoch()? {
+            0 => Ok(None),
+            epoch => self.seen_head(epoch),
+        }
     }
 
     pub fn see_head(&self, epoch: u64, head: &SignedHead) -> Result<(), ClientError> {

@@ -56,6 +56,7 @@ impl Client {
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut events).await?;
         }
+        self.check_gossip(&mut events).await?;
 
         // Every device list this device relies on, its own included: a list
         // that fails verification is an alert (for the own account,
@@ -507,7 +508,17 @@ impl Client {
                 };
                 let (id, sent_at, text) =
                     match serde_json::from_slice::<Envelope>(&app.into_bytes()) {
-                        Ok(Envelope::Text { id, sent_at, text }) => (id, sent_at, text),
+                        Ok(Envelope::Text {
+                            id,
+                            sent_at,
+                            text,
+                            head,
+                        }) => {
+                            if let Some(head) = head {
+                                self.judge_gossip(name, &head, events)?;
+                            }
+                            (id, sent_at, text)
+                        }
                         Ok(Envelope::Leave { .. }) => {
                             // Any member commits the removal, at its next sync.
                             self.store.add_leave_request(&conversation.group, &sender)?;

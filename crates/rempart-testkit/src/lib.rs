@@ -23,6 +23,10 @@ use rempart_server::{Server, ServerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+mod proxy;
+
+pub use proxy::{Exchange, Proxy, sign_head};
+
 /// The directory epoch interval of test servers: short, so that a new
 /// account's keys are provable soon after it registers.
 pub const TEST_EPOCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -598,6 +602,23 @@ pub async fn wait_for_epoch(data_dir: &Path, epoch: u64) {
     }
 }
 
+/// The signed head of `epoch` with its cosignatures, as the server stores it.
+pub fn stored_head(data_dir: &Path, epoch: u64) -> rempart_proto::directory::HeadWithCosignatures {
+    use rempart_proto::directory::{HeadWithCosignatures, SignedHead};
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let (head, signature): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT head, signature FROM directory_heads WHERE epoch = ?1",
+            [epoch as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    HeadWithCosignatures {
+        head: SignedHead { head, signature },
+        cosignatures: Vec::new(),
+    }
+}
+
 /// Rewrites the stored head of `epoch` in the server's database with `edit`
 /// applied to its bytes and signature.
 fn rewrite_head(data_dir: &Path, epoch: u64, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
@@ -633,16 +654,11 @@ pub fn equivocate_latest_head(data_dir: &Path) {
 /// The server signs, with its own directory key, a head for `epoch` with
 /// another root hash than the one akd computed, and serves it from then on.
 pub fn equivocate_head(data_dir: &Path, epoch: u64) {
-    use rempart_proto::directory::{DirectoryHead, SignedHead};
-    let seed: [u8; 32] = std::fs::read(data_dir.join("directory.key"))
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let key = SigningKey::from_bytes(&seed);
+    use rempart_proto::directory::DirectoryHead;
     rewrite_head(data_dir, epoch, |head, signature| {
         let mut parsed: DirectoryHead = serde_json::from_slice(head).unwrap();
         parsed.root_hash[0] ^= 0xff;
-        let forged = SignedHead::sign(&parsed, &key);
+        let forged = sign_head(data_dir, &parsed);
         *head = forged.head;
         *signature = forged.signature;
     });

@@ -1,0 +1,155 @@
+//! A malicious server in front of the real one: a proxy that forwards every
+//! request to the real server and lets a test rewrite what comes back, per
+//! client (each client under attack talks to its own proxy). Test-only: it
+//! is not part of any server build.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use rempart_proto::directory::{DirectoryHead, SignedHead};
+use tokio::sync::oneshot;
+
+/// What a rewrite sees of one exchange and may change: the request's method
+/// and path with query, and the response's status and body.
+#[derive(Debug)]
+pub struct Exchange {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path and query, e.g. `/v1/directory/head`.
+    pub path: String,
+    /// The real server's status.
+    pub status: u16,
+    /// The real server's body.
+    pub body: Vec<u8>,
+}
+
+type Rewrite = Arc<dyn Fn(&mut Exchange) + Send + Sync>;
+
+/// A proxy listening on 127.0.0.1 in front of `upstream`.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`: give this to the client under attack.
+    pub url: String,
+    rewrite: Arc<Mutex<Option<Rewrite>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("url", &self.url).finish()
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    rewrite: Arc<Mutex<Option<Rewrite>>>,
+}
+
+impl Proxy {
+    /// Starts an honest proxy to `upstream` (call inside a tokio runtime).
+    pub async fn start(upstream: &str) -> Self {
+        let rewrite = Arc::new(Mutex::new(None));
+        let shared = Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            rewrite: rewrite.clone(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            url,
+            rewrite,
+            stop: Some(stop),
+        }
+    }
+
+    /// From now on, every response passes through `rewrite`.
+    pub fn rewrite(&self, rewrite: impl Fn(&mut Exchange) + Send + Sync + 'static) {
+        *self.rewrite.lock().unwrap() = Some(Arc::new(rewrite));
+    }
+
+    /// Back to forwarding honestly.
+    pub fn honest(&self) {
+        *self.rewrite.lock().unwrap() = None;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let body = to_bytes(body, usize::MAX).await.unwrap();
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+    let mut outgoing = shared
+        .http
+        .request(method, format!("{}{path}", shared.upstream))
+        .body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let Ok(answer) = outgoing.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status().as_u16();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let body = answer.bytes().await.unwrap_or_default().to_vec();
+    let mut exchange = Exchange {
+        method: parts.method.to_string(),
+        path,
+        status,
+        body,
+    };
+    let rewrite = shared.rewrite.lock().unwrap().clone();
+    if let Some(rewrite) = rewrite {
+        rewrite(&mut exchange);
+    }
+    let mut response = Response::new(Body::from(exchange.body));
+    *response.status_mut() = StatusCode::from_u16(exchange.status).unwrap();
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    } else {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+/// Signs `head` with the server's directory key from its data directory:
+/// what an operator holding that key can serve.
+pub fn sign_head(data_dir: &std::path::Path, head: &DirectoryHead) -> SignedHead {
+    let seed: [u8; 32] = std::fs::read(data_dir.join("directory.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    SignedHead::sign(head, &ed25519_dalek::SigningKey::from_bytes(&seed))
+}
