@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use rempart_client::{AlertCode, Client, ClientError, Event};
-use rempart_testkit::{TestServer, register_with_foreign_key_package};
+use rempart_client::{Client, ClientError, Event};
+use rempart_testkit::TestServer;
 use tempfile::TempDir;
 
-use common::{account, alerts, name, texts};
+use rempart_testkit::{account, alerts, name, texts};
 
 #[tokio::test]
 async fn two_people_exchange_messages_both_ways() {
@@ -108,29 +106,6 @@ async fn a_stale_commit_is_rebuilt_on_the_current_epoch() {
         texts(&alice.sync().await.unwrap()),
         vec![("bob".into(), "bob".into(), "yes".into())]
     );
-}
-
-#[tokio::test]
-async fn a_key_package_not_in_the_signed_device_list_is_refused_with_an_alert() {
-    let server = TestServer::start().await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    register_with_foreign_key_package(&server.url, "mallory").await;
-
-    let err = alice
-        .send_text(&name("mallory"), "secret")
-        .await
-        .unwrap_err();
-    match err {
-        ClientError::Alert(alert) => assert_eq!(alert.code, AlertCode::UnauthorizedMember),
-        other => panic!("expected an alert, got {other:?}"),
-    }
-    // No conversation was created: a later send tries again and refuses again.
-    let err = alice
-        .send_text(&name("mallory"), "secret")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ClientError::Alert(a) if a.code == AlertCode::UnauthorizedMember));
 }
 
 #[tokio::test]

@@ -3,20 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use rempart_client::AlertCode;
 use rempart_proto::PublicKey;
 use rempart_testkit::{
-    TestServer, cosign_latest_head, equivocate_latest_head, forge_unsigned_head, latest_head_epoch,
-    wait_for_epoch,
+    TestServer, cosign_latest_head, equivocate_latest_head, forge_unsigned_head, wait_for_epoch,
 };
 use tempfile::TempDir;
 
-use common::{account, alerts};
+use rempart_testkit::{account, alerts};
 
 const EPOCHS: Duration = Duration::from_millis(50);
 
@@ -32,25 +29,6 @@ async fn an_unsigned_head_is_an_alert() {
     assert_eq!(
         alerts(&alice.sync().await.unwrap()),
         [AlertCode::DirectoryHeadSignatureInvalid]
-    );
-}
-
-#[tokio::test]
-async fn a_server_restored_from_older_data_is_a_rollback() {
-    let mut server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    wait_for_epoch(server.data_dir(), 1).await;
-    let backup = server.snapshot();
-    let _bob = account(&server, &homes.path().join("bob"), "bob").await;
-    wait_for_epoch(server.data_dir(), 2).await;
-    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
-
-    server.restart_from(backup.path()).await;
-    assert_eq!(latest_head_epoch(server.data_dir()), 1);
-    assert_eq!(
-        alerts(&alice.sync().await.unwrap()),
-        [AlertCode::DirectoryRollback]
     );
 }
 
@@ -77,36 +55,6 @@ async fn two_heads_for_one_epoch_are_equivocation_and_kept_as_evidence() {
     );
     assert_eq!(a.epoch, b.epoch);
     assert_ne!(a.root_hash, b.root_hash);
-}
-
-#[tokio::test]
-async fn a_head_without_the_witness_quorum_is_an_alert() {
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    assert_eq!(alice.whoami().witness_quorum, 0);
-    let witness = SigningKey::from_bytes(&[5; 32]);
-    alice
-        .set_witnesses(&[PublicKey::new(witness.verifying_key())], None)
-        .unwrap();
-    assert_eq!(alice.whoami().witness_quorum, 1);
-    // No grace: a head must be cosigned when it is first seen.
-    alice.set_witness_grace(Duration::ZERO).unwrap();
-    wait_for_epoch(server.data_dir(), 1).await;
-
-    // The server forked away from its witness: nobody cosigned.
-    assert_eq!(
-        alerts(&alice.sync().await.unwrap()),
-        [AlertCode::WitnessQuorumMissing]
-    );
-    // A cosignature by another key does not count.
-    cosign_latest_head(&server.url, &SigningKey::from_bytes(&[6; 32])).await;
-    assert_eq!(
-        alerts(&alice.sync().await.unwrap()),
-        [AlertCode::WitnessQuorumMissing]
-    );
-    cosign_latest_head(&server.url, &witness).await;
-    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
 }
 
 #[tokio::test]

@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
 use rempart_client::{Client, ClientError, Event};
 use rempart_testkit::TestServer;
 use tempfile::TempDir;
 
-use common::{account, alerts, name, t, texts};
+use rempart_testkit::{account, alerts, name, t, texts};
 
 fn users_of(client: &Client, group: &str) -> Vec<String> {
     let mut users: Vec<String> = client

@@ -23,8 +23,10 @@ use rempart_server::{Server, ServerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+mod people;
 mod proxy;
 
+pub use people::{account, alerts, name, t, texts};
 pub use proxy::{Exchange, Proxy, sign_head};
 
 /// The directory epoch interval of test servers: short, so that a new

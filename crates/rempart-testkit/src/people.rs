@@ -1,12 +1,11 @@
-//! Helpers shared by the client's integration tests.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! People for tests: accounts on the real client engine, and what their
+//! syncs showed.
 
 use std::path::Path;
 
+use crate::TestServer;
 use rempart_client::{AlertCode, Client, Event};
 use rempart_proto::UserName;
-use rempart_testkit::TestServer;
 
 pub fn name(s: &str) -> UserName {
     s.parse().unwrap()

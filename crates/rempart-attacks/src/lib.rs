@@ -1,0 +1,91 @@
+//! The compelled-server attack catalogue.
+//!
+//! Rempart's claim is that an operator forced to help read messages cannot
+//! do it without its users seeing it. The test binary `tests/attacks.rs`
+//! runs the server as the attacker: either the real server whose state is
+//! forged the way an operator with write access to its database and its
+//! directory key could (`rempart_testkit`'s forge helpers), or the real
+//! server behind a proxy that rewrites what one client is shown
+//! (`rempart_testkit::Proxy`). The clients under test are the unmodified
+//! `rempart-client`. None of this is reachable from a server build: it lives
+//! in test-only crates.
+//!
+//! [`ATTACKS`] lists every attack with what the user sees; SECURITY.md
+//! publishes the same table, and the suite checks that it does.
+
+/// One attack the suite performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attack {
+    /// Its number in SECURITY.md.
+    pub number: u8,
+    /// The name of its test.
+    pub test: &'static str,
+    /// What the attacking server does.
+    pub attacker: &'static str,
+    /// What the user sees: the alert code, or the behaviour.
+    pub user_sees: &'static str,
+}
+
+/// Every attack of the suite, in SECURITY.md's order.
+pub const ATTACKS: &[Attack] = &[
+    Attack {
+        number: 1,
+        test: "ghost_device",
+        attacker: "adds a device to a user's device list without the account key, and publishes it",
+        user_sees: "peers: `device_list_signature_invalid`, the ghost is never added; the owner: `unknown_own_device`",
+    },
+    Attack {
+        number: 2,
+        test: "account_key_substitution",
+        attacker: "publishes a device list under a new account key for a user (a fake \"reset\")",
+        user_sees: "`account_key_changed`; no device of the new key is added",
+    },
+    Attack {
+        number: 3,
+        test: "key_substitution_in_a_verified_conversation",
+        attacker: "substitutes the account key of a contact whose safety number was verified",
+        user_sees: "`account_key_changed`, and sending stops until the user verifies the new number",
+    },
+    Attack {
+        number: 4,
+        test: "unproven_device_list",
+        attacker: "shows one peer a device list it did not publish in the directory, beside a valid proof",
+        user_sees: "`kt_proof_invalid`; nothing is encrypted",
+    },
+    Attack {
+        number: 5,
+        test: "split_view",
+        attacker: "signs two different heads for one epoch and shows each to a different member",
+        user_sees: "`directory_equivocation` on both sides (heads compared inside the conversation), with both heads kept as evidence",
+    },
+    Attack {
+        number: 6,
+        test: "hidden_epoch",
+        attacker: "keeps one member on an old epoch by withholding the newer heads",
+        user_sees: "`directory_rollback` once a member's message carries a newer head",
+    },
+    Attack {
+        number: 7,
+        test: "rollback",
+        attacker: "restarts from an older copy of its data",
+        user_sees: "`directory_rollback` for every client that saw a newer head",
+    },
+    Attack {
+        number: 8,
+        test: "witness_quorum_missing",
+        attacker: "serves heads its witnesses never cosigned (a directory forked away from them)",
+        user_sees: "`witness_quorum_missing`",
+    },
+    Attack {
+        number: 9,
+        test: "ghost_member",
+        attacker: "has a commit adding a device that is not in its owner's signed device list merged into a group",
+        user_sees: "`unauthorized_member`; the commit is not merged",
+    },
+    Attack {
+        number: 10,
+        test: "key_package_substitution",
+        attacker: "answers a KeyPackage claim with a package whose key is not in the user's device list",
+        user_sees: "`unauthorized_member`, before any Welcome is sent",
+    },
+];

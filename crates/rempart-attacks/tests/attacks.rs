@@ -1,0 +1,439 @@
+//! The compelled-server suite: each attack of [`rempart_attacks::ATTACKS`]
+//! is performed by the server against unmodified clients, and must be
+//! detected with its exact alert, nothing decrypted by or encrypted to the
+//! attacker, and honest state left intact. Prints
+//! `attacks: N performed, N detected`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use libtest_mimic::{Arguments, Trial};
+use rempart_attacks::ATTACKS;
+use rempart_client::{AlertCode, Client, ClientError, Event};
+use rempart_proto::PublicKey;
+use rempart_proto::directory::{self as kt, HeadWithCosignatures};
+use rempart_testkit::{
+    Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
+    latest_head_epoch, name, register_with_foreign_key_package, serve_unpublished_device_list,
+    sign_head, substitute_account_key, t, texts, wait_for_epoch,
+};
+use tempfile::TempDir;
+
+const EPOCHS: Duration = Duration::from_millis(50);
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![
+        attack("ghost_device", ghost_device),
+        attack("account_key_substitution", account_key_substitution),
+        attack(
+            "key_substitution_in_a_verified_conversation",
+            key_substitution_in_a_verified_conversation,
+        ),
+        attack("unproven_device_list", unproven_device_list),
+        attack("split_view", split_view),
+        attack("hidden_epoch", hidden_epoch),
+        attack("rollback", rollback),
+        attack("witness_quorum_missing", witness_quorum_missing),
+        attack("ghost_member", ghost_member),
+        attack("key_package_substitution", key_package_substitution),
+    ];
+    assert_eq!(
+        trials.len(),
+        ATTACKS.len(),
+        "every attack of the catalogue is performed"
+    );
+    let conclusion = libtest_mimic::run(&args, trials);
+    println!(
+        "attacks: {} performed, {} detected",
+        conclusion.num_passed + conclusion.num_failed,
+        conclusion.num_passed
+    );
+    conclusion.exit();
+}
+
+/// The trial of the catalogue's attack named `test`: a fresh runtime runs
+/// it; a panic is an attack that went undetected.
+fn attack<F>(test: &'static str, run: fn() -> F) -> Trial
+where
+    F: Future<Output = ()> + 'static,
+{
+    let entry = ATTACKS
+        .iter()
+        .find(|a| a.test == test)
+        .unwrap_or_else(|| panic!("{test} is not in the catalogue"));
+    Trial::test(format!("{:02}_{test}", entry.number), move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run());
+        Ok(())
+    })
+}
+
+fn alert_code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> AlertCode {
+    match result {
+        Err(ClientError::Alert(alert)) => alert.code,
+        other => panic!("expected an alert, got {other:?}"),
+    }
+}
+
+async fn ghost_device() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "hi").await.unwrap();
+    bob.sync().await.unwrap();
+    let before = bob.conversations().unwrap();
+
+    inject_ghost_device(server.data_dir(), "alice");
+
+    let events = alice.sync().await.unwrap();
+    assert_eq!(alerts(&events), [AlertCode::UnknownOwnDevice], "{events:?}");
+    let events = bob.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::DeviceListSignatureInvalid],
+        "{events:?}"
+    );
+    // Nobody added the ghost.
+    assert_eq!(bob.conversations().unwrap(), before);
+    assert_eq!(
+        alice
+            .devices()
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap_err(),
+        "security alert [unknown_own_device]: the server shows a device list for your account that your account key did not sign (the device list the server gave for alice is not validly signed by an account key: device list signature is invalid)"
+    );
+    // It stays visible: every sync says it again.
+    assert_eq!(
+        alerts(&alice.sync().await.unwrap()),
+        [AlertCode::UnknownOwnDevice]
+    );
+}
+
+async fn account_key_substitution() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.create_group("g", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let members = alice.group_members("g").unwrap();
+
+    substitute_account_key(server.data_dir(), "bob");
+
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::AccountKeyChanged],
+        "{events:?}"
+    );
+    assert_eq!(
+        alice.group_members("g").unwrap(),
+        members,
+        "no device of the new key was added"
+    );
+    // Nothing new reaches the substituted key either.
+    let refused = alice.send_text(&name("bob"), "direct").await;
+    assert!(
+        matches!(&refused, Err(rempart_client::ClientError::Alert(a)) if a.code == AlertCode::AccountKeyChanged),
+        "{refused:?}"
+    );
+}
+
+async fn key_substitution_in_a_verified_conversation() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "hi").await.unwrap();
+    bob.sync().await.unwrap();
+
+    let seen_by_alice = alice.safety_number(&name("bob")).await.unwrap();
+    let seen_by_bob = bob.safety_number(&name("alice")).await.unwrap();
+    assert_eq!(seen_by_alice.safety_number, seen_by_bob.safety_number);
+    assert_eq!(seen_by_alice.safety_number.len(), 60 + 11);
+    assert!(!seen_by_alice.verified && !seen_by_alice.key_changed);
+
+    let wrong = alice.confirm_safety_number(&name("bob"), "12345").await;
+    assert!(matches!(
+        wrong,
+        Err(rempart_client::ClientError::SafetyNumberMismatch(_))
+    ));
+    let confirmed = alice
+        .confirm_safety_number(&name("bob"), &seen_by_alice.safety_number.replace(' ', ""))
+        .await
+        .unwrap();
+    assert!(confirmed.verified);
+
+    // The server shows Alice a new account key for Bob.
+    substitute_account_key(server.data_dir(), "bob");
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::AccountKeyChanged],
+        "{events:?}"
+    );
+    let changed = alice.safety_number(&name("bob")).await.unwrap();
+    assert!(changed.key_changed && !changed.verified);
+    assert_ne!(
+        changed.safety_number, seen_by_alice.safety_number,
+        "the number follows the key"
+    );
+
+    // In the verified conversation, sending stops until Alice re-verifies.
+    let blocked = alice.send_text(&name("bob"), "are you still you?").await;
+    assert!(
+        matches!(&blocked, Err(rempart_client::ClientError::Alert(a)) if a.code == AlertCode::AccountKeyChanged),
+        "{blocked:?}"
+    );
+    let accepted = alice
+        .confirm_safety_number(&name("bob"), &changed.safety_number)
+        .await
+        .unwrap();
+    assert!(accepted.verified && !accepted.key_changed);
+    alice
+        .send_text(&name("bob"), "verified again")
+        .await
+        .unwrap();
+    // The accepted key is now the pinned one: no more alerts.
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+}
+
+async fn unproven_device_list() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+
+    // The server shows Alice, beside Bob's valid proof, a list under an
+    // account key it made up and never published.
+    serve_unpublished_device_list(server.data_dir(), "bob");
+    let refused = alice.send_text(&name("bob"), "hi").await;
+    assert_eq!(alert_code(refused), AlertCode::KtProofInvalid);
+    // Nothing was encrypted to anyone.
+    assert!(texts(&bob.sync().await.unwrap()).is_empty());
+    assert!(alice.conversations().unwrap().is_empty());
+}
+
+/// The server shows Bob (through his own connection) another head than
+/// Alice's for a new epoch, signed with its directory key. Bob's own
+/// monitoring sees the fork; Alice, shown the real directory, learns of it
+/// from the head Bob's next message carries.
+async fn split_view() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    alice.send_text(&name("bob"), "hi").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("alice", "alice", "hi")]
+    );
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    // From the next epoch on, Bob's latest head is a forgery.
+    let forked_from = latest_head_epoch(server.data_dir()) + 1;
+    let data_dir = server.data_dir().to_owned();
+    bobs_view.rewrite(move |exchange| {
+        if exchange.path == kt::HEAD_PATH && exchange.status == 200 {
+            let mut served: HeadWithCosignatures = serde_json::from_slice(&exchange.body).unwrap();
+            let mut head = served.head.parse_unverified().unwrap();
+            if head.epoch >= forked_from {
+                head.root_hash = [0x5a; 32];
+                served.head = sign_head(&data_dir, &head);
+                exchange.body = serde_json::to_vec(&served).unwrap();
+            }
+        }
+    });
+    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    wait_for_epoch(server.data_dir(), forked_from).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    let events = bob.sync().await.unwrap();
+    assert!(
+        alerts(&events).contains(&AlertCode::DirectoryEquivocation),
+        "Bob's own key history is proven against the real head: {events:?}"
+    );
+
+    bob.send_text(&name("alice"), "which directory do you see?")
+        .await
+        .unwrap();
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::DirectoryEquivocation],
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Alert { conversation: Some(c), .. } if c == "bob")),
+        "the alert names the conversation: {events:?}"
+    );
+    let evidence = alice.directory_evidence().unwrap();
+    assert_eq!(evidence.len(), 1);
+    let (first, second) = &evidence[0];
+    let (first, second) = (
+        first.parse_unverified().unwrap(),
+        second.parse_unverified().unwrap(),
+    );
+    assert_eq!((first.epoch, second.epoch), (forked_from, forked_from));
+    assert_ne!(first.root_hash, second.root_hash);
+}
+
+/// The server keeps Alice on an old epoch (it hides the newer heads from
+/// her); the head Bob's message carries shows her the directory moved on.
+async fn hidden_epoch() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let alices_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice =
+        Client::create_account(&homes.path().join("alice"), &alices_view.url, name("alice"))
+            .await
+            .unwrap();
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    bob.send_text(&name("alice"), "hi").await.unwrap();
+    assert_eq!(texts(&alice.sync().await.unwrap()), [t("bob", "bob", "hi")]);
+    let frozen = latest_head_epoch(server.data_dir());
+
+    // Alice is kept at `frozen`: the latest head and every later one are
+    // withheld from her.
+    let data_dir = server.data_dir().to_owned();
+    alices_view.rewrite(move |exchange| {
+        let newer = |path: &str| {
+            path.strip_prefix(kt::HEADS_PATH)
+                .and_then(|q| q.strip_prefix("?from="))
+                .and_then(|q| q.split('&').next())
+                .and_then(|from| from.parse::<u64>().ok())
+                .is_some_and(|from| from > frozen)
+        };
+        if exchange.path == kt::HEAD_PATH {
+            let old = rempart_testkit::stored_head(&data_dir, frozen);
+            exchange.body = serde_json::to_vec(&old).unwrap();
+        } else if newer(&exchange.path) {
+            exchange.status = 400;
+            exchange.body = br#"{"error":"bad_request","message":"not published"}"#.to_vec();
+        }
+    });
+    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    wait_for_epoch(server.data_dir(), frozen + 1).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    bob.sync().await.unwrap();
+    bob.send_text(&name("alice"), "we are at a newer epoch")
+        .await
+        .unwrap();
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::DirectoryRollback],
+        "{events:?}"
+    );
+}
+
+async fn rollback() {
+    let mut server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    wait_for_epoch(server.data_dir(), 1).await;
+    let backup = server.snapshot();
+    let _bob = account(&server, &homes.path().join("bob"), "bob").await;
+    wait_for_epoch(server.data_dir(), 2).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    server.restart_from(backup.path()).await;
+    assert_eq!(latest_head_epoch(server.data_dir()), 1);
+    assert_eq!(
+        alerts(&alice.sync().await.unwrap()),
+        [AlertCode::DirectoryRollback]
+    );
+}
+
+async fn witness_quorum_missing() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    assert_eq!(alice.whoami().witness_quorum, 0);
+    let witness = SigningKey::from_bytes(&[5; 32]);
+    alice
+        .set_witnesses(&[PublicKey::new(witness.verifying_key())], None)
+        .unwrap();
+    assert_eq!(alice.whoami().witness_quorum, 1);
+    // No grace: a head must be cosigned when it is first seen.
+    alice.set_witness_grace(Duration::ZERO).unwrap();
+    wait_for_epoch(server.data_dir(), 1).await;
+
+    // The server forked away from its witness: nobody cosigned.
+    assert_eq!(
+        alerts(&alice.sync().await.unwrap()),
+        [AlertCode::WitnessQuorumMissing]
+    );
+    // A cosignature by another key does not count.
+    cosign_latest_head(&server.url, &SigningKey::from_bytes(&[6; 32])).await;
+    assert_eq!(
+        alerts(&alice.sync().await.unwrap()),
+        [AlertCode::WitnessQuorumMissing]
+    );
+    cosign_latest_head(&server.url, &witness).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+}
+
+async fn ghost_member() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut mallory = RawMember::register(&server.url, "mallory").await;
+    alice.create_group("g", &[name("mallory")]).await.unwrap();
+    mallory.join().await;
+    let members = alice.group_members("g").unwrap();
+    let epoch = alice.group_epoch("g").unwrap();
+
+    // Mallory, a member, commits a device of hers that her account never
+    // signed: the server accepts it (it cannot tell), Alice must not.
+    assert_eq!(mallory.commit_ghost_device().await, 200);
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::UnauthorizedMember],
+        "{events:?}"
+    );
+    assert_eq!(alice.group_members("g").unwrap(), members);
+    assert_eq!(
+        alice.group_epoch("g").unwrap(),
+        epoch,
+        "the commit was not merged"
+    );
+}
+
+async fn key_package_substitution() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    register_with_foreign_key_package(&server.url, "mallory").await;
+
+    let err = alice
+        .send_text(&name("mallory"), "secret")
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Alert(alert) => assert_eq!(alert.code, AlertCode::UnauthorizedMember),
+        other => panic!("expected an alert, got {other:?}"),
+    }
+    // No conversation was created: a later send tries again and refuses again.
+    let err = alice
+        .send_text(&name("mallory"), "secret")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Alert(a) if a.code == AlertCode::UnauthorizedMember));
+}
