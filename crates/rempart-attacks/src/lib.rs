@@ -88,4 +88,16 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "answers a KeyPackage claim with a package whose key is not in the user's device list",
         user_sees: "`unauthorized_member`, before any Welcome is sent",
     },
+    Attack {
+        number: 11,
+        test: "dropped_message",
+        attacker: "drops a message from a conversation's log and numbers the log around the hole",
+        user_sees: "`message_gap` naming the conversation (each device numbers its own messages inside the encryption)",
+    },
+    Attack {
+        number: 12,
+        test: "replayed_message",
+        attacker: "serves every log entry twice, and replays the last one as a new entry",
+        user_sees: "each message once, no alert; the message the replay displaced is reported as `message_gap`, and the conversation goes on",
+    },
 ];

@@ -14,6 +14,7 @@ use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
 use rempart_client::{AlertCode, Client, ClientError, Event};
 use rempart_proto::PublicKey;
+use rempart_proto::api::{EntryKind, LogPage};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
 use rempart_testkit::{
     Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
@@ -40,6 +41,8 @@ fn main() {
         attack("witness_quorum_missing", witness_quorum_missing),
         attack("ghost_member", ghost_member),
         attack("key_package_substitution", key_package_substitution),
+        attack("dropped_message", dropped_message),
+        attack("replayed_message", replayed_message),
     ];
     assert_eq!(
         trials.len(),
@@ -436,4 +439,103 @@ async fn key_package_substitution() {
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Alert(a) if a.code == AlertCode::UnauthorizedMember));
+}
+
+/// Rewrites the group-log pages a proxy passes on with `edit`.
+fn edit_log_pages(proxy: &Proxy, edit: impl Fn(&mut LogPage) + Send + Sync + 'static) {
+    proxy.rewrite(move |exchange| {
+        if exchange.path.contains("/log?") && exchange.status == 200 {
+            let mut page: LogPage = serde_json::from_slice(&exchange.body).unwrap();
+            edit(&mut page);
+            exchange.body = serde_json::to_vec(&page).unwrap();
+        }
+    });
+}
+
+async fn dropped_message() {
+    let server = TestServer::start().await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    alice.send_text(&name("bob"), "one").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("alice", "alice", "one")]
+    );
+
+    // The server drops "two" from what Bob is shown, and numbers the log
+    // around the hole so that nothing looks missing.
+    edit_log_pages(&bobs_view, |page| {
+        let Some(hidden) = page
+            .entries
+            .iter()
+            .position(|e| e.kind == EntryKind::Application)
+        else {
+            return;
+        };
+        page.entries.remove(hidden);
+        for entry in &mut page.entries[hidden..] {
+            entry.seq -= 1;
+        }
+        page.last_seq -= 1;
+    });
+    alice.send_text(&name("bob"), "two").await.unwrap();
+    alice.send_text(&name("bob"), "three").await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert_eq!(texts(&events), [t("alice", "alice", "three")]);
+    assert_eq!(alerts(&events), [AlertCode::MessageGap], "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::Alert { code: AlertCode::MessageGap, conversation: Some(c), .. } if c == "alice")),
+        "the alert names the conversation: {events:?}"
+    );
+}
+
+async fn replayed_message() {
+    let server = TestServer::start().await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    alice.send_text(&name("bob"), "one").await.unwrap();
+
+    // Every entry is served twice under its own number, and the last one
+    // again under the next number, as if it were new.
+    edit_log_pages(&bobs_view, |page| {
+        let mut doubled = Vec::new();
+        for entry in page.entries.drain(..) {
+            doubled.push(entry.clone());
+            doubled.push(entry);
+        }
+        if let Some(last) = doubled.last().cloned() {
+            let mut replay = last;
+            replay.seq += 1;
+            page.last_seq = replay.seq;
+            doubled.push(replay);
+        }
+        page.entries = doubled;
+    });
+    let events = bob.sync().await.unwrap();
+    assert_eq!(texts(&events), [t("alice", "alice", "one")], "shown once");
+    assert!(alerts(&events).is_empty(), "{events:?}");
+
+    // The replay took the number of Alice's next message: Bob's log cursor
+    // skips it. Her message after that shows what was withheld.
+    bobs_view.honest();
+    alice.send_text(&name("bob"), "two").await.unwrap();
+    alice.send_text(&name("bob"), "three").await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert_eq!(texts(&events), [t("alice", "alice", "three")]);
+    assert_eq!(alerts(&events), [AlertCode::MessageGap], "{events:?}");
+    // The conversation still works both ways.
+    bob.send_text(&name("alice"), "still here").await.unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [t("bob", "bob", "still here")]
+    );
 }

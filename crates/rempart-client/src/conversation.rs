@@ -48,6 +48,11 @@ pub(crate) enum Envelope {
         /// directories is caught.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         head: Option<SignedHead>,
+        /// The sending device's count of the messages it sent in this
+        /// group, this one included: a receiver seeing it jump knows the
+        /// server withheld some (whatever the log's numbering says).
+        #[serde(default)]
+        counter: u64,
     },
     /// The sender's user leaves the group; any member commits the removal
     /// of all of that user's devices.
@@ -164,11 +169,17 @@ impl Client {
         self.check_verified_keys(&members, &conversation.name)?;
         let id = MessageId::random();
         let sent_at = unix_now();
+        let counter = self
+            .store
+            .last_counter(&conversation.group, &self.id.device)?
+            .unwrap_or(0)
+            + 1;
         let envelope = Envelope::Text {
             id,
             sent_at,
             text: text.to_owned(),
             head: self.store.newest_head()?,
+            counter,
         };
         self.upload_envelope(conversation, &envelope, |client| {
             client.store.store_message(&StoredMessage {
@@ -179,6 +190,9 @@ impl Client {
                 text,
                 sent_at,
             })?;
+            client
+                .store
+                .note_counter(&conversation.group, &client.id.device, counter)?;
             client.store.note_sent(&conversation.group)
         })
         .await?;

@@ -72,6 +72,12 @@ CREATE TABLE IF NOT EXISTS directory (
     directory_key TEXT NOT NULL,
     vrf_key BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sender_counters (
+    group_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (group_id, device)
+);
 CREATE TABLE IF NOT EXISTS gossiped_heads (
     epoch INTEGER PRIMARY KEY,
     head TEXT NOT NULL,
@@ -390,6 +396,53 @@ impl Store {
         self.conn.execute(
             "INSERT INTO conversations (group_id, name, peer, is_group, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![group.to_string(), name, peer.map(UserName::as_str), peer.is_none(), now],
+        )?;
+        Ok(())
+    }
+
+    /// The highest message counter seen from (or, for this device, sent
+    /// by) `device` in `group`.
+    pub fn last_counter(
+        &self,
+        group: &GroupId,
+        device: &DeviceId,
+    ) -> Result<Option<u64>, ClientError> {
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last FROM sender_counters WHERE group_id = ?1 AND device = ?2",
+                params![group.to_string(), device.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(last.and_then(|l| u64::try_from(l).ok()))
+    }
+
+    /// Raises the counter of `device` in `group` to `counter`.
+    pub fn note_counter(
+        &self,
+        group: &GroupId,
+        device: &DeviceId,
+        counter: u64,
+    ) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO sender_counters (group_id, device, last) VALUES (?1, ?2, ?3)
+             ON CONFLICT (group_id, device) DO UPDATE SET last = MAX(last, excluded.last)",
+            params![
+                group.to_string(),
+                device.to_string(),
+                i64::try_from(counter).unwrap_or(i64::MAX)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the counters of other devices in `group` (on joining it
+    /// again: what was sent meanwhile was never for this device).
+    pub fn forget_peer_counters(&self, group: &GroupId, own: &DeviceId) -> Result<(), ClientError> {
+        self.conn.execute(
+            "DELETE FROM sender_counters WHERE group_id = ?1 AND device != ?2",
+            params![group.to_string(), own.to_string()],
         )?;
         Ok(())
     }

@@ -332,6 +332,8 @@ impl Client {
         };
         self.store.remove_conversation(&item.group)?;
         self.store
+            .forget_peer_counters(&item.group, &self.id.device)?;
+        self.store
             .add_conversation(&item.group, &name, peer.as_ref(), unix_now())?;
         tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
         events.push(Event::MemberAdded {
@@ -386,6 +388,37 @@ impl Client {
                 return Ok(());
             }
         }
+    }
+
+    /// Checks a sender device's message counter: one beyond the last seen
+    /// means messages of that device were withheld from this one.
+    fn judge_counter(
+        &self,
+        conversation: &Conversation,
+        sender: &UserName,
+        device: &DeviceId,
+        counter: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        if counter == 0 {
+            return Ok(()); // A sender that numbers nothing.
+        }
+        let group = &conversation.group;
+        if let Some(last) = self.store.last_counter(group, device)?
+            && counter > last + 1
+        {
+            let missing = counter - last - 1;
+            events.push(alert(
+                AlertCode::MessageGap,
+                Some(conversation.name.clone()),
+                Some(sender.clone()),
+                format!(
+                    "the server withheld {missing} message(s) of {sender} (device {device}) in {}",
+                    conversation.name
+                ),
+            ));
+        }
+        self.store.note_counter(group, device, counter)
     }
 
     async fn process_entry(
@@ -513,10 +546,18 @@ impl Client {
                             sent_at,
                             text,
                             head,
+                            counter,
                         }) => {
                             if let Some(head) = head {
                                 self.judge_gossip(name, &head, events)?;
                             }
+                            self.judge_counter(
+                                conversation,
+                                &sender,
+                                &sender_device,
+                                counter,
+                                events,
+                            )?;
                             (id, sent_at, text)
                         }
                         Ok(Envelope::Leave { .. }) => {
