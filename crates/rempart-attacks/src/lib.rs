@@ -100,4 +100,16 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "serves every log entry twice, and replays the last one as a new entry",
         user_sees: "each message once, no alert; the message the replay displaced is reported as `message_gap`, and the conversation goes on",
     },
+    Attack {
+        number: 13,
+        test: "withheld_removal",
+        attacker: "hides a member's removal from another member, numbering the log around it",
+        user_sees: "`message_gap` (a message of an epoch the device never reached); it reads nothing it should not, and neither does the removed member",
+    },
+    Attack {
+        number: 14,
+        test: "delivery_to_a_removed_member",
+        attacker: "keeps serving a removed member the conversation's log",
+        user_sees: "the removed member sees its removal and decrypts nothing sent after it",
+    },
 ];

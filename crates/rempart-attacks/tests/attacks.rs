@@ -43,6 +43,8 @@ fn main() {
         attack("key_package_substitution", key_package_substitution),
         attack("dropped_message", dropped_message),
         attack("replayed_message", replayed_message),
+        attack("withheld_removal", withheld_removal),
+        attack("delivery_to_a_removed_member", delivery_to_a_removed_member),
     ];
     assert_eq!(
         trials.len(),
@@ -537,5 +539,103 @@ async fn replayed_message() {
     assert_eq!(
         texts(&alice.sync().await.unwrap()),
         [t("bob", "bob", "still here")]
+    );
+}
+
+async fn withheld_removal() {
+    let server = TestServer::start().await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    let mut carol = account(&server, &homes.path().join("carol"), "carol").await;
+    alice
+        .create_group("team", &[name("bob"), name("carol")])
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+
+    // The server hides Carol's removal from Bob, numbering the log around
+    // it, and passes on what follows.
+    edit_log_pages(&bobs_view, |page| {
+        if let Some(hidden) = page
+            .entries
+            .iter()
+            .position(|e| e.kind == EntryKind::Commit)
+        {
+            page.entries.remove(hidden);
+            for entry in &mut page.entries[hidden..] {
+                entry.seq -= 1;
+            }
+            page.last_seq -= 1;
+        }
+    });
+    alice.remove_member("team", &name("carol")).await.unwrap();
+    alice.send_to_group("team", "carol is gone").await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert_eq!(alerts(&events), [AlertCode::MessageGap], "{events:?}");
+    // Carol, removed, reads nothing new either.
+    assert!(texts(&carol.sync().await.unwrap()).is_empty());
+}
+
+async fn delivery_to_a_removed_member() {
+    let server = TestServer::start().await;
+    let carols_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut carol =
+        Client::create_account(&homes.path().join("carol"), &carols_view.url, name("carol"))
+            .await
+            .unwrap();
+    alice
+        .create_group("team", &[name("bob"), name("carol")])
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    alice.send_to_group("team", "before").await.unwrap();
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        [t("team", "alice", "before")]
+    );
+    bob.sync().await.unwrap();
+
+    // The server keeps serving Carol the whole log after her removal.
+    let data_dir = server.data_dir().to_owned();
+    carols_view.rewrite(move |exchange| {
+        let Some(rest) = exchange.path.strip_prefix("/v1/groups/") else {
+            return;
+        };
+        let Some((group, query)) = rest.split_once("/log?after=") else {
+            return;
+        };
+        let after: u64 = query.split('&').next().unwrap().parse().unwrap();
+        let page = rempart_testkit::stored_log_page(&data_dir, &group.parse().unwrap(), after);
+        exchange.status = 200;
+        exchange.body = serde_json::to_vec(&page).unwrap();
+    });
+    alice.remove_member("team", &name("carol")).await.unwrap();
+    alice
+        .send_to_group("team", "after carol left")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("team", "alice", "after carol left")]
+    );
+    let events = carol.sync().await.unwrap();
+    assert!(
+        texts(&events).is_empty(),
+        "nothing after her removal: {events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::MemberRemoved { user, .. } if user.as_str() == "carol")),
+        "Carol sees her removal: {events:?}"
     );
 }

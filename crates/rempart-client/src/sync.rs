@@ -461,6 +461,20 @@ impl Client {
         if is_commit && message_epoch < our_epoch {
             return advance(self); // Before we joined, or already merged.
         }
+        if message_epoch > our_epoch {
+            // Only a commit moves a group to a new epoch, and the log holds
+            // every commit before what is built on it: the server withheld
+            // one (a removal, perhaps) from this device.
+            events.push(alert(
+                AlertCode::MessageGap,
+                Some(name.clone()),
+                None,
+                format!(
+                    "a message of epoch {message_epoch} arrived while {name} is at epoch {our_epoch} here: the server withheld a change of the conversation from this device, which cannot read what follows"
+                ),
+            ));
+            return advance(self);
+        }
         if is_commit && self.store.pending_commit(&group)?.is_some() {
             // Another member's commit won the epoch our pending one was for.
             self.store.atomic(|| {

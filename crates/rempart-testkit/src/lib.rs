@@ -604,6 +604,51 @@ pub async fn wait_for_epoch(data_dir: &Path, epoch: u64) {
     }
 }
 
+/// The page of the group log after `after` straight from the server's
+/// database, whoever asks: what a server that ignores removals serves.
+pub fn stored_log_page(
+    data_dir: &Path,
+    group: &rempart_proto::GroupId,
+    after: u64,
+) -> rempart_proto::api::LogPage {
+    use rempart_proto::MessageId;
+    use rempart_proto::api::{EntryKind, LogEntry, LogPage};
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let mut query = conn
+        .prepare("SELECT seq, kind, epoch, sender, message_id, data FROM log WHERE group_id = ?1 AND seq > ?2 ORDER BY seq")
+        .unwrap();
+    let entries: Vec<LogEntry> = query
+        .query_map(rusqlite::params![group.as_bytes(), after as i64], |row| {
+            Ok(LogEntry {
+                seq: row.get::<_, i64>(0)? as u64,
+                kind: if row.get::<_, String>(1)? == "commit" {
+                    EntryKind::Commit
+                } else {
+                    EntryKind::Application
+                },
+                epoch: row.get::<_, i64>(2)? as u64,
+                sender: DeviceId::from_bytes(row.get(3)?),
+                message_id: MessageId::from_bytes(row.get(4)?),
+                data: row.get(5)?,
+            })
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (epoch, last_seq): (i64, i64) = conn
+        .query_row(
+            "SELECT epoch, last_seq FROM groups WHERE group_id = ?1",
+            [group.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    LogPage {
+        entries,
+        epoch: epoch as u64,
+        last_seq: last_seq as u64,
+    }
+}
+
 /// The signed head of `epoch` with its cosignatures, as the server stores it.
 pub fn stored_head(data_dir: &Path, epoch: u64) -> rempart_proto::directory::HeadWithCosignatures {
     use rempart_proto::directory::{HeadWithCosignatures, SignedHead};
