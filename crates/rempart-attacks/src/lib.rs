@@ -112,4 +112,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "keeps serving a removed member the conversation's log",
         user_sees: "the removed member sees its removal and decrypts nothing sent after it",
     },
+    Attack {
+        number: 15,
+        test: "ciphersuite_downgrade",
+        attacker: "answers a KeyPackage claim with a validly signed package in a weaker ciphersuite",
+        user_sees: "`ciphersuite_downgrade`; nothing is encrypted, no Welcome is sent",
+    },
 ];

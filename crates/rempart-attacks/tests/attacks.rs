@@ -45,6 +45,7 @@ fn main() {
         attack("replayed_message", replayed_message),
         attack("withheld_removal", withheld_removal),
         attack("delivery_to_a_removed_member", delivery_to_a_removed_member),
+        attack("ciphersuite_downgrade", ciphersuite_downgrade),
     ];
     assert_eq!(
         trials.len(),
@@ -638,4 +639,26 @@ async fn delivery_to_a_removed_member() {
             Event::MemberRemoved { user, .. } if user.as_str() == "carol")),
         "Carol sees her removal: {events:?}"
     );
+}
+
+async fn ciphersuite_downgrade() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    // Mallory's only KeyPackage is signed by her listed device key, in a
+    // ciphersuite other than Rempart's.
+    let weaker = openmls::prelude::Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;
+    RawMember::register_in(&server.url, "mallory", weaker).await;
+
+    let refused = alice.send_text(&name("mallory"), "secret").await;
+    assert_eq!(alert_code(refused), AlertCode::CiphersuiteDowngrade);
+    // Nothing was encrypted to her: no conversation, no Welcome.
+    assert!(alice.conversations().unwrap().is_empty());
+    let welcomes: i64 =
+        rusqlite::Connection::open(rempart_testkit::server_database(server.data_dir()))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(welcomes, 0);
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
 }

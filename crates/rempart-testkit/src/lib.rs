@@ -452,6 +452,16 @@ pub struct RawMember {
 impl RawMember {
     /// Registers `user` with one device and uploads a valid KeyPackage.
     pub async fn register(url: &str, user: &str) -> Self {
+        Self::register_in(url, user, rempart_client::protocol::CIPHERSUITE).await
+    }
+
+    /// Registers like [`RawMember::register`], with its one KeyPackage in
+    /// `ciphersuite`: another one than Rempart's is a downgrade.
+    pub async fn register_in(
+        url: &str,
+        user: &str,
+        ciphersuite: openmls::prelude::Ciphersuite,
+    ) -> Self {
         let user: UserName = user.parse().unwrap();
         let device = RawDevice::register(url, &user).await;
         let signer = SignatureKeyPair::from_raw(
@@ -469,24 +479,33 @@ impl RawMember {
         let own = format!("{}/{}", member.user, member.device.device);
         member
             .device
-            .upload_key_package(member.key_package(&own, &member.signer))
+            .upload_key_package(member.key_package_in(ciphersuite, &own, &member.signer))
             .await;
         member
     }
 
     fn key_package(&self, identity: &str, signer: &SignatureKeyPair) -> Vec<u8> {
+        self.key_package_in(rempart_client::protocol::CIPHERSUITE, identity, signer)
+    }
+
+    fn key_package_in(
+        &self,
+        ciphersuite: openmls::prelude::Ciphersuite,
+        identity: &str,
+        signer: &SignatureKeyPair,
+    ) -> Vec<u8> {
         let credential = CredentialWithKey {
             credential: BasicCredential::new(identity.as_bytes().to_vec()).into(),
             signature_key: signer.public().into(),
         };
+        let capabilities = if ciphersuite == rempart_client::protocol::CIPHERSUITE {
+            rempart_client::protocol::capabilities()
+        } else {
+            openmls::prelude::Capabilities::default()
+        };
         KeyPackage::builder()
-            .leaf_node_capabilities(rempart_client::protocol::capabilities())
-            .build(
-                rempart_client::protocol::CIPHERSUITE,
-                &self.provider,
-                signer,
-                credential,
-            )
+            .leaf_node_capabilities(capabilities)
+            .build(ciphersuite, &self.provider, signer, credential)
             .unwrap()
             .key_package()
             .tls_serialize_detached()
