@@ -1,6 +1,6 @@
 //! Wire types shared by the Rempart client and server.
 //!
-//! This crate has no I/O and no state. It defines:
+//! Its wire types do no I/O and hold no state. It defines:
 //!
 //! - identifiers that are valid once constructed ([`UserName`], [`DeviceId`],
 //!   [`GroupId`], [`MessageId`]);
@@ -9,10 +9,13 @@
 //! - the signed-request scheme every device uses to authenticate to the server
 //!   ([`auth`]);
 //! - the JSON bodies of the HTTP API ([`api`]) and the limits both sides
-//!   enforce ([`limits`]).
+//!   enforce ([`limits`]);
+//! - apart from the wire, helpers the Rempart binaries share for their own
+//!   process ([`local`]): secret seed files, durations given on the command
+//!   line, error chains for logs. They are the crate's only I/O.
 //!
-//! The server never sees a secret or a plaintext: every type here carries
-//! public keys, signatures or MLS ciphertext only.
+//! The server never sees a secret or a plaintext: every wire type here
+//! carries public keys, signatures or MLS ciphertext only.
 //!
 //! ```
 //! use rempart_proto::{DeviceId, UserName};
@@ -31,6 +34,7 @@ pub mod device_list;
 pub mod directory;
 pub mod ids;
 pub mod limits;
+pub mod local;
 
 pub use device_list::{DeviceEntry, DeviceList, DeviceListError, PublicKey, SignedDeviceList};
 pub use ids::{DeviceId, GroupId, IdError, LinkId, MessageId, UserName};

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rempart_proto::api::{ErrorBody, error_code};
 use rempart_proto::auth::AuthError;
+use rempart_proto::local::error_chain;
 use rempart_proto::{DeviceId, DeviceListError, IdError};
 
 use crate::directory::DirectoryServiceError;
@@ -130,16 +131,4 @@ impl IntoResponse for ApiError {
         };
         (status, Json(body)).into_response()
     }
-}
-
-/// `error: cause: cause…`, for the log.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

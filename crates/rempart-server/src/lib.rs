@@ -105,33 +105,6 @@ pub const DATABASE_FILE: &str = "rempart.sqlite3";
 /// are updates, unless configured otherwise.
 pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`
-/// or `h` (e.g. `200ms`, `1s`, `2m`), as `--epoch-interval` takes it.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| DurationError(text.to_owned()))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| DurationError(text.to_owned()))?;
-    let millis_per_unit = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(DurationError(text.to_owned())),
-    };
-    number
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| DurationError(text.to_owned()))
-}
-
-/// A duration that [`parse_duration`] could not read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a duration: write a whole number and ms, s, m or h, e.g. 200ms or 1s")]
-pub struct DurationError(String);
-
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -445,30 +418,4 @@ async fn refuse_declared_oversize(
         .into_response();
     }
     next.run(request).await
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_their_units() {
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in [
-            "",
-            "1",
-            "s",
-            "1.5s",
-            "-1s",
-            "1 s",
-            "1d",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }

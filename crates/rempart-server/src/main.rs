@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
-use rempart_server::{Server, ServerConfig, parse_duration};
+use rempart_proto::local::{error_chain, parse_nonzero_duration};
+use rempart_server::{Server, ServerConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -32,7 +33,7 @@ struct Args {
     max_body_bytes: usize,
     /// How often the key-transparency directory publishes an epoch when
     /// something changed (e.g. 200ms, 1s, 2m).
-    #[arg(long, default_value = "1s", value_parser = parse_epoch_interval)]
+    #[arg(long, default_value = "1s", value_parser = parse_nonzero_duration)]
     epoch_interval: Duration,
 }
 
@@ -85,15 +86,6 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A `--epoch-interval`: a duration above zero.
-fn parse_epoch_interval(text: &str) -> Result<Duration, String> {
-    match parse_duration(text) {
-        Ok(interval) if interval.is_zero() => Err("the epoch interval must be above zero".into()),
-        Ok(interval) => Ok(interval),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
 /// Resolves on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -105,16 +97,4 @@ fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
         }
         tracing::info!("shutting down");
     })
-}
-
-/// `error: cause: cause…`
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

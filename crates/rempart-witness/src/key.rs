@@ -3,27 +3,22 @@
 //! 32 random bytes in [`WITNESS_KEY_FILE`] in the data directory, created on
 //! first use with mode 0600 (written in full and synced under a temporary
 //! name, then renamed into place, so a crash never leaves a short key) and
-//! read back afterwards. In memory it lives in a [`SigningKey`], which
-//! zeroizes on drop; [`WitnessKey`]'s `Debug` prints the public key only and
-//! nothing here logs the seed.
+//! read back afterwards, by
+//! [`load_or_create_seed`](rempart_proto::local::load_or_create_seed). In
+//! memory it lives in a [`SigningKey`], which zeroizes on drop;
+//! [`WitnessKey`]'s `Debug` prints the public key only and nothing here logs
+//! the seed.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ed25519_dalek::SigningKey;
-use rand::RngCore as _;
-use rand::rngs::OsRng;
 use rempart_proto::PublicKey;
 use rempart_proto::directory::{Cosignature, DirectoryHead};
-use zeroize::Zeroizing;
+use rempart_proto::local::load_or_create_seed;
 
 /// The witness key's file in the data directory.
 pub const WITNESS_KEY_FILE: &str = "witness.key";
-/// Length of the key file: an Ed25519 seed.
-const SEED_BYTES: usize = 32;
 
 /// The key a witness cosigns heads with.
 pub(crate) struct WitnessKey {
@@ -34,7 +29,7 @@ pub(crate) struct WitnessKey {
 impl WitnessKey {
     /// Loads the key from `data_dir`, creating it if missing.
     pub(crate) fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
-        let seed = load_or_create(&data_dir.join(WITNESS_KEY_FILE))?;
+        let seed = load_or_create_seed(&data_dir.join(WITNESS_KEY_FILE))?;
         Ok(Self {
             signing: SigningKey::from_bytes(&seed),
         })
@@ -59,81 +54,16 @@ impl fmt::Debug for WitnessKey {
     }
 }
 
-/// Why the witness key could not be loaded or created.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The key file could not be read, created or written.
-    #[error("cannot read or create the witness key file {}", path.display())]
-    Io {
-        /// The key file.
-        path: PathBuf,
-        /// What failed.
-        #[source]
-        source: io::Error,
-    },
-    /// The key file does not hold exactly 32 bytes.
-    #[error("the witness key file {} holds {found} bytes, expected {SEED_BYTES}", path.display())]
-    Length {
-        /// The key file.
-        path: PathBuf,
-        /// Its length.
-        found: usize,
-    },
-}
-
-fn load_or_create(path: &Path) -> Result<Zeroizing<[u8; SEED_BYTES]>, KeyError> {
-    let io_error = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    match fs::File::open(path) {
-        Ok(file) => {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(SEED_BYTES + 1));
-            // Read one byte more than a seed to notice a longer file.
-            file.take(SEED_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(io_error)?;
-            let seed: [u8; SEED_BYTES] =
-                bytes.as_slice().try_into().map_err(|_| KeyError::Length {
-                    path: path.to_path_buf(),
-                    found: bytes.len(),
-                })?;
-            Ok(Zeroizing::new(seed))
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => create(path).map_err(io_error),
-        Err(error) => Err(io_error(error)),
-    }
-}
-
-/// Creates a new random seed at `path`: written and synced under a temporary
-/// name created with mode 0600, then renamed into place.
-fn create(path: &Path) -> io::Result<Zeroizing<[u8; SEED_BYTES]>> {
-    let mut seed = Zeroizing::new([0; SEED_BYTES]);
-    OsRng.fill_bytes(seed.as_mut());
-    let temporary = path.with_extension("key.new");
-    // A leftover from a crash during an earlier creation holds no used key.
-    match fs::remove_file(&temporary) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(seed.as_ref())?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, path)?;
-    if let Some(parent) = path.parent() {
-        fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(seed)
-}
+/// Why the witness key could not be loaded or created: the shared seed
+/// file's error, which names the file and holds none of its bytes.
+pub use rempart_proto::local::SeedFileError as KeyError;
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::PermissionsExt as _;
+
+    use rempart_proto::local::SEED_BYTES;
 
     use super::*;
 

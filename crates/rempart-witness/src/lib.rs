@@ -110,6 +110,7 @@ use rempart_proto::PublicKey;
 use rempart_proto::directory::{
     Cosignature, DirectoryError, DirectoryHead, PostCosignature, SignedHead,
 };
+use rempart_proto::local::error_chain;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -744,16 +745,4 @@ fn unix_now() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         })
-}
-
-/// `error: cause: cause…`
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rempart_witness::{StepOutcome, Witness, WitnessError, error_chain, router, witness_key};
+use rempart_proto::local::{error_chain, parse_nonzero_duration};
+use rempart_witness::{StepOutcome, Witness, WitnessError, router, witness_key};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -50,7 +51,7 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// How often to check for new epochs (e.g. 200ms, 1s, 2m).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_nonzero_duration)]
     poll: Duration,
 }
 
@@ -200,32 +201,6 @@ async fn follow(
 
 async fn stop_requested(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
-}
-
-/// A `--poll`: a whole number and ms, s, m or h, above zero.
-fn parse_poll(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "{text:?} is not a duration: write a whole number and ms, s, m or h, e.g. 200ms or 1s"
-        )
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(invalid)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let millis_per_unit = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(invalid()),
-    };
-    match number.checked_mul(millis_per_unit) {
-        Some(0) => Err("the poll interval must be above zero".into()),
-        Some(millis) => Ok(Duration::from_millis(millis)),
-        None => Err(invalid()),
-    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -18,9 +18,10 @@ use axum::{Json, Router};
 use rempart_proto::PublicKey;
 use rempart_proto::api::ErrorBody;
 use rempart_proto::directory::Cosignature;
+use rempart_proto::local::error_chain;
 use serde::{Deserialize, Serialize};
 
-use crate::{Evidence, Witness, WitnessError, error_chain};
+use crate::{Evidence, Witness, WitnessError};
 
 /// `GET`: who the witness is and how far it verified ([`WitnessInfo`]).
 pub const WITNESS_PATH: &str = "/v1/witness";

@@ -32,6 +32,7 @@ use rempart_proto::directory::{
     LookupResponse, LookupsResponse, PostCosignature, SignedHead, UserLookup,
 };
 use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
+use rempart_proto::local::error_chain;
 use rempart_proto::{DeviceList, SignedDeviceList, UserName};
 use tokio::sync::{RwLock, oneshot};
 use tokio::time::MissedTickBehavior;
@@ -174,7 +175,7 @@ impl DirectoryService {
             Ok(Some(epoch)) => tracing::debug!(epoch, "directory epoch published"),
             Ok(None) => {}
             Err(error) => {
-                tracing::error!(error = %crate::error::error_chain(&error), "directory publish failed; the updates stay queued");
+                tracing::error!(error = %error_chain(&error), "directory publish failed; the updates stay queued");
             }
         }
     }

@@ -6,21 +6,19 @@
 //! Both are 32 random bytes, created on first start with mode 0600 (the file
 //! is created with that mode, written in full and synced under a temporary
 //! name, then renamed into place, so a crash never leaves a short key) and
-//! read back on later starts. In memory they live in types that zeroize on
-//! drop and print no secret in `Debug`; nothing here logs them.
+//! read back on later starts, by
+//! [`load_or_create_seed`](rempart_proto::local::load_or_create_seed). In
+//! memory they live in types that zeroize on drop and print no secret in
+//! `Debug`; nothing here logs them.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use akd::ecvrf::{VRFKeyStorage, VrfError};
 use ed25519_dalek::SigningKey;
-use rand::RngCore as _;
-use rand::rngs::OsRng;
 use rempart_proto::PublicKey;
+use rempart_proto::local::{SEED_BYTES, load_or_create_seed};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
@@ -28,8 +26,6 @@ use zeroize::Zeroizing;
 pub const DIRECTORY_KEY_FILE: &str = "directory.key";
 /// The VRF key's file in the data directory.
 pub const VRF_KEY_FILE: &str = "vrf.key";
-/// Length of both key files.
-const KEY_BYTES: usize = 32;
 
 /// The directory's keys, loaded from (or created in) the data directory.
 pub(crate) struct DirectoryKeys {
@@ -42,10 +38,10 @@ pub(crate) struct DirectoryKeys {
 impl DirectoryKeys {
     /// Loads both keys from `data_dir`, creating each that is missing.
     pub(crate) fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
-        let seed = load_or_create(&data_dir.join(DIRECTORY_KEY_FILE))?;
+        let seed = load_or_create_seed(&data_dir.join(DIRECTORY_KEY_FILE))?;
         let signing = SigningKey::from_bytes(&seed);
         let vrf = FileVrf {
-            secret: Arc::new(load_or_create(&data_dir.join(VRF_KEY_FILE))?),
+            secret: Arc::new(load_or_create_seed(&data_dir.join(VRF_KEY_FILE))?),
         };
         Ok(Self { signing, vrf })
     }
@@ -75,7 +71,7 @@ impl fmt::Debug for DirectoryKeys {
 /// memory (zeroized on drop) once read.
 #[derive(Clone)]
 pub(crate) struct FileVrf {
-    secret: Arc<Zeroizing<[u8; KEY_BYTES]>>,
+    secret: Arc<Zeroizing<[u8; SEED_BYTES]>>,
 }
 
 #[async_trait::async_trait]
@@ -93,85 +89,14 @@ impl fmt::Debug for FileVrf {
     }
 }
 
-/// Why a directory key could not be loaded or created.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The key file could not be read, created or written.
-    #[error("cannot read or create the key file {}", path.display())]
-    Io {
-        /// The key file.
-        path: PathBuf,
-        /// What failed.
-        #[source]
-        source: io::Error,
-    },
-    /// The key file does not hold exactly 32 bytes.
-    #[error("the key file {} holds {found} bytes, expected {KEY_BYTES}", path.display())]
-    Length {
-        /// The key file.
-        path: PathBuf,
-        /// Its length.
-        found: usize,
-    },
-}
-
-fn load_or_create(path: &Path) -> Result<Zeroizing<[u8; KEY_BYTES]>, KeyError> {
-    let io_error = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    match fs::File::open(path) {
-        Ok(mut file) => {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_BYTES + 1));
-            // Read one byte more than a key to notice a longer file.
-            io::Read::by_ref(&mut file)
-                .take(KEY_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(io_error)?;
-            let mut key = Zeroizing::new([0; KEY_BYTES]);
-            if bytes.len() != KEY_BYTES {
-                return Err(KeyError::Length {
-                    path: path.to_path_buf(),
-                    found: bytes.len(),
-                });
-            }
-            key.copy_from_slice(&bytes);
-            Ok(key)
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => create(path).map_err(io_error),
-        Err(error) => Err(io_error(error)),
-    }
-}
-
-/// Creates a new random key at `path`: written and synced under a temporary
-/// name created with mode 0600, then renamed into place.
-fn create(path: &Path) -> io::Result<Zeroizing<[u8; KEY_BYTES]>> {
-    let mut key = Zeroizing::new([0; KEY_BYTES]);
-    OsRng.fill_bytes(key.as_mut());
-    let temporary = path.with_extension("key.new");
-    // A leftover from a crash during an earlier creation holds no used key.
-    match fs::remove_file(&temporary) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(key.as_ref())?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, path)?;
-    if let Some(parent) = path.parent() {
-        fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(key)
-}
+/// Why a directory key could not be loaded or created: the shared seed
+/// file's error, which names the file and holds none of its bytes.
+pub use rempart_proto::local::SeedFileError as KeyError;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
@@ -192,7 +117,7 @@ mod tests {
         assert_eq!(first.server_id(), again.server_id());
         assert_eq!(first.server_id().len(), 32);
         assert_eq!(**first.vrf.secret, **again.vrf.secret);
-        assert_ne!(**first.vrf.secret, [0; KEY_BYTES]);
+        assert_ne!(**first.vrf.secret, [0; SEED_BYTES]);
         // Debug shows no secret.
         let shown = format!("{first:?} {:?}", first.vrf);
         assert!(!shown.contains(&hex::encode(first.signing.to_bytes())));
