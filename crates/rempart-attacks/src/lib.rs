@@ -118,4 +118,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "answers a KeyPackage claim with a validly signed package in a weaker ciphersuite",
         user_sees: "`ciphersuite_downgrade`; nothing is encrypted, no Welcome is sent",
     },
+    Attack {
+        number: 16,
+        test: "forced_last_resort",
+        attacker: "withholds a user's one-time KeyPackages, so that the reused last-resort one is claimed",
+        user_sees: "the conversation works, and its owner sees `last_resort_used`",
+    },
 ];

@@ -46,6 +46,7 @@ fn main() {
         attack("withheld_removal", withheld_removal),
         attack("delivery_to_a_removed_member", delivery_to_a_removed_member),
         attack("ciphersuite_downgrade", ciphersuite_downgrade),
+        attack("forced_last_resort", forced_last_resort),
     ];
     assert_eq!(
         trials.len(),
@@ -661,4 +662,26 @@ async fn ciphersuite_downgrade() {
             .unwrap();
     assert_eq!(welcomes, 0);
     assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+}
+
+async fn forced_last_resort() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    rempart_testkit::withhold_one_time_key_packages(server.data_dir(), "bob");
+
+    // It works...
+    alice.send_text(&name("bob"), "hello").await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert_eq!(texts(&events), [t("alice", "alice", "hello")]);
+    // ...and Bob is told.
+    assert_eq!(alerts(&events), [AlertCode::LastResortUsed], "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::Alert { code: AlertCode::LastResortUsed, conversation: Some(c), .. } if c == "alice")),
+        "{events:?}"
+    );
+    bob.send_text(&name("alice"), "hi").await.unwrap();
+    assert_eq!(texts(&alice.sync().await.unwrap()), [t("bob", "bob", "hi")]);
 }

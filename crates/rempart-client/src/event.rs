@@ -56,6 +56,11 @@ pub enum AlertCode {
     /// not verify: the server serves a device list it did not commit to for
     /// everyone, or rewrote the directory's past.
     KtProofInvalid,
+    /// This device was added to a conversation with its last-resort
+    /// KeyPackage, which is reused: the server had no one-time package of
+    /// this device left, or withheld them. The conversation works; its first
+    /// epoch's keys came from a package used before.
+    LastResortUsed,
 }
 
 impl AlertCode {
@@ -73,6 +78,7 @@ impl AlertCode {
             Self::DirectoryEquivocation => "directory_equivocation",
             Self::WitnessQuorumMissing => "witness_quorum_missing",
             Self::KtProofInvalid => "kt_proof_invalid",
+            Self::LastResortUsed => "last_resort_used",
         }
     }
 }

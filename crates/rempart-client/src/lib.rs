@@ -304,11 +304,21 @@ impl Client {
             let credential =
                 || mls::credential(&self.id.user, &self.id.device, &self.id.device_key);
             let one_time = (0..KEY_PACKAGE_BATCH)
-                .map(|_| mls::new_key_package(&provider, &self.id.device_key, credential(), false))
+                .map(|_| {
+                    mls::new_key_package(&provider, &self.id.device_key, credential(), false)
+                        .map(|(bytes, _)| bytes)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let last_resort = last_resort
-                .then(|| mls::new_key_package(&provider, &self.id.device_key, credential(), true))
-                .transpose()?;
+            let last_resort = match last_resort {
+                true => {
+                    let (bytes, hash_ref) =
+                        mls::new_key_package(&provider, &self.id.device_key, credential(), true)?;
+                    // Recognized later in a Welcome: see `last_resort_used`.
+                    self.store.note_last_resort(&hash_ref)?;
+                    Some(bytes)
+                }
+                false => None,
+            };
             Ok(KeyPackageUpload {
                 one_time,
                 last_resort,

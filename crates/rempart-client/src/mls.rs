@@ -35,7 +35,12 @@ pub fn capabilities() -> Capabilities {
     Capabilities::new(
         None,
         Some(&[CIPHERSUITE]),
-        Some(&[ExtensionType::Unknown(METADATA_EXTENSION)]),
+        // A last-resort KeyPackage carries the last_resort extension, which
+        // its leaf must declare.
+        Some(&[
+            ExtensionType::Unknown(METADATA_EXTENSION),
+            ExtensionType::LastResort,
+        ]),
         None,
         None,
     )
@@ -180,13 +185,13 @@ pub(crate) fn parse_credential(credential: &Credential) -> Option<(UserName, Dev
 }
 
 /// A fresh KeyPackage for this device, its private parts kept in the store.
-/// Returns the TLS-serialized public KeyPackage.
+/// Returns the TLS-serialized public KeyPackage and its hash reference.
 pub(crate) fn new_key_package(
     provider: &Provider<'_>,
     key: &DeviceKey,
     credential: CredentialWithKey,
     last_resort: bool,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<(Vec<u8>, Vec<u8>), ClientError> {
     let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
     if last_resort {
         builder = builder.mark_as_last_resort();
@@ -194,10 +199,15 @@ pub(crate) fn new_key_package(
     let bundle = builder
         .build(CIPHERSUITE, provider, key, credential)
         .map_err(ClientError::mls)?;
-    bundle
+    let hash_ref = bundle
+        .key_package()
+        .hash_ref(provider.crypto())
+        .map_err(ClientError::mls)?;
+    let bytes = bundle
         .key_package()
         .tls_serialize_detached()
-        .map_err(ClientError::mls)
+        .map_err(ClientError::mls)?;
+    Ok((bytes, hash_ref.as_slice().to_vec()))
 }
 
 /// Why a claimed KeyPackage was refused.

@@ -78,6 +78,9 @@ CREATE TABLE IF NOT EXISTS sender_counters (
     last INTEGER NOT NULL,
     PRIMARY KEY (group_id, device)
 );
+CREATE TABLE IF NOT EXISTS last_resort_key_packages (
+    hash_ref BLOB PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS gossiped_heads (
     epoch INTEGER PRIMARY KEY,
     head TEXT NOT NULL,
@@ -637,6 +640,24 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Remembers the hash reference of a last-resort KeyPackage this device
+    /// uploaded.
+    pub fn note_last_resort(&self, hash_ref: &[u8]) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO last_resort_key_packages (hash_ref) VALUES (?1)",
+            [hash_ref],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `hash_ref` is one of this device's last-resort KeyPackages.
+    pub fn is_last_resort(&self, hash_ref: &[u8]) -> Result<bool, ClientError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM last_resort_key_packages WHERE hash_ref = ?1")?
+            .exists([hash_ref])?)
     }
 
     /// Keeps a head a member gossiped for an epoch this device has not

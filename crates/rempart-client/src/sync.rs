@@ -236,6 +236,10 @@ impl Client {
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
         let fallback_name = item.group.to_string();
+        let mut last_resort = false;
+        for secret in welcome.secrets() {
+            last_resort |= self.store.is_last_resort(secret.new_member().as_slice())?;
+        }
         let staged = {
             let provider = self.provider();
             // A device removed and later added again replaces its old state.
@@ -336,6 +340,16 @@ impl Client {
         self.store
             .add_conversation(&item.group, &name, peer.as_ref(), unix_now())?;
         tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
+        if last_resort {
+            events.push(alert(
+                AlertCode::LastResortUsed,
+                Some(name.clone()),
+                Some(adder.clone()),
+                format!(
+                    "{adder} added this device to {name} with its last-resort KeyPackage: the server had none of its one-time KeyPackages left, or withheld them"
+                ),
+            ));
+        }
         events.push(Event::MemberAdded {
             conversation: name,
             sender: adder,

@@ -668,6 +668,20 @@ pub fn stored_log_page(
     }
 }
 
+/// The server withholds every one-time KeyPackage of `user`'s devices, so
+/// that a claim gets the last-resort one.
+pub fn withhold_one_time_key_packages(data_dir: &Path, user: &str) {
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let withheld = conn
+        .execute(
+            "DELETE FROM key_packages WHERE device_id IN
+                 (SELECT device_id FROM devices WHERE user_name = ?1)",
+            [user],
+        )
+        .unwrap();
+    assert!(withheld > 0, "{user} has no one-time KeyPackage");
+}
+
 /// The signed head of `epoch` with its cosignatures, as the server stores it.
 pub fn stored_head(data_dir: &Path, epoch: u64) -> rempart_proto::directory::HeadWithCosignatures {
     use rempart_proto::directory::{HeadWithCosignatures, SignedHead};
