@@ -124,4 +124,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "withholds a user's one-time KeyPackages, so that the reused last-resort one is claimed",
         user_sees: "the conversation works, and its owner sees `last_resort_used`",
     },
+    Attack {
+        number: 17,
+        test: "forked_conversation",
+        attacker: "accepts two commits for one epoch of a group and shows each member its own (a fork)",
+        user_sees: "`conversation_fork` as soon as a member is shown the other commit",
+    },
 ];

@@ -14,7 +14,7 @@ use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
 use rempart_client::{AlertCode, Client, ClientError, Event};
 use rempart_proto::PublicKey;
-use rempart_proto::api::{EntryKind, LogPage};
+use rempart_proto::api::{Appended, EntryKind, LogPage};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
 use rempart_testkit::{
     Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
@@ -47,6 +47,7 @@ fn main() {
         attack("delivery_to_a_removed_member", delivery_to_a_removed_member),
         attack("ciphersuite_downgrade", ciphersuite_downgrade),
         attack("forced_last_resort", forced_last_resort),
+        attack("forked_conversation", forked_conversation),
     ];
     assert_eq!(
         trials.len(),
@@ -684,4 +685,44 @@ async fn forced_last_resort() {
     );
     bob.send_text(&name("alice"), "hi").await.unwrap();
     assert_eq!(texts(&alice.sync().await.unwrap()), [t("bob", "bob", "hi")]);
+}
+
+async fn forked_conversation() {
+    let server = TestServer::start().await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let _dave = account(&server, &homes.path().join("dave"), "dave").await;
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let epoch = bob.group_epoch("team").unwrap();
+
+    // Alice's commit takes the next epoch. The server hides it from Bob and
+    // pretends to accept Bob's own commit for the same epoch: each of them
+    // now holds a different next epoch.
+    alice.add_member("team", &name("carol")).await.unwrap();
+    bobs_view.rewrite(|exchange| {
+        if exchange.path.contains("/log?") && exchange.status == 200 {
+            let mut page: LogPage = serde_json::from_slice(&exchange.body).unwrap();
+            page.entries.clear();
+            exchange.body = serde_json::to_vec(&page).unwrap();
+        } else if exchange.method == "POST" && exchange.path.ends_with("/commits") {
+            exchange.status = 200;
+            exchange.body = serde_json::to_vec(&Appended { seq: 99, epoch: 99 }).unwrap();
+        }
+    });
+    bob.add_member("team", &name("dave")).await.unwrap();
+    assert_eq!(bob.group_epoch("team").unwrap(), epoch + 1);
+
+    // As soon as Bob is shown Alice's commit, the fork is out.
+    bobs_view.honest();
+    let events = bob.sync().await.unwrap();
+    assert!(
+        alerts(&events).contains(&AlertCode::ConversationFork),
+        "{events:?}"
+    );
 }

@@ -429,6 +429,7 @@ impl Client {
                 self.load_group(group)?
                     .merge_pending_commit(&self.provider())
                     .map_err(ClientError::mls)?;
+                self.store.note_merged_commit(group, 0, &upload.commit)?;
                 self.store.add_conversation(group, name, peer, unix_now())?;
                 self.store.record_sent(group, &message_id)?;
                 self.store.set_cursor(group, appended.seq)?;
@@ -700,6 +701,8 @@ impl Client {
                         self.load_group(&group)?
                             .merge_pending_commit(&self.provider())
                             .map_err(ClientError::mls)?;
+                        self.store
+                            .note_merged_commit(&group, upload.epoch, &upload.commit)?;
                         self.store.set_pending_commit(&group, None)
                     })?;
                     return Ok((Some(appended), events));

@@ -61,6 +61,9 @@ pub enum AlertCode {
     /// this device left, or withheld them. The conversation works; its first
     /// epoch's keys came from a package used before.
     LastResortUsed,
+    /// Two different commits were shown for the same epoch of a
+    /// conversation: the server split it in two.
+    ConversationFork,
 }
 
 impl AlertCode {
@@ -79,6 +82,7 @@ impl AlertCode {
             Self::WitnessQuorumMissing => "witness_quorum_missing",
             Self::KtProofInvalid => "kt_proof_invalid",
             Self::LastResortUsed => "last_resort_used",
+            Self::ConversationFork => "conversation_fork",
         }
     }
 }

@@ -14,6 +14,7 @@ use openmls_sqlite_storage::SqliteStorageProvider;
 use rempart_proto::directory::SignedHead;
 use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::Digest as _;
 
 use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
@@ -77,6 +78,12 @@ CREATE TABLE IF NOT EXISTS sender_counters (
     device TEXT NOT NULL,
     last INTEGER NOT NULL,
     PRIMARY KEY (group_id, device)
+);
+CREATE TABLE IF NOT EXISTS merged_commits (
+    group_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (group_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS last_resort_key_packages (
     hash_ref BLOB PRIMARY KEY
@@ -640,6 +647,45 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Remembers the digest of the commit this device merged to leave
+    /// `epoch` of `group`.
+    pub fn note_merged_commit(
+        &self,
+        group: &GroupId,
+        epoch: u64,
+        commit: &[u8],
+    ) -> Result<(), ClientError> {
+        let digest = sha2::Sha256::digest(commit);
+        self.conn.execute(
+            "INSERT OR REPLACE INTO merged_commits (group_id, epoch, digest) VALUES (?1, ?2, ?3)",
+            params![
+                group.to_string(),
+                i64::try_from(epoch).unwrap_or(i64::MAX),
+                digest.as_slice()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `commit` is another commit than the one this device merged
+    /// to leave `epoch` of `group` (false when it merged none there).
+    pub fn is_other_commit(
+        &self,
+        group: &GroupId,
+        epoch: u64,
+        commit: &[u8],
+    ) -> Result<bool, ClientError> {
+        let merged: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT digest FROM merged_commits WHERE group_id = ?1 AND epoch = ?2",
+                params![group.to_string(), i64::try_from(epoch).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(merged.is_some_and(|d| d.as_slice() != sha2::Sha256::digest(commit).as_slice()))
     }
 
     /// Remembers the hash reference of a last-resort KeyPackage this device

@@ -449,9 +449,12 @@ impl Client {
             if self.store.pending_commit(&group)? == Some(entry.message_id) {
                 // Our own commit, accepted while we did not hear the answer.
                 return self.store.atomic(|| {
-                    self.load_group(&group)?
+                    let mut mls_group = self.load_group(&group)?;
+                    let epoch = mls_group.epoch().as_u64();
+                    mls_group
                         .merge_pending_commit(&self.provider())
                         .map_err(ClientError::mls)?;
+                    self.store.note_merged_commit(&group, epoch, &entry.data)?;
                     self.store.set_pending_commit(&group, None)?;
                     advance(self)
                 });
@@ -473,6 +476,19 @@ impl Client {
         let message_epoch = message.epoch().as_u64();
         let is_commit = message.content_type() == ContentType::Commit;
         if is_commit && message_epoch < our_epoch {
+            if self
+                .store
+                .is_other_commit(&group, message_epoch, &entry.data)?
+            {
+                events.push(alert(
+                    AlertCode::ConversationFork,
+                    Some(name.clone()),
+                    None,
+                    format!(
+                        "two different commits left epoch {message_epoch} of {name}: the server split the conversation, and members on the other side cannot read this device"
+                    ),
+                ));
+            }
             return advance(self); // Before we joined, or already merged.
         }
         if message_epoch > our_epoch {
@@ -635,13 +651,23 @@ impl Client {
                         return Ok(false);
                     }
                 };
-                self.merge_checked(conversation, mls_group, *staged, committer, events)
-                    .await
+                let epoch = mls_group.epoch().as_u64();
+                let merged = self
+                    .merge_checked(conversation, mls_group, *staged, committer, events)
+                    .await?;
+                if merged {
+                    self.store
+                        .note_merged_commit(&conversation.group, epoch, &entry.data)?;
+                }
+                Ok(merged)
             }
             ProcessedMessageContent::OwnPendingCommit => {
+                let epoch = mls_group.epoch().as_u64();
                 mls_group
                     .merge_pending_commit(&self.provider())
                     .map_err(ClientError::mls)?;
+                self.store
+                    .note_merged_commit(&conversation.group, epoch, &entry.data)?;
                 self.store.set_pending_commit(&conversation.group, None)?;
                 Ok(true)
             }
