@@ -130,4 +130,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "accepts two commits for one epoch of a group and shows each member its own (a fork)",
         user_sees: "`conversation_fork` as soon as a member is shown the other commit",
     },
+    Attack {
+        number: 18,
+        test: "replayed_commit",
+        attacker: "shows a member every commit twice, the copy as a new entry",
+        user_sees: "nothing: the copy is refused, and the member keeps the same epoch and roster as everyone",
+    },
 ];

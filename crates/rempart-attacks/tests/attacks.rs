@@ -48,6 +48,7 @@ fn main() {
         attack("ciphersuite_downgrade", ciphersuite_downgrade),
         attack("forced_last_resort", forced_last_resort),
         attack("forked_conversation", forked_conversation),
+        attack("replayed_commit", replayed_commit),
     ];
     assert_eq!(
         trials.len(),
@@ -724,5 +725,56 @@ async fn forked_conversation() {
     assert!(
         alerts(&events).contains(&AlertCode::ConversationFork),
         "{events:?}"
+    );
+}
+
+async fn replayed_commit() {
+    let server = TestServer::start().await;
+    let bobs_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
+        .await
+        .unwrap();
+    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+
+    // Every commit Bob is shown is shown again right after, as a new entry.
+    edit_log_pages(&bobs_view, |page| {
+        let mut replayed = Vec::new();
+        for entry in page.entries.drain(..) {
+            replayed.push(entry.clone());
+            if entry.kind == EntryKind::Commit {
+                let mut again = entry;
+                again.seq += 1;
+                replayed.push(again);
+            }
+        }
+        let mut seq = replayed.first().map_or(0, |e| e.seq);
+        for entry in &mut replayed {
+            entry.seq = seq;
+            seq += 1;
+        }
+        page.last_seq = seq.saturating_sub(1);
+        page.entries = replayed;
+    });
+    alice.add_member("team", &name("carol")).await.unwrap();
+    let events = bob.sync().await.unwrap();
+    assert!(alerts(&events).is_empty(), "{events:?}");
+    // The replay changed nothing: same epoch and roster as Alice's.
+    assert_eq!(
+        bob.group_epoch("team").unwrap(),
+        alice.group_epoch("team").unwrap()
+    );
+    assert_eq!(
+        bob.group_members("team").unwrap(),
+        alice.group_members("team").unwrap()
+    );
+    bobs_view.honest();
+    bob.send_to_group("team", "still one group").await.unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [t("team", "bob", "still one group")]
     );
 }
