@@ -136,4 +136,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "shows a member every commit twice, the copy as a new entry",
         user_sees: "nothing: the copy is refused, and the member keeps the same epoch and roster as everyone",
     },
+    Attack {
+        number: 19,
+        test: "external_join",
+        attacker: "puts in a group's log an external commit by which its own device joins (from a leaked GroupInfo)",
+        user_sees: "`unauthorized_member`; the commit is not merged",
+    },
 ];

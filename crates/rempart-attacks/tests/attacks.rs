@@ -49,6 +49,7 @@ fn main() {
         attack("forced_last_resort", forced_last_resort),
         attack("forked_conversation", forked_conversation),
         attack("replayed_commit", replayed_commit),
+        attack("external_join", external_join),
     ];
     assert_eq!(
         trials.len(),
@@ -777,4 +778,48 @@ async fn replayed_commit() {
         texts(&alice.sync().await.unwrap()),
         [t("team", "bob", "still one group")]
     );
+}
+
+async fn external_join() {
+    let server = TestServer::start().await;
+    let alices_view = Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice =
+        Client::create_account(&homes.path().join("alice"), &alices_view.url, name("alice"))
+            .await
+            .unwrap();
+    let mut mallory = RawMember::register(&server.url, "mallory").await;
+    alice
+        .create_group("team", &[name("mallory")])
+        .await
+        .unwrap();
+    mallory.join().await;
+    let members = alice.group_members("team").unwrap();
+    let epoch = alice.group_epoch("team").unwrap();
+
+    // The operator's own device joins by an external commit, from a
+    // GroupInfo a member leaked, and the server puts the commit in Alice's
+    // log.
+    let mut operator = RawMember::register(&server.url, "operator").await;
+    let commit = operator.external_commit(&mallory.leak_group_info());
+    let sender = operator.device.device;
+    edit_log_pages(&alices_view, move |page| {
+        page.last_seq += 1;
+        page.entries.push(rempart_proto::api::LogEntry {
+            seq: page.last_seq,
+            kind: EntryKind::Commit,
+            epoch,
+            sender,
+            message_id: rempart_proto::MessageId::random(),
+            data: commit.clone(),
+        });
+    });
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::UnauthorizedMember],
+        "{events:?}"
+    );
+    assert_eq!(alice.group_members("team").unwrap(), members);
+    assert_eq!(alice.group_epoch("team").unwrap(), epoch, "not merged");
 }

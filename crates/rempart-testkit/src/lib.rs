@@ -561,6 +561,49 @@ impl RawMember {
     /// Commits the addition of a device of its own user that is NOT in its
     /// account-signed device list (a ghost), and uploads the commit with the
     /// right epoch. Returns the HTTP status.
+    /// The group's GroupInfo with its ratchet tree, TLS-encoded, as a member
+    /// could leak it (Rempart's clients never publish one).
+    pub fn leak_group_info(&self) -> Vec<u8> {
+        let group = self.group.as_ref().expect("join first");
+        group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .unwrap()
+            .tls_serialize_detached()
+            .unwrap()
+    }
+
+    /// Joins the group of `group_info` by an external commit of its own, as
+    /// no member invited it to. Returns the commit, TLS-encoded.
+    pub fn external_commit(&mut self, group_info: &[u8]) -> Vec<u8> {
+        use openmls::prelude::tls_codec::Deserialize as _;
+        let message = openmls::prelude::MlsMessageIn::tls_deserialize_exact(group_info).unwrap();
+        let openmls::prelude::MlsMessageBodyIn::GroupInfo(group_info) = message.extract() else {
+            panic!("not a GroupInfo");
+        };
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(
+                format!("{}/{}", self.user, self.device.device).into_bytes(),
+            )
+            .into(),
+            signature_key: self.signer.public().into(),
+        };
+        #[allow(deprecated)]
+        let (group, commit, _) = openmls::prelude::MlsGroup::join_by_external_commit(
+            &self.provider,
+            &self.signer,
+            None,
+            group_info,
+            &rempart_client::protocol::join_config(),
+            Some(rempart_client::protocol::capabilities()),
+            None,
+            &[],
+            credential,
+        )
+        .unwrap();
+        self.group = Some(group);
+        commit.tls_serialize_detached().unwrap()
+    }
+
     pub async fn commit_ghost_device(&mut self) -> u16 {
         let ghost_signer =
             SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519).unwrap();
