@@ -86,6 +86,45 @@ where
     })
 }
 
+/// A real server, a malicious proxy in front of it, and the place where
+/// the people of one attack keep their devices.
+struct Scene {
+    server: TestServer,
+    view: Proxy,
+    homes: TempDir,
+}
+
+impl Scene {
+    async fn start() -> Self {
+        let server = TestServer::start().await;
+        let view = Proxy::start(&server.url).await;
+        Self {
+            server,
+            view,
+            homes: TempDir::new().unwrap(),
+        }
+    }
+
+    /// A user who talks to the real server.
+    async fn direct(&self, user: &str) -> Client {
+        account(&self.server, &self.homes.path().join(user), user).await
+    }
+
+    /// A user who is shown what the proxy lets through.
+    async fn watched(&self, user: &str) -> Client {
+        Client::create_account(&self.homes.path().join(user), &self.view.url, name(user))
+            .await
+            .unwrap()
+    }
+}
+
+/// Whether `events` hold an alert `code` about `conversation`.
+fn alert_about(events: &[Event], code: AlertCode, conversation: &str) -> bool {
+    events.iter().any(|e| {
+        matches!(e, Event::Alert { code: c, conversation: Some(name), .. } if *c == code && name == conversation)
+    })
+}
+
 fn alert_code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> AlertCode {
     match result {
         Err(ClientError::Alert(alert)) => alert.code,
@@ -239,13 +278,10 @@ async fn unproven_device_list() {
 /// monitoring sees the fork; Alice, shown the real directory, learns of it
 /// from the head Bob's next message carries.
 async fn split_view() {
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
+    let scene = Scene::start().await;
+    let (server, bobs_view) = (&scene.server, &scene.view);
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
     alice.send_text(&name("bob"), "hi").await.unwrap();
     assert_eq!(
         texts(&bob.sync().await.unwrap()),
@@ -267,7 +303,7 @@ async fn split_view() {
             }
         }
     });
-    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let _carol = scene.direct("carol").await;
     wait_for_epoch(server.data_dir(), forked_from).await;
     assert!(alerts(&alice.sync().await.unwrap()).is_empty());
     let events = bob.sync().await.unwrap();
@@ -305,14 +341,10 @@ async fn split_view() {
 /// The server keeps Alice on an old epoch (it hides the newer heads from
 /// her); the head Bob's message carries shows her the directory moved on.
 async fn hidden_epoch() {
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let alices_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice =
-        Client::create_account(&homes.path().join("alice"), &alices_view.url, name("alice"))
-            .await
-            .unwrap();
-    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let scene = Scene::start().await;
+    let (server, alices_view) = (&scene.server, &scene.view);
+    let mut alice = scene.watched("alice").await;
+    let mut bob = scene.direct("bob").await;
     bob.send_text(&name("alice"), "hi").await.unwrap();
     assert_eq!(texts(&alice.sync().await.unwrap()), [t("bob", "bob", "hi")]);
     let frozen = latest_head_epoch(server.data_dir());
@@ -336,7 +368,7 @@ async fn hidden_epoch() {
             exchange.body = br#"{"error":"bad_request","message":"not published"}"#.to_vec();
         }
     });
-    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let _carol = scene.direct("carol").await;
     wait_for_epoch(server.data_dir(), frozen + 1).await;
     assert!(alerts(&alice.sync().await.unwrap()).is_empty());
 
@@ -460,13 +492,10 @@ fn edit_log_pages(proxy: &Proxy, edit: impl Fn(&mut LogPage) + Send + Sync + 'st
 }
 
 async fn dropped_message() {
-    let server = TestServer::start().await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
     alice.send_text(&name("bob"), "one").await.unwrap();
     assert_eq!(
         texts(&bob.sync().await.unwrap()),
@@ -475,7 +504,7 @@ async fn dropped_message() {
 
     // The server drops "two" from what Bob is shown, and numbers the log
     // around the hole so that nothing looks missing.
-    edit_log_pages(&bobs_view, |page| {
+    edit_log_pages(bobs_view, |page| {
         let Some(hidden) = page
             .entries
             .iter()
@@ -495,25 +524,21 @@ async fn dropped_message() {
     assert_eq!(texts(&events), [t("alice", "alice", "three")]);
     assert_eq!(alerts(&events), [AlertCode::MessageGap], "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e,
-            Event::Alert { code: AlertCode::MessageGap, conversation: Some(c), .. } if c == "alice")),
+        alert_about(&events, AlertCode::MessageGap, "alice"),
         "the alert names the conversation: {events:?}"
     );
 }
 
 async fn replayed_message() {
-    let server = TestServer::start().await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
     alice.send_text(&name("bob"), "one").await.unwrap();
 
     // Every entry is served twice under its own number, and the last one
     // again under the next number, as if it were new.
-    edit_log_pages(&bobs_view, |page| {
+    edit_log_pages(bobs_view, |page| {
         let mut doubled = Vec::new();
         for entry in page.entries.drain(..) {
             doubled.push(entry.clone());
@@ -548,14 +573,11 @@ async fn replayed_message() {
 }
 
 async fn withheld_removal() {
-    let server = TestServer::start().await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
-    let mut carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
+    let mut carol = scene.direct("carol").await;
     alice
         .create_group("team", &[name("bob"), name("carol")])
         .await
@@ -565,7 +587,7 @@ async fn withheld_removal() {
 
     // The server hides Carol's removal from Bob, numbering the log around
     // it, and passes on what follows.
-    edit_log_pages(&bobs_view, |page| {
+    edit_log_pages(bobs_view, |page| {
         if let Some(hidden) = page
             .entries
             .iter()
@@ -588,15 +610,11 @@ async fn withheld_removal() {
 }
 
 async fn delivery_to_a_removed_member() {
-    let server = TestServer::start().await;
-    let carols_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
-    let mut carol =
-        Client::create_account(&homes.path().join("carol"), &carols_view.url, name("carol"))
-            .await
-            .unwrap();
+    let scene = Scene::start().await;
+    let (server, carols_view) = (&scene.server, &scene.view);
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.direct("bob").await;
+    let mut carol = scene.watched("carol").await;
     alice
         .create_group("team", &[name("bob"), name("carol")])
         .await
@@ -681,8 +699,7 @@ async fn forced_last_resort() {
     // ...and Bob is told.
     assert_eq!(alerts(&events), [AlertCode::LastResortUsed], "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e,
-            Event::Alert { code: AlertCode::LastResortUsed, conversation: Some(c), .. } if c == "alice")),
+        alert_about(&events, AlertCode::LastResortUsed, "alice"),
         "{events:?}"
     );
     bob.send_text(&name("alice"), "hi").await.unwrap();
@@ -690,15 +707,12 @@ async fn forced_last_resort() {
 }
 
 async fn forked_conversation() {
-    let server = TestServer::start().await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
-    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
-    let _dave = account(&server, &homes.path().join("dave"), "dave").await;
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
+    let _carol = scene.direct("carol").await;
+    let _dave = scene.direct("dave").await;
     alice.create_group("team", &[name("bob")]).await.unwrap();
     bob.sync().await.unwrap();
     let epoch = bob.group_epoch("team").unwrap();
@@ -730,19 +744,16 @@ async fn forked_conversation() {
 }
 
 async fn replayed_commit() {
-    let server = TestServer::start().await;
-    let bobs_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let mut bob = Client::create_account(&homes.path().join("bob"), &bobs_view.url, name("bob"))
-        .await
-        .unwrap();
-    let _carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
+    let _carol = scene.direct("carol").await;
     alice.create_group("team", &[name("bob")]).await.unwrap();
     bob.sync().await.unwrap();
 
     // Every commit Bob is shown is shown again right after, as a new entry.
-    edit_log_pages(&bobs_view, |page| {
+    edit_log_pages(bobs_view, |page| {
         let mut replayed = Vec::new();
         for entry in page.entries.drain(..) {
             replayed.push(entry.clone());
@@ -781,13 +792,9 @@ async fn replayed_commit() {
 }
 
 async fn external_join() {
-    let server = TestServer::start().await;
-    let alices_view = Proxy::start(&server.url).await;
-    let homes = TempDir::new().unwrap();
-    let mut alice =
-        Client::create_account(&homes.path().join("alice"), &alices_view.url, name("alice"))
-            .await
-            .unwrap();
+    let scene = Scene::start().await;
+    let (server, alices_view) = (&scene.server, &scene.view);
+    let mut alice = scene.watched("alice").await;
     let mut mallory = RawMember::register(&server.url, "mallory").await;
     alice
         .create_group("team", &[name("mallory")])
@@ -803,7 +810,7 @@ async fn external_join() {
     let mut operator = RawMember::register(&server.url, "operator").await;
     let commit = operator.external_commit(&mallory.leak_group_info());
     let sender = operator.device.device;
-    edit_log_pages(&alices_view, move |page| {
+    edit_log_pages(alices_view, move |page| {
         page.last_seq += 1;
         page.entries.push(rempart_proto::api::LogEntry {
             seq: page.last_seq,
