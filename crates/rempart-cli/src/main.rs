@@ -53,6 +53,10 @@ enum Command {
         /// How many of the witnesses must cosign (default: all).
         #[arg(long)]
         quorum: Option<usize>,
+        /// Seconds a directory head may wait for its witnesses' cosignatures
+        /// before it is an alert (default 60).
+        #[arg(long, value_name = "SECS")]
+        witness_grace: Option<u64>,
     },
     /// Show this account and device.
     Whoami,
@@ -205,6 +209,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             link,
             witnesses,
             quorum,
+            witness_grace,
         } => {
             let (client, verb) = match (name, link) {
                 (Some(name), _) => (
@@ -218,6 +223,9 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
                 (None, None) => unreachable_usage()?,
             };
             client.set_witnesses(&witnesses, quorum)?;
+            if let Some(secs) = witness_grace {
+                client.set_witness_grace(Duration::from_secs(secs))?;
+            }
             let who = client.whoami();
             out.line(
                 json!({"kind": "account_created", "user": who.user, "device": who.device,

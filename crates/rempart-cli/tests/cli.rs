@@ -458,3 +458,40 @@ fn audit_reports_how_far_the_directory_is_verified() {
         )
     );
 }
+
+#[test]
+fn a_head_its_witness_never_cosigned_exits_3() {
+    let (_data, server) = server();
+    let url = server.url();
+    let (_dir, home) = home();
+    // A witness that never cosigns anything (the Ed25519 base point).
+    let witness = "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+    rempart(&home)
+        .args([
+            "init",
+            "--server",
+            &url,
+            "--name",
+            "alice",
+            "--witness",
+            witness,
+        ])
+        .args(["--witness-grace", "0"])
+        .assert()
+        .success();
+    let who = rempart(&home).args(["--json", "whoami"]).output().unwrap();
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(who["witness_quorum"], 1);
+    // Once the first epoch is out, every sync says its head lacks the quorum.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = rempart(&home).args(["--json", "sync"]).output().unwrap();
+        if out.status.code() != Some(0) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let alert: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alert["code"], "witness_quorum_missing");
+}
