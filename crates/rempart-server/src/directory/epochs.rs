@@ -47,9 +47,10 @@ use crate::store::{SharedDatabase, SqliteStore, StoreError};
 /// database. This process is the directory's only writer, and akd writes
 /// through the same manager, so the cache never holds a stale node; the
 /// lifetime only bounds memory held by rarely used parts of the tree.
-const CACHE_ITEM_LIFETIME: Duration = Duration::from_secs(600);
-/// The most memory akd's cache may hold.
-const CACHE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+pub const CACHE_ITEM_LIFETIME: Duration = Duration::from_secs(600);
+/// The most memory akd's cache may hold (enforced at akd's cleaning
+/// interval, 15 s).
+pub const CACHE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
 /// The akd directory as Rempart runs it.
 type Akd = Directory<WhatsAppV1Configuration, DirectoryStorage, FileVrf>;

@@ -77,6 +77,6 @@ pub(crate) mod queue;
 mod storage;
 
 pub(crate) use self::epochs::DirectoryService;
-pub use self::epochs::DirectoryServiceError;
+pub use self::epochs::{CACHE_ITEM_LIFETIME, CACHE_LIMIT_BYTES, DirectoryServiceError};
 pub use self::keys::{DIRECTORY_KEY_FILE, KeyError, VRF_KEY_FILE};
 pub use self::storage::DirectoryStorage;

@@ -33,10 +33,21 @@
 //! # Reads
 //!
 //! Reads run on the server's pooled read connections, each call in one read
-//! transaction. Batch reads (`batch_get`, `get_user_state_versions`) ask for
-//! up to [`KEYS_PER_QUERY`] keys per statement, joined against a `VALUES`
-//! list; a user's state for a [`ValueStateRetrievalFlag`] is picked by one
-//! indexed subquery per user.
+//! transaction. A batch read (`batch_get`, `get_user_state_versions`) runs
+//! one cached, prepared point query per key on the primary key, all in that
+//! one transaction; a user's state for a [`ValueStateRetrievalFlag`] is the
+//! first of that user's rows, by epoch, that the flag's condition admits.
+//!
+//! # Cost
+//!
+//! Without a cache in its [`StorageManager`](akd::storage::StorageManager),
+//! akd reads the tree one node at a time, and each `get` here is a round trip
+//! to the blocking pool and a read transaction: a publish of 1,000 updates
+//! into 100,000 users makes about 19,000 of them, two thirds of its time.
+//! With a cache, akd preloads the nodes a publish will visit with one
+//! `batch_get` per tree level. The epoch's write (about ten rows per update,
+//! keyed by VRF output and so scattered over the tables) is one job of the
+//! writer. `BENCHMARKS.md` has the figures.
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -54,9 +65,6 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension as _, Row, Statement, ToSql, params};
 
 use crate::store::{SharedDatabase, SqliteStore, StoreError};
-
-/// Most keys (or users) named in one batch query.
-const KEYS_PER_QUERY: usize = 500;
 
 /// The columns of one tree node row, in the order that [`read_tree_node`]
 /// reads and [`write_tree_node`] binds them: the label, then the latest
@@ -508,26 +516,13 @@ fn read_tree_nodes(
     conn: &Connection,
     labels: &[NodeLabel],
 ) -> Result<Vec<DbRecord>, DirectoryStorageError> {
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT {TREE_NODE_COLUMNS} FROM akd_tree_nodes WHERE label_len = ?1 AND label_val = ?2"
+    ))?;
     let mut found = Vec::with_capacity(labels.len());
-    for chunk in labels.chunks(KEYS_PER_QUERY) {
-        let asked: Vec<(i64, i64, &[u8; 32])> = (0_i64..)
-            .zip(chunk)
-            .map(|(position, label)| (position, i64::from(label.label_len), &label.label_val))
-            .collect();
-        let values: Vec<&dyn ToSql> = asked
-            .iter()
-            .flat_map(|(position, len, val)| [position as &dyn ToSql, len, *val])
-            .collect();
-        let mut query = conn.prepare_cached(&format!(
-            "WITH asked (position, label_len, label_val) AS (VALUES {})
-             SELECT {} FROM asked JOIN akd_tree_nodes n
-                 ON n.label_len = asked.label_len AND n.label_val = asked.label_val
-             ORDER BY asked.position",
-            tuples(chunk.len(), 3),
-            qualified("n", TREE_NODE_COLUMNS),
-        ))?;
-        let mut rows = query.query(values.as_slice())?;
-        while let Some(row) = rows.next()? {
+    for label in labels {
+        let mut rows = query.query(params![i64::from(label.label_len), label.label_val])?;
+        if let Some(row) = rows.next()? {
             found.push(DbRecord::TreeNode(read_tree_node(row)?));
         }
     }
@@ -539,31 +534,17 @@ fn read_value_states(
     conn: &Connection,
     keys: &[ValueStateKey],
 ) -> Result<Vec<DbRecord>, DirectoryStorageError> {
-    // An epoch beyond SQLite's integers cannot be stored: not found.
-    let keys: Vec<(&[u8], i64)> = keys
-        .iter()
-        .filter_map(|ValueStateKey(user, epoch)| {
-            Some((user.as_slice(), i64::try_from(*epoch).ok()?))
-        })
-        .collect();
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT {VALUE_STATE_COLUMNS} FROM akd_values WHERE username = ?1 AND epoch = ?2"
+    ))?;
     let mut found = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(KEYS_PER_QUERY) {
-        let positions: Vec<i64> = (0_i64..).take(chunk.len()).collect();
-        let values: Vec<&dyn ToSql> = positions
-            .iter()
-            .zip(chunk)
-            .flat_map(|(position, (user, epoch))| [position as &dyn ToSql, user, epoch])
-            .collect();
-        let mut query = conn.prepare_cached(&format!(
-            "WITH asked (position, username, epoch) AS (VALUES {})
-             SELECT {} FROM asked JOIN akd_values v
-                 ON v.username = asked.username AND v.epoch = asked.epoch
-             ORDER BY asked.position",
-            tuples(chunk.len(), 3),
-            qualified("v", VALUE_STATE_COLUMNS),
-        ))?;
-        let mut rows = query.query(values.as_slice())?;
-        while let Some(row) = rows.next()? {
+    for ValueStateKey(user, epoch) in keys {
+        // An epoch beyond SQLite's integers cannot be stored: not found.
+        let Ok(epoch) = i64::try_from(*epoch) else {
+            continue;
+        };
+        let mut rows = query.query(params![user, epoch])?;
+        if let Some(row) = rows.next()? {
             found.push(DbRecord::ValueState(read_value_state(row)?));
         }
     }
@@ -587,7 +568,7 @@ fn read_user_data(
 }
 
 /// For each of `users` (no duplicates) that has one, the value state that
-/// `flag` picks. Users with none are left out; the order is unspecified.
+/// `flag` picks, in the order asked. Users with none are left out.
 fn read_user_states(
     conn: &Connection,
     users: &[AkdLabel],
@@ -596,28 +577,22 @@ fn read_user_states(
     let Some(pick) = Pick::for_flag(flag) else {
         return Ok(Vec::new());
     };
+    let filter = pick
+        .filter
+        .map(|(condition, _)| format!("AND {condition} ?2"))
+        .unwrap_or_default();
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT {VALUE_STATE_COLUMNS} FROM akd_values WHERE username = ?1 {filter}
+         ORDER BY epoch {} LIMIT 1",
+        pick.order,
+    ))?;
     let mut found = Vec::with_capacity(users.len());
-    for chunk in users.chunks(KEYS_PER_QUERY) {
-        let mut values: Vec<&dyn ToSql> = chunk.iter().map(|user| &user.0 as &dyn ToSql).collect();
-        let filter = pick.filter.as_ref().map(|(condition, bound)| {
-            values.push(bound);
-            format!("AND s.{condition} ?{}", values.len())
-        });
-        let mut query = conn.prepare_cached(&format!(
-            "WITH asked (username) AS (VALUES {})
-             SELECT {} FROM asked JOIN akd_values v ON v.username = asked.username
-             WHERE v.epoch = (
-                 SELECT s.epoch FROM akd_values s
-                 WHERE s.username = asked.username {}
-                 ORDER BY s.epoch {} LIMIT 1
-             )",
-            tuples(chunk.len(), 1),
-            qualified("v", VALUE_STATE_COLUMNS),
-            filter.unwrap_or_default(),
-            pick.order,
-        ))?;
-        let mut rows = query.query(values.as_slice())?;
-        while let Some(row) = rows.next()? {
+    for user in users {
+        let mut rows = match &pick.filter {
+            Some((_, bound)) => query.query(params![user.0, bound])?,
+            None => query.query([&user.0])?,
+        };
+        if let Some(row) = rows.next()? {
             found.push(read_value_state(row)?);
         }
     }
@@ -743,29 +718,6 @@ fn placeholders(count: usize) -> String {
         .join(", ")
 }
 
-/// `count` SQL tuples of `width` numbered parameters: `(?1, ?2), (?3, ?4)`.
-fn tuples(count: usize, width: usize) -> String {
-    (0..count)
-        .map(|i| {
-            let params = (1..=width)
-                .map(|j| format!("?{}", i * width + j))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({params})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `columns` (comma-separated) each prefixed with `table.`.
-fn qualified(table: &str, columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|column| format!("{table}.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A number as an SQLite integer.
 fn to_sql(value: u64, what: &'static str) -> Result<i64, DirectoryStorageError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange(what).into())
@@ -787,9 +739,6 @@ mod tests {
     #[test]
     fn parameter_lists_are_numbered_in_order() {
         assert_eq!(placeholders(3), "?1, ?2, ?3");
-        assert_eq!(tuples(2, 3), "(?1, ?2, ?3), (?4, ?5, ?6)");
-        assert_eq!(tuples(2, 1), "(?1), (?2)");
-        assert_eq!(qualified("v", "a, b,c"), "v.a, v.b, v.c");
     }
 
     #[test]
