@@ -111,6 +111,18 @@ pub enum ClientError {
     /// The local store holds something unreadable.
     #[error("local store is corrupt: {0}")]
     Corrupt(String),
+    /// The local store was made by another version of Rempart, whose layout
+    /// this one cannot use.
+    #[error(
+        "{} was made by {made_by} version of Rempart and cannot be used by this one: keep it, and set this device up again in another --home with `rempart init`",
+        path.display()
+    )]
+    StoreVersion {
+        /// The store.
+        path: PathBuf,
+        /// "an older" or "a newer".
+        made_by: &'static str,
+    },
     /// A file-system operation on the home directory failed.
     #[error("cannot use {}: {source}", path.display())]
     Io {

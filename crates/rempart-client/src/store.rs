@@ -25,6 +25,16 @@ use crate::mls::JsonCodec;
 /// File name of the store inside the home directory.
 pub const STORE_FILE: &str = "rempart.db";
 
+/// The layout of the store this version writes (`PRAGMA user_version`).
+/// A change of layout raises it, with a migration from the one before.
+const SCHEMA_VERSION: i64 = 1;
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
+    Ok(conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS identity (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -231,7 +241,24 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let made_by = match version {
+            SCHEMA_VERSION => None,
+            // Version 0 is a new file, or a store from before versions
+            // were kept (without key transparency), which has an identity.
+            0 if !has_table(&conn, "identity")? => None,
+            0 => Some("an older"),
+            v if v < SCHEMA_VERSION => Some("an older"),
+            _ => Some("a newer"),
+        };
+        if let Some(made_by) = made_by {
+            return Err(ClientError::StoreVersion {
+                path: path.to_owned(),
+                made_by,
+            });
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .map_err(|e| ClientError::Corrupt(format!("openmls storage migration: {e}")))?;
@@ -1050,4 +1077,25 @@ fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_of_another_layout_is_refused_with_what_to_do() {
+        let home = tempfile::TempDir::new().unwrap();
+        drop(Store::create(home.path()).unwrap());
+        assert!(Store::open_existing(home.path()).unwrap().is_some());
+        let conn = Connection::open(Store::path(home.path())).unwrap();
+        for (version, expected) in [(0, "an older"), (SCHEMA_VERSION + 1, "a newer")] {
+            conn.pragma_update(None, "user_version", version).unwrap();
+            match Store::open_existing(home.path()) {
+                Err(ClientError::StoreVersion { made_by, .. }) => assert_eq!(made_by, expected),
+                Err(other) => panic!("expected a version refusal, got {other}"),
+                Ok(_) => panic!("a store of version {version} was opened"),
+            }
+        }
+    }
 }
