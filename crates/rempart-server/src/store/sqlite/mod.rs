@@ -575,6 +575,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn version_5_keeps_the_directory_rows_in_tables_without_rowids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 4).unwrap();
+            conn.execute(
+                "INSERT INTO akd_tree_nodes (label_len, label_val, last_epoch,
+                     min_descendant_epoch, parent_len, parent_val, node_type, hash)
+                 VALUES (0, ?1, 1, 1, 0, ?1, 2, ?2)",
+                params![[0_u8; 32].as_slice(), [7_u8; 32].as_slice()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO akd_values (username, epoch, version, label_len, label_val, value)
+                 VALUES (x'616c696365', 1, 1, 256, ?1, x'01')",
+                [[9_u8; 32].as_slice()],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        let check = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&check), schema::LATEST_VERSION as i64);
+        assert_eq!(testing::rows(&check, "akd_tree_nodes"), 1);
+        assert_eq!(testing::rows(&check, "akd_values"), 1);
+        let hash: Vec<u8> = check
+            .query_row("SELECT hash FROM akd_tree_nodes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(hash, [7_u8; 32]);
+        for table in ["akd_tree_nodes", "akd_values"] {
+            assert!(
+                check
+                    .query_row(&format!("SELECT rowid FROM {table}"), [], |_| Ok(()))
+                    .is_err(),
+                "{table} has no rowid"
+            );
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn a_database_from_a_newer_server_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");

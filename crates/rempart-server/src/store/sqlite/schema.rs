@@ -250,6 +250,67 @@ CREATE TABLE directory_cosignatures (
     PRIMARY KEY (epoch, witness)
 ) STRICT;
 ",
+    r"
+-- Version 5: the directory's two large tables without rowids. Their rows are
+-- only ever found by their primary keys, which are scattered VRF outputs, so a
+-- rowid only adds a second B-tree to write; and a node type is checked with
+-- BETWEEN, which needs no temporary B-tree per row as IN (...) does.
+CREATE TABLE akd_tree_nodes_v5 (
+    label_len                 INTEGER NOT NULL CHECK (label_len BETWEEN 0 AND 256),
+    label_val                 BLOB NOT NULL CHECK (length(label_val) = 32),
+    last_epoch                INTEGER NOT NULL,
+    min_descendant_epoch      INTEGER NOT NULL,
+    parent_len                INTEGER NOT NULL,
+    parent_val                BLOB NOT NULL CHECK (length(parent_val) = 32),
+    node_type                 INTEGER NOT NULL CHECK (node_type BETWEEN 1 AND 3),
+    left_len                  INTEGER,
+    left_val                  BLOB CHECK (length(left_val) = 32),
+    right_len                 INTEGER,
+    right_val                 BLOB CHECK (length(right_val) = 32),
+    hash                      BLOB NOT NULL CHECK (length(hash) = 32),
+    prev_last_epoch           INTEGER,
+    prev_min_descendant_epoch INTEGER,
+    prev_parent_len           INTEGER,
+    prev_parent_val           BLOB CHECK (length(prev_parent_val) = 32),
+    prev_node_type            INTEGER CHECK (prev_node_type BETWEEN 1 AND 3),
+    prev_left_len             INTEGER,
+    prev_left_val             BLOB CHECK (length(prev_left_val) = 32),
+    prev_right_len            INTEGER,
+    prev_right_val            BLOB CHECK (length(prev_right_val) = 32),
+    prev_hash                 BLOB CHECK (length(prev_hash) = 32),
+    PRIMARY KEY (label_len, label_val),
+    CHECK ((left_len IS NULL) = (left_val IS NULL)),
+    CHECK ((right_len IS NULL) = (right_val IS NULL)),
+    CHECK ((prev_left_len IS NULL) = (prev_left_val IS NULL)),
+    CHECK ((prev_right_len IS NULL) = (prev_right_val IS NULL)),
+    -- The previous state is there whole or not at all.
+    CHECK (
+        (prev_last_epoch IS NULL) = (prev_min_descendant_epoch IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_parent_len IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_parent_val IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_node_type IS NULL)
+        AND (prev_last_epoch IS NULL) = (prev_hash IS NULL)
+        AND (prev_last_epoch IS NOT NULL OR prev_left_len IS NULL)
+        AND (prev_last_epoch IS NOT NULL OR prev_right_len IS NULL)
+    )
+) STRICT, WITHOUT ROWID;
+INSERT INTO akd_tree_nodes_v5 SELECT * FROM akd_tree_nodes;
+DROP TABLE akd_tree_nodes;
+ALTER TABLE akd_tree_nodes_v5 RENAME TO akd_tree_nodes;
+
+CREATE TABLE akd_values_v5 (
+    username  BLOB NOT NULL,
+    epoch     INTEGER NOT NULL CHECK (epoch >= 0),
+    version   INTEGER NOT NULL CHECK (version >= 0),
+    label_len INTEGER NOT NULL,
+    label_val BLOB NOT NULL CHECK (length(label_val) = 32),
+    value     BLOB NOT NULL,
+    PRIMARY KEY (username, epoch)
+) STRICT, WITHOUT ROWID;
+INSERT INTO akd_values_v5 SELECT * FROM akd_values;
+DROP TABLE akd_values;
+ALTER TABLE akd_values_v5 RENAME TO akd_values;
+",
 ];
 
 /// The schema version this server writes.
