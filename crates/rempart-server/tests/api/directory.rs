@@ -460,7 +460,8 @@ async fn a_head_lost_in_a_crash_is_signed_at_the_next_start() {
     server.stop().await;
 }
 
-async fn lookups(server: &TestServer, asked: &[(&Account, u64)]) -> LookupsResponse {
+/// The body of a lookups request for `asked` users and known versions.
+fn lookups_body(asked: &[(&Account, u64)]) -> Vec<u8> {
     let request = LookupsRequest {
         users: asked
             .iter()
@@ -470,9 +471,15 @@ async fn lookups(server: &TestServer, asked: &[(&Account, u64)]) -> LookupsRespo
             })
             .collect(),
     };
-    let body = serde_json::to_vec(&request).unwrap();
+    serde_json::to_vec(&request).unwrap()
+}
+
+async fn lookups(server: &TestServer, asked: &[(&Account, u64)]) -> LookupsResponse {
     // No authentication: the directory is public.
-    ok(server.unsigned("POST", kt::LOOKUPS_PATH, body).await).await
+    ok(server
+        .unsigned("POST", kt::LOOKUPS_PATH, lookups_body(asked))
+        .await)
+    .await
 }
 
 #[tokio::test]
@@ -535,16 +542,7 @@ async fn batch_lookups_prove_newer_lists_and_name_pending_and_unknown_users() {
 
     // Too many users in one request.
     let many = vec![(&bob, 0); rempart_proto::limits::MAX_LOOKUPS_PER_REQUEST + 1];
-    let request = LookupsRequest {
-        users: many
-            .iter()
-            .map(|(a, v)| KnownVersion {
-                user: a.user.clone(),
-                version: *v,
-            })
-            .collect(),
-    };
-    let body = serde_json::to_vec(&request).unwrap();
+    let body = lookups_body(&many);
     refused(
         server.unsigned("POST", kt::LOOKUPS_PATH, body).await,
         400,
