@@ -37,7 +37,9 @@ enum Command {
     /// existing account with a code from `rempart device link`.
     #[command(group(ArgGroup::new("how").required(true).args(["name", "link"])))]
     Init {
-        /// The server's URL, e.g. http://127.0.0.1:7800.
+        /// The server's URL, e.g. http://127.0.0.1:7800; for a server of
+        /// several nodes, their URLs separated by commas (requests fail over
+        /// to the next node when one is down).
         #[arg(long)]
         server: String,
         /// Your user name: 3 to 32 characters of a-z, 0-9, '.', '_' or '-'.

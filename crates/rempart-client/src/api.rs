@@ -1,6 +1,8 @@
 //! The server's HTTP API, as seen from a device: every call is signed with
 //! the device key ([`rempart_proto::auth`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rempart_proto::api::{
@@ -36,10 +38,19 @@ pub(crate) enum AppendOutcome {
     Stale { current_epoch: u64 },
 }
 
-/// A thin HTTP client for one server.
+/// A thin HTTP client for one server, which may run as several nodes.
+///
+/// With several node URLs, requests go to the node that last answered; when
+/// a node cannot be reached, or answers 503 (its database is unavailable),
+/// the same request goes to the next one. A request is signed afresh (new
+/// nonce) for each node it is sent to.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerApi {
-    base: String,
+    /// The server as configured: node URLs separated by commas.
+    spec: String,
+    nodes: Arc<[String]>,
+    /// Index in `nodes` of the node to try first.
+    preferred: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
@@ -50,32 +61,31 @@ enum Body {
 }
 
 impl ServerApi {
-    /// A client for the server at `base` (`http://host:port`).
-    pub fn new(base: &str) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base).map_err(|e| ClientError::Network {
-            url: base.clone(),
-            reason: format!("not a valid URL ({e})"),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ClientError::Network {
-                url: base,
-                reason: "the URL must start with http:// or https://".into(),
-            });
-        }
+    /// A client for the server at `spec`: one base URL
+    /// (`http://host:port`), or the URLs of its nodes separated by commas.
+    pub fn new(spec: &str) -> Result<Self, ClientError> {
+        let nodes = spec
+            .split(',')
+            .map(|node| parse_node(node.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| ClientError::Network {
-                url: base.clone(),
+                url: spec.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { base, http })
+        Ok(Self {
+            spec: nodes.join(","),
+            nodes: nodes.into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
+            http,
+        })
     }
 
-    /// The server's base URL.
+    /// The server as configured (node URLs separated by commas).
     pub fn base(&self) -> &str {
-        &self.base
+        &self.spec
     }
 
     pub async fn register(
@@ -262,7 +272,7 @@ impl ServerApi {
             _ => Method::POST,
         };
         match self.request(Some(signer), method, path, body).await? {
-            Ok(bytes) => Ok(AppendOutcome::Accepted(decode(&self.base, &bytes)?)),
+            Ok(bytes) => Ok(AppendOutcome::Accepted(decode(&self.spec, &bytes)?)),
             Err((
                 StatusCode::CONFLICT,
                 ErrorBody {
@@ -316,12 +326,14 @@ impl ServerApi {
         body: Body,
     ) -> Result<T, ClientError> {
         match self.request(signer, method, path, body).await? {
-            Ok(bytes) => decode(&self.base, &bytes),
+            Ok(bytes) => decode(&self.spec, &bytes),
             Err((status, body)) => Err(server_error(status, body)),
         }
     }
 
-    /// Sends one request. `Ok(Err(..))` is an error answer from the server.
+    /// Sends one request, to the preferred node and then to the others
+    /// while nodes are unreachable or unavailable. `Ok(Err(..))` is an error
+    /// answer from the server.
     async fn request(
         &self,
         signer: Option<Signer<'_>>,
@@ -334,16 +346,62 @@ impl ServerApi {
             Body::Json(b) => (Some("application/json"), b),
             Body::Bytes(b) => (Some("application/octet-stream"), b),
         };
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path));
+        let first = self.preferred.load(Ordering::Relaxed);
+        let count = self.nodes.len();
+        let mut attempt = 0;
+        loop {
+            let index = (first + attempt) % count;
+            let node = &self.nodes[index];
+            attempt += 1;
+            let last = attempt >= count;
+            let sent = self
+                .send(node, signer, &method, path, content_type, &bytes)
+                .await;
+            match sent {
+                // The request never reached this node: another may serve it.
+                Err(error) if error.is_connect() && !last => {
+                    tracing::warn!(node, "server node unreachable; trying the next one");
+                }
+                Err(error) => return Err(network(node, error)),
+                Ok((status, _)) if status == StatusCode::SERVICE_UNAVAILABLE && !last => {
+                    tracing::warn!(node, "server node unavailable; trying the next one");
+                }
+                Ok((status, answer)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    if status.is_success() {
+                        return Ok(Ok(answer));
+                    }
+                    let body = serde_json::from_slice::<ErrorBody>(&answer).unwrap_or_else(|_| {
+                        ErrorBody {
+                            error: "unknown".into(),
+                            message: format!("unexpected answer ({} bytes)", answer.len()),
+                            current_epoch: None,
+                        }
+                    });
+                    return Ok(Err((status, body)));
+                }
+            }
+        }
+    }
+
+    /// Sends one request to one node; returns its status and body.
+    async fn send(
+        &self,
+        node: &str,
+        signer: Option<Signer<'_>>,
+        method: &Method,
+        path: &str,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
+        let mut request = self.http.request(method.clone(), format!("{node}{path}"));
         if let Some(signer) = signer {
             let auth = RequestAuth::sign(
                 signer.key.signing_key(),
                 signer.device,
                 method.as_str(),
                 path,
-                &bytes,
+                bytes,
                 unix_now(),
             );
             for (name, value) in auth.headers() {
@@ -353,30 +411,34 @@ impl ServerApi {
         if let Some(content_type) = content_type {
             request = request.header(reqwest::header::CONTENT_TYPE, content_type);
         }
-        let response = request
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| self.network(e))?;
+        let response = request.body(bytes.to_vec()).send().await?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.network(e))?;
-        if status.is_success() {
-            return Ok(Ok(bytes.to_vec()));
-        }
-        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
-            error: "unknown".into(),
-            message: format!("unexpected answer ({} bytes)", bytes.len()),
-            current_epoch: None,
-        });
-        Ok(Err((status, body)))
+        let answer = response.bytes().await?;
+        Ok((status, answer.to_vec()))
     }
+}
 
-    fn network(&self, e: reqwest::Error) -> ClientError {
-        // `without_url` keeps the message short; the URL is reported separately.
-        ClientError::Network {
-            url: self.base.clone(),
-            reason: e.without_url().to_string(),
-        }
+/// Checks one node URL; returns it without a trailing slash.
+fn parse_node(node: &str) -> Result<String, ClientError> {
+    let node = node.trim_end_matches('/').to_owned();
+    let parsed = reqwest::Url::parse(&node).map_err(|e| ClientError::Network {
+        url: node.clone(),
+        reason: format!("not a valid URL ({e})"),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ClientError::Network {
+            url: node,
+            reason: "the URL must start with http:// or https://".into(),
+        });
+    }
+    Ok(node)
+}
+
+fn network(node: &str, e: reqwest::Error) -> ClientError {
+    // `without_url` keeps the message short; the URL is reported separately.
+    ClientError::Network {
+        url: node.to_owned(),
+        reason: e.without_url().to_string(),
     }
 }
 

@@ -121,7 +121,7 @@ pub(crate) async fn replace_device_list(
         .replace_device_list(request.device, list)
         .await?;
     for device in removed {
-        state.hub.disconnect(device);
+        state.pushes.removed(device);
     }
     Ok(Json(DeviceListAccepted { version }))
 }

@@ -14,11 +14,9 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use rempart_proto::api::{
-    Appended, CommitUpload, EpochQuery, ErrorBody, LogPage, PageQuery, PushEvent,
-};
+use rempart_proto::api::{Appended, CommitUpload, EpochQuery, ErrorBody, LogPage, PageQuery};
 use rempart_proto::limits::{MAX_DEVICES_PER_COMMIT, MAX_MESSAGE_BYTES, MAX_PAGE};
-use rempart_proto::{DeviceId, GroupId, MessageId};
+use rempart_proto::{GroupId, MessageId};
 
 use crate::AppState;
 use crate::auth::SignedRequest;
@@ -67,7 +65,9 @@ pub(crate) async fn commit(
         .append_commit(group, request.device, upload)
         .await?;
     if outcome.fresh {
-        notify_append(&state, group, outcome.appended.seq, &outcome.welcomed);
+        state
+            .pushes
+            .appended(group, outcome.appended.seq, outcome.welcomed);
     }
     Ok(Json(outcome.appended))
 }
@@ -118,7 +118,9 @@ pub(crate) async fn message(
         )
         .await?;
     if outcome.fresh {
-        notify_append(&state, group, outcome.appended.seq, &outcome.welcomed);
+        state
+            .pushes
+            .appended(group, outcome.appended.seq, outcome.welcomed);
     }
     Ok(Json(outcome.appended))
 }
@@ -160,27 +162,6 @@ pub(crate) async fn log(
 /// The number of entries a page may hold: as asked, at most [`MAX_PAGE`].
 pub(crate) fn page_limit(limit: Option<u32>) -> u32 {
     limit.map_or(MAX_PAGE, |limit| limit.min(MAX_PAGE))
-}
-
-/// Pushes, once an append has committed: `Inbox` to the welcomed devices and
-/// `Group` to every member. Listing members is a read; it runs off the
-/// request's path.
-fn notify_append(state: &AppState, group: GroupId, seq: u64, welcomed: &[DeviceId]) {
-    for &device in welcomed {
-        state.hub.notify(device, &PushEvent::Inbox);
-    }
-    let (store, hub) = (state.store.clone(), state.hub.clone());
-    tokio::spawn(async move {
-        match store.group_members(group).await {
-            Ok(members) => {
-                let event = PushEvent::Group { group, seq };
-                for device in members {
-                    hub.notify(device, &event);
-                }
-            }
-            Err(error) => tracing::warn!(%error, %group, "could not list members to push to"),
-        }
-    });
 }
 
 /// Parses an identifier from a path (400 if malformed).

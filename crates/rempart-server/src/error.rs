@@ -6,7 +6,8 @@
 //! reach the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rempart_proto::api::{ErrorBody, error_code};
 use rempart_proto::auth::AuthError;
@@ -15,6 +16,9 @@ use rempart_proto::{DeviceId, DeviceListError, IdError};
 
 use crate::directory::DirectoryServiceError;
 use crate::store::StoreError;
+
+/// What a 503 answer's `Retry-After` asks for, in seconds.
+const RETRY_AFTER_SECS: &str = "1";
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,10 @@ impl ApiError {
             Self::Forbidden(_) => (S::FORBIDDEN, c::FORBIDDEN, None),
             Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
+            Self::Directory(DirectoryServiceError::Store(StoreError::Unavailable))
+            | Self::Store(StoreError::Unavailable) => {
+                (S::SERVICE_UNAVAILABLE, c::UNAVAILABLE, None)
+            }
             Self::Directory(_) => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
             Self::Store(error) => match error {
                 StoreError::NameTaken(_) => (S::CONFLICT, c::NAME_TAKEN, None),
@@ -108,6 +116,7 @@ impl ApiError {
                 StoreError::Corrupt(_)
                 | StoreError::CommitFailed
                 | StoreError::Closed
+                | StoreError::Unavailable
                 | StoreError::Backend(_) => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
             },
         }
@@ -117,7 +126,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, current_epoch) = self.classify();
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %error_chain(&self), "request refused: database unavailable");
+            "the database is unavailable; retry shortly (retrying a write is safe)".to_owned()
+        } else if status.is_server_error() {
             tracing::error!(error = %error_chain(&self), "request failed");
             "the server failed; nothing was stored".to_owned()
         } else {
@@ -129,6 +141,10 @@ impl IntoResponse for ApiError {
             message,
             current_epoch,
         };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS))];
+            return (status, retry, Json(body)).into_response();
+        }
         (status, Json(body)).into_response()
     }
 }

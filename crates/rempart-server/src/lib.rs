@@ -61,6 +61,7 @@
 
 mod accounts;
 mod auth;
+mod database;
 mod delivery;
 pub mod directory;
 mod error;
@@ -69,6 +70,7 @@ mod keypackages;
 mod links;
 mod openapi;
 mod push;
+mod relay;
 pub mod store;
 
 use std::fs::DirBuilder;
@@ -90,13 +92,16 @@ use rempart_proto::api::{self, Health};
 use rempart_proto::directory as kt;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
-use crate::directory::{DirectoryService, DirectoryServiceError};
+pub use crate::database::{Database, DatabaseError};
+use crate::directory::{DirectoryDb, DirectoryService, DirectoryServiceError};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
 use crate::push::Hub;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::relay::Pushes;
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// Name of the SQLite database file inside the data directory.
 pub const DATABASE_FILE: &str = "rempart.sqlite3";
@@ -110,8 +115,12 @@ pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Directory holding the database, created with mode 0700 if missing.
+    /// Directory holding the directory's keys and, by default, the SQLite
+    /// database; created with mode 0700 if missing.
     pub data_dir: PathBuf,
+    /// The database; `None` is the SQLite file [`DATABASE_FILE`] in
+    /// `data_dir`.
+    pub database: Option<Database>,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// How often the directory publishes pending updates as an epoch (no
@@ -125,6 +134,7 @@ impl ServerConfig {
         Self {
             listen,
             data_dir,
+            database: None,
             max_body_bytes: MAX_BODY_BYTES,
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
         }
@@ -139,15 +149,22 @@ pub struct Server {
     state: AppState,
     directory: Arc<DirectoryService>,
     epoch_interval: Duration,
+    /// Tasks that run as long as the server (push relay, pruning).
+    background: Vec<JoinHandle<()>>,
 }
+
+/// How often the server forgets expired nonces and links, where the
+/// database does not do it by itself.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Server {
     /// Creates the data directory if needed, opens (or creates) the database
-    /// and the directory's keys in it and binds the listening socket.
+    /// and the directory's keys and binds the listening socket.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let ServerConfig {
             listen,
             data_dir,
+            database,
             max_body_bytes,
             epoch_interval,
         } = config;
@@ -162,36 +179,54 @@ impl Server {
                 path: data_dir.clone(),
                 source,
             })?;
-        let database = data_dir.join(DATABASE_FILE);
-        let store = SqliteStore::open(database.clone())
+        let database = database.unwrap_or_else(|| Database::Sqlite(data_dir.join(DATABASE_FILE)));
+        let opened = open_database(&database)
             .await
             .map_err(|source| ServerError::Store {
-                path: database,
+                database: database.to_string(),
                 source,
             })?;
-        let directory = match DirectoryService::open(&store, &data_dir).await {
+        let Opened {
+            store,
+            directory_db,
+            pushes,
+            background,
+        } = opened;
+        let stop = |store: Arc<dyn Store>, background: Vec<JoinHandle<()>>| async move {
+            background.iter().for_each(JoinHandle::abort);
+            store.close().await;
+        };
+        let directory = match DirectoryService::open(directory_db, &data_dir).await {
             Ok(directory) => Arc::new(directory),
             Err(source) => {
-                store.close().await;
+                stop(store, background).await;
                 return Err(ServerError::Directory(source));
             }
         };
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let bound = match TcpListener::bind(listen).await {
+            Ok(listener) => listener.local_addr().map(|addr| (listener, addr)),
+            Err(error) => Err(error),
+        };
+        let (listener, local_addr) = match bound {
+            Ok(bound) => bound,
+            Err(source) => {
+                stop(store, background).await;
+                return Err(ServerError::Bind {
+                    addr: listen,
+                    source,
+                });
+            }
+        };
+        let state = AppState::new(store, max_body_bytes)
+            .with_pushes(pushes)
+            .with_directory(directory.clone());
         Ok(Server {
             listener,
             local_addr,
-            state: AppState::new(Arc::new(store), max_body_bytes).with_directory(directory.clone()),
+            state,
             directory,
             epoch_interval,
+            background,
         })
     }
 
@@ -213,9 +248,10 @@ impl Server {
             state,
             directory,
             epoch_interval,
+            background,
             ..
         } = self;
-        let (store, hub) = (state.store.clone(), state.hub.clone());
+        let (store, hub) = (state.store.clone(), state.pushes.hub().clone());
         let (stop_publisher, publisher_stopped) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(directory.run_publisher(epoch_interval, publisher_stopped));
         let served = axum::serve(listener, router(state))
@@ -230,8 +266,57 @@ impl Server {
         if publisher.await.is_err() {
             tracing::error!("the directory publisher did not stop cleanly");
         }
+        background.iter().for_each(JoinHandle::abort);
         store.close().await;
         served.map_err(ServerError::Serve)
+    }
+}
+
+/// An open database and what runs on it.
+struct Opened {
+    store: Arc<dyn Store>,
+    directory_db: DirectoryDb,
+    pushes: Pushes,
+    background: Vec<JoinHandle<()>>,
+}
+
+async fn open_database(database: &Database) -> Result<Opened, StoreError> {
+    match database {
+        Database::Sqlite(path) => {
+            let sqlite = SqliteStore::open(path.clone()).await?;
+            let directory_db = DirectoryDb::Sqlite(sqlite.shared());
+            let store: Arc<dyn Store> = Arc::new(sqlite);
+            Ok(Opened {
+                pushes: Pushes::local(Hub::default(), store.clone()),
+                store,
+                directory_db,
+                background: Vec::new(),
+            })
+        }
+        Database::Postgres(url) => {
+            let postgres = PostgresStore::open(url.as_str()).await?;
+            let store: Arc<dyn Store> = Arc::new(postgres.clone());
+            let (pushes, relay) = Pushes::shared(Hub::default(), store.clone(), &postgres).await?;
+            let pruner = tokio::spawn(prune_periodically(store.clone()));
+            Ok(Opened {
+                store,
+                directory_db: DirectoryDb::Postgres(postgres.pool().clone()),
+                pushes,
+                background: vec![relay, pruner],
+            })
+        }
+    }
+}
+
+/// Calls [`Store::prune`] every [`PRUNE_INTERVAL`].
+async fn prune_periodically(store: Arc<dyn Store>) {
+    let mut ticks = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match store.prune(auth::unix_now()).await {
+            Ok(pruned) => tracing::debug!(?pruned, "pruned expired nonces and links"),
+            Err(error) => tracing::warn!(%error, "could not prune expired nonces and links"),
+        }
     }
 }
 
@@ -248,10 +333,10 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The database could not be opened or migrated.
-    #[error("cannot open the database {}", path.display())]
+    #[error("cannot open the database {database}")]
     Store {
-        /// The database file.
-        path: PathBuf,
+        /// The database (a PostgreSQL URL without its password).
+        database: String,
         /// What failed.
         #[source]
         source: StoreError,
@@ -280,7 +365,7 @@ pub enum ServerError {
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
-    hub: Hub,
+    pushes: Pushes,
     max_body_bytes: usize,
     directory: Option<Arc<DirectoryService>>,
 }
@@ -289,11 +374,18 @@ impl AppState {
     /// State over `store`, refusing request bodies above `max_body_bytes`.
     pub fn new(store: Arc<dyn Store>, max_body_bytes: usize) -> Self {
         Self {
+            pushes: Pushes::local(Hub::default(), store.clone()),
             store,
-            hub: Hub::default(),
             max_body_bytes,
             directory: None,
         }
+    }
+
+    /// Sends push notices through `pushes` (several nodes) instead of
+    /// straight to this node's sessions.
+    fn with_pushes(mut self, pushes: Pushes) -> Self {
+        self.pushes = pushes;
+        self
     }
 
     /// Serves the key-transparency directory's endpoints from `directory`

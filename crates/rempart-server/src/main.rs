@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use rempart_proto::local::{error_chain, parse_nonzero_duration};
-use rempart_server::{Server, ServerConfig};
+use rempart_server::{Database, Server, ServerConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -25,9 +25,19 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7800")]
     listen: SocketAddr,
-    /// Directory holding the database (created with mode 0700).
+    /// Directory holding the directory's keys and, by default, the SQLite
+    /// database (created with mode 0700).
     #[arg(long, default_value = "./rempart-data")]
     data: PathBuf,
+    /// The database: sqlite:PATH (default: rempart.sqlite3 in --data), or
+    /// postgres://USER@HOST/DB for several nodes sharing one database.
+    #[arg(
+        long,
+        env = "REMPART_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<Database>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal()?;
     let mut config = ServerConfig::new(args.listen, args.data);
+    config.database = args.database;
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;
     let server = Server::bind(config).await?;

@@ -74,6 +74,12 @@ impl Hub {
         self.lock().by_device.remove(&device);
     }
 
+    /// Ends every session; new ones are still accepted (this node may have
+    /// missed events, and its clients catch up when they reconnect).
+    pub(crate) fn disconnect_all(&self) {
+        self.lock().by_device.clear();
+    }
+
     /// Ends every session and refuses new ones (server shutdown).
     pub(crate) fn close(&self) {
         let mut sessions = self.lock();
@@ -108,7 +114,7 @@ pub(crate) async fn subscribe(
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     // Subscribe before answering, so that nothing appended after the client
     // sees the upgrade response can be missed.
-    let events = state.hub.subscribe(request.device);
+    let events = state.pushes.hub().subscribe(request.device);
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(socket, events)))

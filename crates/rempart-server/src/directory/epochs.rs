@@ -37,11 +37,12 @@ use rempart_proto::{DeviceList, SignedDeviceList, UserName};
 use tokio::sync::{RwLock, oneshot};
 use tokio::time::MissedTickBehavior;
 
+use super::DirectoryDb;
 use super::DirectoryStorage;
 use super::heads;
 use super::keys::{DirectoryKeys, FileVrf, KeyError};
 use super::queue;
-use crate::store::{SharedDatabase, SqliteStore, StoreError};
+use crate::store::{SharedDatabase, StoreError};
 
 /// How long akd's storage manager keeps a tree node or value read from the
 /// database. This process is the directory's only writer, and akd writes
@@ -114,16 +115,21 @@ impl DirectoryService {
     /// `store`'s database and stores the head of an epoch akd committed but
     /// whose head was not stored.
     pub(crate) async fn open(
-        store: &SqliteStore,
+        db: DirectoryDb,
         data_dir: &std::path::Path,
     ) -> Result<Self, DirectoryServiceError> {
+        let DirectoryDb::Sqlite(shared) = db else {
+            return Err(DirectoryServiceError::Inconsistent(
+                "the directory does not run on PostgreSQL yet".into(),
+            ));
+        };
         let keys = {
             let data_dir = data_dir.to_path_buf();
             tokio::task::spawn_blocking(move || DirectoryKeys::load_or_create(&data_dir))
                 .await
                 .map_err(|e| StoreError::Backend(Box::new(e)))??
         };
-        let storage = DirectoryStorage::new(store);
+        let storage = DirectoryStorage::from_shared(shared.clone());
         let akd = Directory::new(
             StorageManager::new(
                 storage.clone(),
@@ -139,7 +145,7 @@ impl DirectoryService {
         let service = Self {
             akd,
             storage,
-            db: store.shared(),
+            db: shared,
             server_id: keys.server_id(),
             keys,
             vrf_public_key,

@@ -69,6 +69,7 @@
 //! # }
 //! ```
 
+mod db;
 pub(crate) mod endpoints;
 mod epochs;
 mod heads;
@@ -76,6 +77,7 @@ mod keys;
 pub(crate) mod queue;
 mod storage;
 
+pub(crate) use self::db::DirectoryDb;
 pub(crate) use self::epochs::DirectoryService;
 pub use self::epochs::{CACHE_ITEM_LIFETIME, CACHE_LIMIT_BYTES, DirectoryServiceError};
 pub use self::keys::{DIRECTORY_KEY_FILE, KeyError, VRF_KEY_FILE};

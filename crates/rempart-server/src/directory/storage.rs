@@ -99,7 +99,12 @@ impl DirectoryStorage {
     /// The directory's storage in `store`'s database, whose schema already
     /// holds its tables (opening the store migrates it).
     pub fn new(store: &SqliteStore) -> Self {
-        Self { db: store.shared() }
+        Self::from_shared(store.shared())
+    }
+
+    /// The directory's storage over an open SQLite database.
+    pub(crate) fn from_shared(db: SharedDatabase) -> Self {
+        Self { db }
     }
 }
 

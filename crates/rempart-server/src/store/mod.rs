@@ -7,9 +7,11 @@
 //! this KeyPackage still unclaimed) run inside the same transaction as the
 //! write they guard, so concurrent requests cannot both pass them.
 //!
-//! [`SqliteStore`] is the embedded default; a PostgreSQL backend will
-//! implement the same trait.
+//! [`SqliteStore`] is the embedded default; [`PostgresStore`] serves several
+//! server nodes on one database. One conformance suite
+//! (`tests/conformance.rs`) runs against both.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -20,6 +22,7 @@ use rempart_proto::api::{
 use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, LinkId, MessageId};
 use rempart_proto::{PublicKey, SignedDeviceList, UserName};
 
+pub use postgres::PostgresStore;
 pub(crate) use sqlite::SharedDatabase;
 pub use sqlite::SqliteStore;
 
@@ -171,6 +174,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Forgets what has expired at `now` (Unix seconds): request nonces too
+    /// old to be accepted again, and device-linking rendezvous past their
+    /// lifetime. The server calls it periodically.
+    async fn prune(&self, now: i64) -> Result<Pruned, StoreError>;
+
     /// Finishes the writes already queued and releases the write side of the
     /// database. Later writes fail with [`StoreError::Closed`].
     async fn close(&self);
@@ -209,6 +217,15 @@ pub struct DeviceRecord {
     pub user: UserName,
     /// Its Ed25519 signature key, which verifies its requests.
     pub signature_key: PublicKey,
+}
+
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Expired request nonces.
+    pub nonces: u64,
+    /// Expired device-linking rendezvous.
+    pub links: u64,
 }
 
 /// The result of an append to a group's log.
@@ -315,6 +332,11 @@ pub enum StoreError {
     /// The store is closed.
     #[error("the store is closed")]
     Closed,
+    /// The database cannot be reached or dropped the connection; the
+    /// operation may be retried. If it was a write, it may or may not have
+    /// committed: a retry of an idempotent request settles it.
+    #[error("the database is unavailable")]
+    Unavailable,
     /// The database failed.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

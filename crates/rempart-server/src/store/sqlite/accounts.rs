@@ -176,12 +176,9 @@ pub(super) fn consume_nonce(
 
 /// Forgets nonces old enough that the clock-skew check refuses their
 /// requests anyway.
-pub(super) fn prune_nonces(conn: &Connection) {
-    let horizon = crate::auth::unix_now().saturating_sub(2 * MAX_CLOCK_SKEW_SECS);
-    match conn.execute("DELETE FROM nonces WHERE ts < ?1", [horizon]) {
-        Ok(pruned) => tracing::debug!(pruned, "pruned expired request nonces"),
-        Err(error) => tracing::warn!(%error, "could not prune request nonces"),
-    }
+pub(super) fn prune_nonces(conn: &Connection, now: i64) -> Result<usize, StoreError> {
+    let horizon = now.saturating_sub(2 * MAX_CLOCK_SKEW_SECS);
+    Ok(conn.execute("DELETE FROM nonces WHERE ts < ?1", [horizon])?)
 }
 
 /// The account a device id is registered to, if any.
@@ -230,7 +227,7 @@ mod tests {
         let now = unix_now();
         consume_nonce(&conn, device, "expired", now - 2 * MAX_CLOCK_SKEW_SECS - 1).unwrap();
         consume_nonce(&conn, device, "recent", now - MAX_CLOCK_SKEW_SECS).unwrap();
-        prune_nonces(&conn);
+        prune_nonces(&conn, unix_now()).unwrap();
         assert!(consume_nonce(&conn, device, "expired", now).is_ok());
         assert!(matches!(
             consume_nonce(&conn, device, "recent", now),

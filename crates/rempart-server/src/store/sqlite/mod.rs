@@ -26,7 +26,7 @@ use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, User
 use rusqlite::{Connection, OpenFlags};
 
 use self::writer::Writer;
-use crate::store::{AppendOutcome, DeviceRecord, Store, StoreError, VerifiedDeviceList};
+use crate::store::{AppendOutcome, DeviceRecord, Pruned, Store, StoreError, VerifiedDeviceList};
 
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
@@ -357,17 +357,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune(&self, now: i64) -> Result<Pruned, StoreError> {
+        self.writer.execute(move |conn| prune(conn, now)).await
+    }
+
     async fn close(&self) {
         self.writer.stop().await;
     }
 }
 
+/// Deletes the nonces and links expired at `now`.
+fn prune(conn: &Connection, now: i64) -> Result<Pruned, StoreError> {
+    Ok(Pruned {
+        nonces: accounts::prune_nonces(conn, now)? as u64,
+        links: links::prune(conn, now)? as u64,
+    })
+}
+
 /// The writer's periodic upkeep: forget expired nonces and links.
 fn maintain(conn: &Connection) {
-    accounts::prune_nonces(conn);
-    match links::prune(conn, crate::auth::unix_now()) {
-        Ok(pruned) => tracing::debug!(pruned, "pruned expired links"),
-        Err(error) => tracing::warn!(%error, "could not prune expired links"),
+    match prune(conn, crate::auth::unix_now()) {
+        Ok(pruned) => tracing::debug!(?pruned, "pruned expired nonces and links"),
+        Err(error) => tracing::warn!(%error, "could not prune expired nonces and links"),
     }
 }
 
