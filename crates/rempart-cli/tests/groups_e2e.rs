@@ -1,14 +1,17 @@
 //! Groups and linked devices from the `rempart` command, in real processes
-//! against a real server: three people, one of them with two devices.
+//! against a real server: three people, one of them with two devices; then
+//! the same people on a server of two nodes sharing one PostgreSQL
+//! database, one of which is killed while they talk.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::{Child, ChildStdout, Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, sibling_binary};
+use rempart_testkit::postgres::TestSchema;
+use rempart_testkit::{ServerProcess, copy_keys, sibling_binary};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -130,18 +133,7 @@ fn three_people_one_with_two_devices() {
     assert_eq!(messages(&json(&bob, &["sync"])), [m("carol", "carol here")]);
 
     // Link Alice's laptop: the phone shows a code and waits.
-    let mut link = StdCommand::new(rempart_binary())
-        .env_remove("REMPART_HOME")
-        .args(["--json", "--home"])
-        .arg(&phone)
-        .args(["device", "link"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(link.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let code = first["code"].as_str().unwrap().to_owned();
+    let (mut link, mut lines, code) = start_link(&phone);
     let joined = json(&laptop, &["init", "--server", &url, "--link", &code]);
     assert_eq!(joined[0]["user"], "alice");
     let laptop_device = joined[0]["device"].as_str().unwrap().to_owned();
@@ -258,4 +250,119 @@ fn three_people_one_with_two_devices() {
         "a removed device can no longer use the account"
     );
     assert_eq!(json(&phone, &["group", "members", "team"]).len(), 1);
+}
+
+/// Starts `rempart device link` on `home` and returns it with the code it shows.
+fn start_link(home: &Path) -> (Child, Lines<BufReader<ChildStdout>>, String) {
+    let mut link = StdCommand::new(rempart_binary())
+        .env_remove("REMPART_HOME")
+        .args(["--json", "--home"])
+        .arg(home)
+        .args(["device", "link"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(link.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let code = first["code"].as_str().unwrap().to_owned();
+    (link, lines, code)
+}
+
+#[test]
+fn two_nodes_on_postgres_and_one_dies() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(schema) = runtime.block_on(TestSchema::create("two_nodes_on_postgres_and_one_dies"))
+    else {
+        return;
+    };
+    let database = schema.url();
+    let server = sibling_binary(&rempart_binary(), "rempart-server");
+    let (data_a, data_b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let node_a = ServerProcess::start_on(&server, "127.0.0.1:0", data_a.path(), Some(&database));
+    // Every node signs with the same directory keys.
+    copy_keys(data_a.path(), data_b.path());
+    let node_b = ServerProcess::start_on(&server, "127.0.0.1:0", data_b.path(), Some(&database));
+    // Each person prefers one node and fails over to the other.
+    let a_first = format!("{},{}", node_a.url(), node_b.url());
+    let b_first = format!("{},{}", node_b.url(), node_a.url());
+
+    let homes = TempDir::new().unwrap();
+    let phone = homes.path().join("alice-phone");
+    let laptop = homes.path().join("alice-laptop");
+    let bob = homes.path().join("bob");
+    let carol = homes.path().join("carol");
+    for (home, name, server) in [
+        (&phone, "alice", &a_first),
+        (&bob, "bob", &b_first),
+        (&carol, "carol", &a_first),
+    ] {
+        json(home, &["init", "--server", server, "--name", name]);
+    }
+
+    // A group across the nodes: Alice and Carol on A, Bob on B.
+    text(&phone, &["group", "create", "team", "--members", "bob,carol"]);
+    assert!(has(&json(&bob, &["sync"]), "member_added", "alice", "bob"));
+    assert!(has(&json(&carol, &["sync"]), "member_added", "alice", "carol"));
+    json(&phone, &["send", "--group", "team", "sent through A"]);
+    assert_eq!(messages(&json(&bob, &["sync"])), [m("alice", "sent through A")]);
+    json(&bob, &["send", "--group", "team", "sent through B"]);
+    let seen = messages(&json(&carol, &["sync"]));
+    assert_eq!(seen, [m("alice", "sent through A"), m("bob", "sent through B")]);
+    assert_eq!(messages(&json(&phone, &["sync"])), [m("bob", "sent through B")]);
+
+    // Alice links her laptop through node B while her phone waits on A.
+    let (mut link, mut lines, code) = start_link(&phone);
+    let joined = json(&laptop, &["init", "--server", &b_first, "--link", &code]);
+    let linked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(linked["kind"], "device_linked");
+    assert_eq!(linked["device"], joined[0]["device"]);
+    assert!(link.wait().unwrap().success());
+    json(&bob, &["sync"]);
+    assert!(has(&json(&laptop, &["sync"]), "member_added", "bob", "alice"));
+
+    // Carol keeps sending while node A, hers, is killed: every message
+    // acknowledged before or after the kill reaches the others.
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let sender = {
+        let carol = carol.clone();
+        std::thread::spawn(move || {
+            for i in 0..12 {
+                let body = format!("carol {i}");
+                let out = rempart(&carol)
+                    .args(["send", "--group", "team", &body])
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    acked_tx.send(body).unwrap();
+                }
+            }
+        })
+    };
+    let before_kill: Vec<String> = acked_rx.iter().take(4).collect();
+    node_a.kill();
+    sender.join().unwrap();
+    let mut acked = before_kill;
+    acked.extend(acked_rx.try_iter());
+    assert!(acked.len() >= 4 + 6, "sends fail over to node B: {acked:?}");
+    for home in [&bob, &phone, &laptop] {
+        let received: Vec<String> = messages(&json(home, &["sync"]))
+            .into_iter()
+            .filter(|(sender, _)| sender == "carol")
+            .map(|(_, text)| text)
+            .collect();
+        for body in &acked {
+            assert!(received.contains(body), "{body:?} lost: {received:?}");
+        }
+    }
+
+    // Node B took over publishing the directory: a new person's keys are
+    // proven and she can be added.
+    let dave = homes.path().join("dave");
+    json(&dave, &["init", "--server", &a_first, "--name", "dave"]);
+    assert_eq!(text(&phone, &["group", "add", "team", "dave"]), "added dave to team\n");
+    assert!(has(&json(&dave, &["sync"]), "member_added", "alice", "dave"));
+    json(&dave, &["send", "--group", "team", "dave via B"]);
+    assert_eq!(messages(&json(&carol, &["sync"])), [m("dave", "dave via B")]);
+    assert!(node_b.terminate());
 }

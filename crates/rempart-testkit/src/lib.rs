@@ -19,11 +19,12 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use rempart_proto::api::{KeyPackageUpload, RegisterRequest};
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
-use rempart_server::{Server, ServerConfig};
+use rempart_server::{Database, Server, ServerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 mod people;
+pub mod postgres;
 mod proxy;
 
 pub use people::{account, alerts, name, t, texts};
@@ -41,6 +42,7 @@ pub struct TestServer {
     addr: SocketAddr,
     interval: std::time::Duration,
     data: TempDir,
+    database: Option<Database>,
     stop: Option<oneshot::Sender<()>>,
     running: Option<tokio::task::JoinHandle<Result<(), rempart_server::ServerError>>>,
 }
@@ -60,6 +62,7 @@ impl TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             interval,
             data,
+            database: None,
             stop: None,
             running: None,
         };
@@ -67,9 +70,42 @@ impl TestServer {
         server
     }
 
+    /// Starts a server node on `database` (e.g. a PostgreSQL schema other
+    /// nodes share), with the directory keys of `keys_from`'s data
+    /// directory if given (every node of one server needs the same keys),
+    /// else new ones.
+    pub async fn start_node(database: Database, keys_from: Option<&Path>) -> Self {
+        let data = TempDir::new().unwrap();
+        if let Some(keys) = keys_from {
+            copy_keys(keys, data.path());
+        }
+        let mut server = Self {
+            url: String::new(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            interval: TEST_EPOCH_INTERVAL,
+            data,
+            database: Some(database),
+            stop: None,
+            running: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
     async fn launch(&mut self) {
         let mut config = ServerConfig::new(self.addr, self.data.path().to_owned());
         config.epoch_interval = self.interval;
+        config.database = self.database.clone();
         let server = Server::bind(config).await.unwrap();
         self.addr = server.local_addr();
         self.url = format!("http://{}", self.addr);
@@ -84,12 +120,7 @@ impl TestServer {
     /// and keys), to restart from later with [`TestServer::restart_from`].
     pub fn snapshot(&self) -> TempDir {
         let copy = TempDir::new().unwrap();
-        for entry in std::fs::read_dir(self.data.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "key") {
-                std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
-            }
-        }
+        copy_keys(self.data.path(), copy.path());
         let conn = rusqlite::Connection::open(server_database(self.data.path())).unwrap();
         let target = server_database(copy.path());
         conn.execute("VACUUM INTO ?1", [target.to_str().unwrap()])
@@ -134,6 +165,17 @@ impl Drop for TestServer {
     }
 }
 
+/// Copies the directory's key files (`*.key`) of data directory `from`
+/// into `to`.
+pub fn copy_keys(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// A `rempart-server` process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -146,9 +188,19 @@ impl ServerProcess {
     /// Starts `rempart-server --listen LISTEN --data DATA` (with a short
     /// epoch interval) and waits for its `listening on ADDR` line.
     pub fn start(binary: &Path, listen: &str, data: &Path) -> Self {
-        let mut child = Command::new(binary)
+        Self::start_on(binary, listen, data, None)
+    }
+
+    /// [`ServerProcess::start`] with `--database DATABASE` if given.
+    pub fn start_on(binary: &Path, listen: &str, data: &Path, database: Option<&str>) -> Self {
+        let mut command = Command::new(binary);
+        command
             .args(["--listen", listen, "--epoch-interval", "100ms", "--data"])
-            .arg(data)
+            .arg(data);
+        if let Some(database) = database {
+            command.args(["--database", database]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

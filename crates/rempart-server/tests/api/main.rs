@@ -8,6 +8,7 @@ mod delivery;
 mod directory;
 mod keypackages;
 mod links;
+mod nodes;
 mod push;
 mod refusals;
 mod restart;

@@ -11,12 +11,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::support::{Account, Device, TestServer, commit_upload, now, ok};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long to wait for a push before declaring it lost.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn subscribe(server: &TestServer, device: &Device) -> Socket {
+pub(crate) async fn subscribe(server: &TestServer, device: &Device) -> Socket {
     let url = format!("{}{}", server.url.replace("http://", "ws://"), api::WS_PATH);
     let mut request = url.into_client_request().unwrap();
     for (name, value) in device.sign("GET", api::WS_PATH, b"", now()) {
@@ -29,7 +29,7 @@ async fn subscribe(server: &TestServer, device: &Device) -> Socket {
 }
 
 /// The next push event, within the deadline.
-async fn next_event(socket: &mut Socket) -> PushEvent {
+pub(crate) async fn next_event(socket: &mut Socket) -> PushEvent {
     loop {
         let message = tokio::time::timeout(DEADLINE, socket.next())
             .await

@@ -12,7 +12,7 @@ use rempart_proto::api::{
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey};
 use rempart_proto::{SignedDeviceList, UserName};
-use rempart_server::{Server, ServerConfig, ServerError};
+use rempart_server::{Database, Server, ServerConfig, ServerError};
 use reqwest::{Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,8 +47,19 @@ impl TestServer {
 
     /// A server over `data_dir` whose directory publishes every `epoch_interval`.
     pub async fn start_in_every(data_dir: &Path, epoch_interval: Duration) -> Self {
+        Self::start_on(None, data_dir, epoch_interval).await
+    }
+
+    /// A server over `database` (its SQLite file in `data_dir` if `None`)
+    /// with its keys in `data_dir`.
+    pub async fn start_on(
+        database: Option<Database>,
+        data_dir: &Path,
+        epoch_interval: Duration,
+    ) -> Self {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), PathBuf::from(data_dir));
         config.epoch_interval = epoch_interval;
+        config.database = database;
         let server = Server::bind(config).await.unwrap();
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
