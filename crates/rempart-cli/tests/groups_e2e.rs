@@ -301,15 +301,32 @@ fn two_nodes_on_postgres_and_one_dies() {
     }
 
     // A group across the nodes: Alice and Carol on A, Bob on B.
-    text(&phone, &["group", "create", "team", "--members", "bob,carol"]);
+    text(
+        &phone,
+        &["group", "create", "team", "--members", "bob,carol"],
+    );
     assert!(has(&json(&bob, &["sync"]), "member_added", "alice", "bob"));
-    assert!(has(&json(&carol, &["sync"]), "member_added", "alice", "carol"));
+    assert!(has(
+        &json(&carol, &["sync"]),
+        "member_added",
+        "alice",
+        "carol"
+    ));
     json(&phone, &["send", "--group", "team", "sent through A"]);
-    assert_eq!(messages(&json(&bob, &["sync"])), [m("alice", "sent through A")]);
+    assert_eq!(
+        messages(&json(&bob, &["sync"])),
+        [m("alice", "sent through A")]
+    );
     json(&bob, &["send", "--group", "team", "sent through B"]);
     let seen = messages(&json(&carol, &["sync"]));
-    assert_eq!(seen, [m("alice", "sent through A"), m("bob", "sent through B")]);
-    assert_eq!(messages(&json(&phone, &["sync"])), [m("bob", "sent through B")]);
+    assert_eq!(
+        seen,
+        [m("alice", "sent through A"), m("bob", "sent through B")]
+    );
+    assert_eq!(
+        messages(&json(&phone, &["sync"])),
+        [m("bob", "sent through B")]
+    );
 
     // Alice links her laptop through node B while her phone waits on A.
     let (mut link, mut lines, code) = start_link(&phone);
@@ -319,7 +336,12 @@ fn two_nodes_on_postgres_and_one_dies() {
     assert_eq!(linked["device"], joined[0]["device"]);
     assert!(link.wait().unwrap().success());
     json(&bob, &["sync"]);
-    assert!(has(&json(&laptop, &["sync"]), "member_added", "bob", "alice"));
+    assert!(has(
+        &json(&laptop, &["sync"]),
+        "member_added",
+        "bob",
+        "alice"
+    ));
 
     // Carol keeps sending while node A, hers, is killed: every message
     // acknowledged before or after the kill reaches the others.
@@ -360,9 +382,20 @@ fn two_nodes_on_postgres_and_one_dies() {
     // proven and she can be added.
     let dave = homes.path().join("dave");
     json(&dave, &["init", "--server", &a_first, "--name", "dave"]);
-    assert_eq!(text(&phone, &["group", "add", "team", "dave"]), "added dave to team\n");
-    assert!(has(&json(&dave, &["sync"]), "member_added", "alice", "dave"));
+    assert_eq!(
+        text(&phone, &["group", "add", "team", "dave"]),
+        "added dave to team\n"
+    );
+    assert!(has(
+        &json(&dave, &["sync"]),
+        "member_added",
+        "alice",
+        "dave"
+    ));
     json(&dave, &["send", "--group", "team", "dave via B"]);
-    assert_eq!(messages(&json(&carol, &["sync"])), [m("dave", "dave via B")]);
+    assert_eq!(
+        messages(&json(&carol, &["sync"])),
+        [m("dave", "dave via B")]
+    );
     assert!(node_b.terminate());
 }

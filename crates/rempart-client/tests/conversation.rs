@@ -141,3 +141,47 @@ async fn errors_say_what_to_do() {
             .exists()
     );
 }
+
+#[tokio::test]
+async fn requests_fail_over_to_the_next_node_of_the_server() {
+    let server = TestServer::start().await;
+    // A port nothing listens on: bind one, then free it.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_url = format!("http://{}", down.local_addr().unwrap());
+    drop(down);
+    let homes = TempDir::new().unwrap();
+    let nodes = format!("{down_url},{}", server.url);
+    let mut alice = Client::create_account(&homes.path().join("alice"), &nodes, name("alice"))
+        .await
+        .unwrap();
+    assert_eq!(alice.whoami().server, nodes);
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+
+    alice
+        .send_text(&name("bob"), "through the node that answers")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [(
+            "alice".into(),
+            "alice".into(),
+            "through the node that answers".into()
+        )]
+    );
+    bob.send_text(&name("alice"), "and back").await.unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [("bob".into(), "bob".into(), "and back".into())]
+    );
+
+    // With no node left, the error names the last one tried.
+    let lost = Client::create_account(&homes.path().join("carol"), &down_url, name("carol"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&lost, ClientError::Network { url, .. } if *url == down_url),
+        "{lost:?}"
+    );
+}

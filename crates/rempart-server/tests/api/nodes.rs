@@ -45,7 +45,8 @@ async fn two_nodes(test: &str) -> Option<TwoNodes> {
 
 #[tokio::test]
 async fn a_device_on_one_node_is_pushed_what_arrives_through_the_other() {
-    let Some(nodes) = two_nodes("a_device_on_one_node_is_pushed_what_arrives_through_the_other").await
+    let Some(nodes) =
+        two_nodes("a_device_on_one_node_is_pushed_what_arrives_through_the_other").await
     else {
         return;
     };
@@ -160,9 +161,10 @@ impl Relay {
 
 #[tokio::test]
 async fn while_the_database_is_unreachable_requests_get_503_and_the_server_recovers() {
-    let Some(schema) =
-        TestSchema::create("while_the_database_is_unreachable_requests_get_503_and_the_server_recovers")
-            .await
+    let Some(schema) = TestSchema::create(
+        "while_the_database_is_unreachable_requests_get_503_and_the_server_recovers",
+    )
+    .await
     else {
         return;
     };
