@@ -37,10 +37,20 @@
 //! `stale_epoch` conflict; an application message is written once and read
 //! by every member by cursor. Welcomes go to per-device inboxes. Device lists
 //! and KeyPackages can be fetched or claimed for many users in one request. A
-//! write is acknowledged only after it is durable; writes are group-committed
-//! by a single writer (see [`store`]). Message ids make retries idempotent.
-//! Push notifications over a WebSocket tell devices when to read; polling
-//! works without them.
+//! write is acknowledged only after it is durable (see [`store`]): on SQLite,
+//! writes are group-committed by a single writer; on PostgreSQL, each is a
+//! transaction committed with `synchronous_commit` on, and an unreachable
+//! database gives 503 with `Retry-After`. Message ids make retries
+//! idempotent. Push notifications over a WebSocket tell devices when to read;
+//! polling works without them.
+//!
+//! # Several nodes
+//!
+//! On PostgreSQL ([`Database::Postgres`]), any number of server processes
+//! may share one database: every node serves every user, push notices cross
+//! nodes through PostgreSQL's `LISTEN`/`NOTIFY`, request nonces are shared,
+//! and one node at a time (chosen by an advisory lock) publishes directory
+//! epochs. Every node needs the same directory keys.
 //!
 //! ```
 //! use std::net::SocketAddr;
