@@ -86,6 +86,7 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
             Self::Directory(DirectoryServiceError::Store(StoreError::Unavailable))
+            | Self::Directory(DirectoryServiceError::NotReady(_))
             | Self::Store(StoreError::Unavailable) => {
                 (S::SERVICE_UNAVAILABLE, c::UNAVAILABLE, None)
             }

@@ -1,22 +1,42 @@
 //! The directory service: publishes epochs and answers proofs.
 //!
-//! One [`DirectoryService`] per process owns the akd [`Directory`]. Its
-//! publisher runs every epoch interval: it reads the durable queue
-//! ([`queue`](super::queue)), keeps the latest value per user, publishes
-//! them in one akd epoch if there is anything new, signs the epoch's head
-//! with the directory key and, in one write, stores the head and removes the
-//! published rows from the queue. Nothing pending means no epoch.
+//! One [`DirectoryService`] per server node owns an akd [`Directory`] over
+//! the server's database. Its publisher runs every epoch interval: it reads
+//! the durable queue ([`queue`](super::queue)), keeps the latest value per
+//! user, publishes them in one akd epoch if there is anything new, signs the
+//! epoch's head with the directory key and, in one transaction, stores the
+//! head and removes the queue rows it read. Nothing pending means no epoch.
 //!
 //! Publishing and the proofs share one lock: the publisher holds it for
 //! writing from the akd publish until the head is stored, and every proof
-//! holds it for reading, so a proof is always for an epoch whose signed head
-//! is stored. If the process stops between akd's commit and the head's, the
-//! next start (or the next publisher tick) signs and stores the missing
-//! head; the queue rows of that epoch are then still there, and are dropped
-//! unpublished because akd already holds their values.
+//! holds it for reading, so on one node a proof is always for an epoch
+//! whose signed head is stored. If the process stops between akd's commit
+//! and the head's, the next start (or the next publisher tick) signs and
+//! stores the missing head; the queue rows of that epoch are then still
+//! there, and are dropped unpublished because akd already holds their
+//! values.
+//!
+//! # Several nodes on one PostgreSQL database
+//!
+//! Every node serves proofs, but only one publishes: the holder of the
+//! publisher lock ([`leader`](super::leader)). The others try to take it at
+//! each tick, so when the leader stops, another takes over within an epoch
+//! interval or two. A node that takes the lead first empties akd's cache,
+//! which may hold what another node has since replaced, and stores the head
+//! of an epoch its predecessor committed without one. A publish that fails
+//! (another node committed the epoch first) empties the cache too, since
+//! akd caches an epoch's records before writing them.
+//!
+//! A node that does not publish reads what the leader writes through its
+//! own akd cache. Before each proof it compares the latest stored head with
+//! the one it last saw and empties the cache if another node stored a new
+//! one. akd may then hold an epoch whose head the leader has not stored yet;
+//! a proof for it is refused as [`DirectoryServiceError::NotReady`], which
+//! clients retry.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use akd::append_only_zks::AzksParallelismConfig;
@@ -34,20 +54,20 @@ use rempart_proto::directory::{
 use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
 use rempart_proto::local::error_chain;
 use rempart_proto::{DeviceList, SignedDeviceList, UserName};
-use tokio::sync::{RwLock, oneshot};
+use tokio::sync::{Mutex, RwLock, RwLockReadGuard, oneshot};
 use tokio::time::MissedTickBehavior;
 
 use super::DirectoryDb;
 use super::DirectoryStorage;
-use super::heads;
 use super::keys::{DirectoryKeys, FileVrf, KeyError};
-use super::queue;
-use crate::store::{SharedDatabase, StoreError};
+use super::leader::{Lead, OpeningLock, PublisherLock};
+use crate::store::StoreError;
 
 /// How long akd's storage manager keeps a tree node or value read from the
-/// database. This process is the directory's only writer, and akd writes
-/// through the same manager, so the cache never holds a stale node; the
-/// lifetime only bounds memory held by rarely used parts of the tree.
+/// database. The publishing node writes through the same manager, so its
+/// cache never holds a stale node, and a node that does not publish empties
+/// its cache when another stores a new epoch; the lifetime only bounds
+/// memory held by rarely used parts of the tree.
 pub const CACHE_ITEM_LIFETIME: Duration = Duration::from_secs(600);
 /// The most memory akd's cache may hold (enforced at akd's cleaning
 /// interval, 15 s).
@@ -56,16 +76,26 @@ pub const CACHE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 /// The akd directory as Rempart runs it.
 type Akd = Directory<WhatsAppV1Configuration, DirectoryStorage, FileVrf>;
 
-/// The key-transparency directory of one server.
+/// The key-transparency directory of one server node.
 pub(crate) struct DirectoryService {
     akd: Akd,
+    /// akd's storage manager (a handle on the same cache), to empty the
+    /// cache when the database changed under it.
+    manager: StorageManager<DirectoryStorage>,
     storage: DirectoryStorage,
-    db: SharedDatabase,
+    db: DirectoryDb,
     keys: DirectoryKeys,
     server_id: String,
     vrf_public_key: Vec<u8>,
-    /// Held for writing while an epoch is published, for reading by proofs.
+    /// Held for writing while an epoch is published or akd's cache emptied,
+    /// for reading by proofs.
     epochs: RwLock<()>,
+    /// The latest stored head when akd's cache was last known to agree with
+    /// the database.
+    seen_head: AtomicU64,
+    /// On PostgreSQL, the lock that makes this node the publisher; on
+    /// SQLite, `None`: this node is the only one, and always publishes.
+    publisher_lock: Option<Mutex<PublisherLock>>,
 }
 
 impl std::fmt::Debug for DirectoryService {
@@ -84,7 +114,7 @@ pub enum DirectoryServiceError {
     Keys(#[from] KeyError),
     /// akd failed.
     #[error("the akd directory failed")]
-    Akd(#[from] AkdError),
+    Akd(AkdError),
     /// akd's storage failed.
     #[error("the directory storage failed: {0:?}")]
     Storage(StorageError),
@@ -98,6 +128,41 @@ pub enum DirectoryServiceError {
     /// list is not archived, or an akd epoch without a head).
     #[error("inconsistent directory state: {0}")]
     Inconsistent(String),
+    /// The latest epoch has no signed head yet: another node committed it
+    /// and has not stored its head. Retrying shortly succeeds.
+    #[error("epoch {0} is committed but its signed head is not stored yet")]
+    NotReady(u64),
+}
+
+/// akd's errors, with a database that cannot be reached reported as such.
+impl From<AkdError> for DirectoryServiceError {
+    fn from(error: AkdError) -> Self {
+        match error {
+            AkdError::Storage(error) => error.into(),
+            other => Self::Akd(other),
+        }
+    }
+}
+
+impl From<StorageError> for DirectoryServiceError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Connection(message) => {
+                tracing::warn!(%message, "the directory's database is unreachable");
+                Self::Store(StoreError::Unavailable)
+            }
+            other => Self::Storage(other),
+        }
+    }
+}
+
+/// What one turn of the publisher did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Another node publishes; this one did not.
+    Followed,
+    /// This node publishes: the new epoch, if anything new was pending.
+    Published(Option<u64>),
 }
 
 /// What a request to the directory found.
@@ -111,56 +176,71 @@ pub(crate) enum Answer<T> {
 }
 
 impl DirectoryService {
-    /// Loads (or creates) the keys in `data_dir`, opens the akd directory in
-    /// `store`'s database and stores the head of an epoch akd committed but
-    /// whose head was not stored.
+    /// Loads (or creates) the keys in `data_dir` and opens the akd
+    /// directory in the server's database. On SQLite, also stores the head
+    /// of an epoch akd committed but whose head was not stored; on
+    /// PostgreSQL the publisher does that once it leads.
     pub(crate) async fn open(
         db: DirectoryDb,
         data_dir: &std::path::Path,
     ) -> Result<Self, DirectoryServiceError> {
-        let DirectoryDb::Sqlite(shared) = db else {
-            return Err(DirectoryServiceError::Inconsistent(
-                "the directory does not run on PostgreSQL yet".into(),
-            ));
-        };
         let keys = {
             let data_dir = data_dir.to_path_buf();
             tokio::task::spawn_blocking(move || DirectoryKeys::load_or_create(&data_dir))
                 .await
                 .map_err(|e| StoreError::Backend(Box::new(e)))??
         };
-        let storage = DirectoryStorage::from_shared(shared.clone());
-        let akd = Directory::new(
-            StorageManager::new(
-                storage.clone(),
-                Some(CACHE_ITEM_LIFETIME),
-                Some(CACHE_LIMIT_BYTES),
-                None,
+        let storage = DirectoryStorage::from_db(&db);
+        let manager = StorageManager::new(
+            storage.clone(),
+            Some(CACHE_ITEM_LIFETIME),
+            Some(CACHE_LIMIT_BYTES),
+            None,
+        );
+        let (publisher_lock, opening) = match &db {
+            DirectoryDb::Sqlite(_) => (None, None),
+            DirectoryDb::Postgres(pool) => (
+                Some(Mutex::new(PublisherLock::new(pool.clone()))),
+                Some(OpeningLock::take(pool).await?),
             ),
+        };
+        // akd creates the directory's first state if it finds none: under
+        // the opening lock, only the first node to start does.
+        let akd = Directory::new(
+            manager.clone(),
             keys.vrf.clone(),
             AzksParallelismConfig::default(),
         )
         .await?;
+        drop(opening);
         let vrf_public_key = akd.get_public_key().await?.as_bytes().to_vec();
         let service = Self {
             akd,
+            manager,
             storage,
-            db: shared,
+            db,
             server_id: keys.server_id(),
             keys,
             vrf_public_key,
             epochs: RwLock::new(()),
+            seen_head: AtomicU64::new(0),
+            publisher_lock,
         };
         {
             let _publishing = service.epochs.write().await;
-            service.store_missing_head().await?;
+            if service.publisher_lock.is_none() {
+                service.store_missing_head().await?;
+            }
+            let latest = service.db.latest_epoch().await?;
+            service.seen_head.store(latest, Ordering::Release);
         }
         tracing::info!(server_id = %service.server_id, "key-transparency directory ready");
         Ok(service)
     }
 
-    /// Publishes the pending updates every `interval` until `stop` fires,
-    /// then once more, and returns.
+    /// Takes a publisher turn every `interval` until `stop` fires, then
+    /// publishes once more if this node leads, gives the lead up and
+    /// returns.
     pub(crate) async fn run_publisher(
         self: Arc<Self>,
         interval: Duration,
@@ -171,32 +251,68 @@ impl DirectoryService {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = ticks.tick() => self.publish_logged().await,
+                _ = ticks.tick() => log_turn(self.turn().await),
             }
         }
-        self.publish_logged().await;
-    }
-
-    async fn publish_logged(&self) {
-        match self.publish_pending().await {
-            Ok(Some(epoch)) => tracing::debug!(epoch, "directory epoch published"),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(error = %error_chain(&error), "directory publish failed; the updates stay queued");
+        match &self.publisher_lock {
+            None => log_turn(self.publish_pending().await.map(Turn::Published)),
+            Some(lock) => {
+                let mut lock = lock.lock().await;
+                if lock.held() {
+                    log_turn(self.publish_pending().await.map(Turn::Published));
+                    lock.release();
+                    tracing::info!("this node no longer publishes the directory");
+                }
             }
         }
     }
 
-    /// Publishes what is pending as one epoch, if anything is new. Returns
-    /// the new epoch.
+    /// One turn of the publisher: on PostgreSQL, keeps or tries to take the
+    /// lead first; then publishes what is pending if this node leads.
+    pub(crate) async fn turn(&self) -> Result<Turn, DirectoryServiceError> {
+        let Some(lock) = &self.publisher_lock else {
+            return Ok(Turn::Published(self.publish_pending().await?));
+        };
+        let mut lock = lock.lock().await;
+        match lock.keep_or_take().await? {
+            Lead::Follows => return Ok(Turn::Followed),
+            Lead::Lost => {
+                tracing::warn!(
+                    "this node lost the directory publisher lock; another node may publish"
+                );
+                return Ok(Turn::Followed);
+            }
+            Lead::Taken => {
+                tracing::info!("this node now publishes the directory");
+                let _publishing = self.epochs.write().await;
+                self.manager.flush_cache().await;
+            }
+            Lead::Kept => {}
+        }
+        Ok(Turn::Published(self.publish_pending().await?))
+    }
+
+    /// Publishes what is pending as one epoch, if anything is new, whether
+    /// or not this node leads. Returns the new epoch.
     pub(crate) async fn publish_pending(&self) -> Result<Option<u64>, DirectoryServiceError> {
         let _publishing = self.epochs.write().await;
+        let published = self.publish_locked().await;
+        if published.is_err() {
+            // akd caches an epoch's records before writing them: if the
+            // write failed, the cache holds records the database does not.
+            self.manager.flush_cache().await;
+        }
+        published
+    }
+
+    /// [`publish_pending`](Self::publish_pending), with the epoch lock held
+    /// for writing.
+    async fn publish_locked(&self) -> Result<Option<u64>, DirectoryServiceError> {
         self.store_missing_head().await?;
-        let pending = self.db.read(queue::pending).await?;
+        let pending = self.db.pending().await?;
         if pending.updates.is_empty() {
             return Ok(None);
         }
-        let up_to = pending.up_to;
         let labels: Vec<AkdLabel> = pending
             .updates
             .keys()
@@ -205,8 +321,7 @@ impl DirectoryService {
         let current = self
             .storage
             .get_user_state_versions(&labels, ValueStateRetrievalFlag::MaxEpoch)
-            .await
-            .map_err(DirectoryServiceError::Storage)?;
+            .await?;
         // Values akd already holds were published before a crash stopped
         // the queue from being cleared.
         let updates: Vec<(AkdLabel, AkdValue)> = pending
@@ -216,28 +331,29 @@ impl DirectoryService {
             .filter(|(label, value)| current.get(label).is_none_or(|(_, held)| held != value))
             .collect();
         if updates.is_empty() {
-            self.db
-                .write(move |conn| queue::remove_published(conn, up_to))
-                .await?;
+            self.db.remove_published(pending.ids).await?;
             return Ok(None);
         }
         let EpochHash(epoch, root_hash) = self.akd.publish(updates).await?;
         let signed = self.sign_head(epoch, root_hash);
-        self.db
-            .write(move |conn| {
-                heads::store_head(conn, epoch, &signed)?;
-                queue::remove_published(conn, up_to)
-            })
-            .await?;
+        self.db.store_head(epoch, signed, pending.ids).await?;
+        self.seen_head.store(epoch, Ordering::Release);
         Ok(Some(epoch))
     }
 
     /// Signs and stores the head of akd's latest epoch if it has none.
     /// Called with the epoch lock held for writing.
     async fn store_missing_head(&self) -> Result<(), DirectoryServiceError> {
-        let EpochHash(epoch, root_hash) = self.akd.get_epoch_hash().await?;
-        let stored = self.db.read(heads::latest_epoch).await?;
+        let stored = self.db.latest_epoch().await?;
+        let mut akd_head = self.akd.get_epoch_hash().await?;
+        if akd_head.epoch() < stored {
+            // Another node published since this one's cache was filled.
+            self.manager.flush_cache().await;
+            akd_head = self.akd.get_epoch_hash().await?;
+        }
+        let EpochHash(epoch, root_hash) = akd_head;
         if epoch <= stored {
+            self.seen_head.store(stored, Ordering::Release);
             return Ok(());
         }
         if epoch > stored + 1 {
@@ -247,14 +363,10 @@ impl DirectoryService {
                 "heads of intermediate epochs are missing; storing the latest only"
             );
         }
-        tracing::info!(
-            epoch,
-            "storing the head of an epoch published before a stop"
-        );
+        tracing::info!(epoch, "storing the head of an epoch committed without one");
         let signed = self.sign_head(epoch, root_hash);
-        self.db
-            .write(move |conn| heads::store_head(conn, epoch, &signed))
-            .await?;
+        self.db.store_head(epoch, signed, Vec::new()).await?;
+        self.seen_head.store(epoch, Ordering::Release);
         Ok(())
     }
 
@@ -266,6 +378,25 @@ impl DirectoryService {
             time: crate::auth::unix_now(),
         };
         SignedHead::sign(&head, &self.keys.signing)
+    }
+
+    /// Holds the epoch lock for reading, once akd's cache agrees with the
+    /// database: on PostgreSQL, if another node stored a head since this
+    /// one last looked, the cache is emptied first.
+    async fn current(&self) -> Result<RwLockReadGuard<'_, ()>, DirectoryServiceError> {
+        if self.publisher_lock.is_some() {
+            let stored = self.db.latest_epoch().await?;
+            if stored != self.seen_head.load(Ordering::Acquire) {
+                let _flushing = self.epochs.write().await;
+                // The publisher of this node may have stored it meanwhile.
+                let stored = self.db.latest_epoch().await?;
+                if stored != self.seen_head.load(Ordering::Acquire) {
+                    self.manager.flush_cache().await;
+                    self.seen_head.store(stored, Ordering::Release);
+                }
+            }
+        }
+        Ok(self.epochs.read().await)
     }
 
     /// The server id and public keys.
@@ -282,16 +413,7 @@ impl DirectoryService {
         &self,
         epoch: Option<u64>,
     ) -> Result<Answer<HeadWithCosignatures>, DirectoryServiceError> {
-        let head = self
-            .db
-            .read(move |conn| {
-                let epoch = match epoch {
-                    Some(epoch) => epoch,
-                    None => heads::latest_epoch(conn)?,
-                };
-                heads::head_with_cosignatures(conn, epoch)
-            })
-            .await?;
+        let head = self.db.head_with_cosignatures(epoch).await?;
         Ok(match (head, epoch) {
             (Some(head), _) => Answer::Found(head),
             (None, Some(epoch)) => Answer::Missing(format!("epoch {epoch} is not published")),
@@ -305,16 +427,13 @@ impl DirectoryService {
         from: u64,
         to: u64,
     ) -> Result<Answer<Vec<HeadWithCosignatures>>, DirectoryServiceError> {
-        let latest = self.db.read(heads::latest_epoch).await?;
+        let latest = self.db.latest_epoch().await?;
         if from == 0 || from > to || to > latest || to - from >= MAX_HEADS_PER_REQUEST {
             return Ok(Answer::Refused(format!(
                 "heads need 1 <= from <= to <= {latest} (the latest epoch) and at most {MAX_HEADS_PER_REQUEST} of them, not from={from} to={to}"
             )));
         }
-        let heads = self
-            .db
-            .read(move |conn| heads::heads_with_cosignatures(conn, from, to))
-            .await?;
+        let heads = self.db.heads_with_cosignatures(from, to).await?;
         Ok(Answer::Found(heads))
     }
 
@@ -323,9 +442,10 @@ impl DirectoryService {
         &self,
         user: &UserName,
     ) -> Result<Answer<LookupResponse>, DirectoryServiceError> {
-        let _reading = self.epochs.read().await;
+        let _reading = self.current().await?;
         let label = AkdLabel::from(user.as_str());
-        if !self.is_published(&label).await? {
+        let EpochHash(latest, _) = self.akd.get_epoch_hash().await?;
+        if !self.is_published(&label, latest).await? {
             return Ok(Answer::Missing(format!("{user} is not in the directory")));
         }
         let (proof, EpochHash(epoch, _)) = self.akd.lookup(label).await?;
@@ -352,16 +472,18 @@ impl DirectoryService {
             let known = lowest.entry(user).or_insert(version);
             *known = (*known).min(version);
         }
-        let _reading = self.epochs.read().await;
+        let _reading = self.current().await?;
+        let EpochHash(epoch, _) = self.akd.get_epoch_hash().await?;
         let labels: Vec<AkdLabel> = lowest
             .keys()
             .map(|user| AkdLabel::from(user.as_str()))
             .collect();
+        // Another node may have committed a newer epoch: the values are
+        // those of the epoch akd proves.
         let published = self
             .storage
-            .get_user_state_versions(&labels, ValueStateRetrievalFlag::MaxEpoch)
-            .await
-            .map_err(DirectoryServiceError::Storage)?;
+            .get_user_state_versions(&labels, ValueStateRetrievalFlag::LeqEpoch(epoch))
+            .await?;
         let query: Vec<(String, Option<Vec<u8>>)> = lowest
             .keys()
             .zip(&labels)
@@ -370,10 +492,7 @@ impl DirectoryService {
                 (user.to_string(), value)
             })
             .collect();
-        let facts = self
-            .db
-            .read(move |conn| queue::lookup_facts(conn, &query))
-            .await?;
+        let facts = self.db.lookup_facts(query).await?;
         let mut answer = LookupsResponse {
             head: None,
             lookups: Vec::new(),
@@ -402,14 +521,17 @@ impl DirectoryService {
                 }
             }
         }
-        let epoch = if newer.is_empty() {
-            self.akd.get_epoch_hash().await?.0
-        } else {
+        if !newer.is_empty() {
             let labels: Vec<AkdLabel> = newer
                 .iter()
                 .map(|(user, _)| AkdLabel::from(user.as_str()))
                 .collect();
-            let (proofs, EpochHash(epoch, _)) = self.akd.batch_lookup(&labels).await?;
+            let (proofs, EpochHash(proved, _)) = self.akd.batch_lookup(&labels).await?;
+            if proved != epoch {
+                return Err(DirectoryServiceError::Inconsistent(format!(
+                    "akd moved from epoch {epoch} to {proved} during one batch lookup"
+                )));
+            }
             for ((user, device_list), proof) in newer.into_iter().zip(&proofs) {
                 answer.lookups.push(UserLookup {
                     user,
@@ -417,8 +539,7 @@ impl DirectoryService {
                     device_list,
                 });
             }
-            epoch
-        };
+        }
         if epoch > 0 {
             answer.head = Some(self.stored_head(epoch).await?);
         }
@@ -430,9 +551,10 @@ impl DirectoryService {
         &self,
         user: &UserName,
     ) -> Result<Answer<HistoryResponse>, DirectoryServiceError> {
-        let _reading = self.epochs.read().await;
+        let _reading = self.current().await?;
         let label = AkdLabel::from(user.as_str());
-        if !self.is_published(&label).await? {
+        let EpochHash(latest, _) = self.akd.get_epoch_hash().await?;
+        if !self.is_published(&label, latest).await? {
             return Ok(Answer::Missing(format!("{user} is not in the directory")));
         }
         let (proof, EpochHash(epoch, _)) = self
@@ -464,8 +586,8 @@ impl DirectoryService {
         from: u64,
         to: u64,
     ) -> Result<Answer<AuditResponse>, DirectoryServiceError> {
-        let _reading = self.epochs.read().await;
-        let latest = self.db.read(heads::latest_epoch).await?;
+        let _reading = self.current().await?;
+        let latest = self.db.latest_epoch().await?;
         if from == 0 || from >= to || to > latest {
             return Ok(Answer::Refused(format!(
                 "an audit needs 1 <= from < to <= {latest} (the latest epoch), not from={from} to={to}"
@@ -485,7 +607,7 @@ impl DirectoryService {
         post: PostCosignature,
     ) -> Result<Answer<()>, DirectoryServiceError> {
         let epoch = post.epoch;
-        let Some(signed) = self.db.read(move |conn| heads::head(conn, epoch)).await? else {
+        let Some(signed) = self.db.head(epoch).await? else {
             return Ok(Answer::Refused(format!("epoch {epoch} is not published")));
         };
         let head = signed
@@ -494,33 +616,38 @@ impl DirectoryService {
         if let Err(error) = post.cosignature.verify(&head) {
             return Ok(Answer::Refused(format!("epoch {epoch}: {error}")));
         }
-        let cosignature = post.cosignature;
-        self.db
-            .write(move |conn| heads::store_cosignature(conn, epoch, &cosignature))
-            .await?;
+        self.db.store_cosignature(epoch, post.cosignature).await?;
         Ok(Answer::Found(()))
     }
 
-    /// Whether akd holds any value for `label`.
-    async fn is_published(&self, label: &AkdLabel) -> Result<bool, DirectoryServiceError> {
+    /// Whether akd holds a value for `label` at `epoch` or before.
+    async fn is_published(
+        &self,
+        label: &AkdLabel,
+        epoch: u64,
+    ) -> Result<bool, DirectoryServiceError> {
         match self
             .storage
-            .get_user_state(label, ValueStateRetrievalFlag::MaxEpoch)
+            .get_user_state(label, ValueStateRetrievalFlag::LeqEpoch(epoch))
             .await
         {
             Ok(_) => Ok(true),
             Err(StorageError::NotFound(_)) => Ok(false),
-            Err(error) => Err(DirectoryServiceError::Storage(error)),
+            Err(error) => Err(error.into()),
         }
     }
 
+    /// The stored head of `epoch`, an epoch akd proves.
     async fn stored_head(&self, epoch: u64) -> Result<HeadWithCosignatures, DirectoryServiceError> {
-        self.db
-            .read(move |conn| heads::head_with_cosignatures(conn, epoch))
-            .await?
-            .ok_or_else(|| {
-                DirectoryServiceError::Inconsistent(format!("no stored head for epoch {epoch}"))
-            })
+        if let Some(head) = self.db.head_with_cosignatures(Some(epoch)).await? {
+            return Ok(head);
+        }
+        if epoch > self.db.latest_epoch().await? {
+            return Err(DirectoryServiceError::NotReady(epoch));
+        }
+        Err(DirectoryServiceError::Inconsistent(format!(
+            "no stored head for epoch {epoch}"
+        )))
     }
 
     async fn archived_list(
@@ -528,14 +655,24 @@ impl DirectoryService {
         user: &UserName,
         value: &AkdValue,
     ) -> Result<SignedDeviceList, DirectoryServiceError> {
-        let (name, bytes) = (user.to_string(), value.0.clone());
         self.db
-            .read(move |conn| queue::device_list(conn, &name, &bytes))
+            .device_list(user.to_string(), value.0.clone())
             .await?
             .ok_or_else(|| {
                 DirectoryServiceError::Inconsistent(format!(
                     "a published value of {user} has no archived device list"
                 ))
             })
+    }
+}
+
+/// Logs what a publisher turn did, or why it failed.
+fn log_turn(turn: Result<Turn, DirectoryServiceError>) {
+    match turn {
+        Ok(Turn::Published(Some(epoch))) => tracing::debug!(epoch, "directory epoch published"),
+        Ok(Turn::Published(None) | Turn::Followed) => {}
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "directory publish failed; the updates stay queued");
+        }
     }
 }

@@ -1,4 +1,7 @@
 //! Stored epoch heads and witness cosignatures.
+//!
+//! These are the SQLite queries; [`DirectoryDb`](super::DirectoryDb) runs
+//! them, or their PostgreSQL counterparts.
 
 use rempart_proto::PublicKey;
 use rempart_proto::directory::{Cosignature, HeadWithCosignatures, SignedHead};
@@ -72,9 +75,8 @@ pub(crate) fn head_with_cosignatures(
     Ok(Some(HeadWithCosignatures { head, cosignatures }))
 }
 
-/// Stores a (verified) cosignature of `epoch`; a second one by the same
-/// witness for the same epoch is ignored.
-/// The heads of epochs `from..=to` with their cosignatures, oldest first.
+/// The heads of epochs `from..=to` with their cosignatures, oldest first,
+/// up to the first epoch without one.
 pub(crate) fn heads_with_cosignatures(
     conn: &Connection,
     from: u64,
@@ -90,6 +92,8 @@ pub(crate) fn heads_with_cosignatures(
     Ok(heads)
 }
 
+/// Stores a (verified) cosignature of `epoch`; a second one by the same
+/// witness for the same epoch is ignored.
 pub(crate) fn store_cosignature(
     conn: &Connection,
     epoch: u64,

@@ -10,9 +10,9 @@
 //!
 //! akd keeps its state (the tree of its append-only zero-knowledge set, each
 //! user's values by epoch, and the latest epoch) in a storage layer it does
-//! not own. [`DirectoryStorage`] is that layer over the server's own SQLite
-//! database, so the directory survives restarts and shares the server's
-//! durable, group-committed writes. It holds no secret: the VRF key that
+//! not own. [`DirectoryStorage`] is that layer over the server's own
+//! database, SQLite or PostgreSQL, so the directory survives restarts and
+//! shares the server's durable writes. It holds no secret: the VRF key that
 //! derives the tree's labels is not stored there.
 //!
 //! The server's side of it:
@@ -27,6 +27,13 @@
 //!   and stores the epoch's signed head, beside witness cosignatures;
 //! - public endpoints serving heads, lookup, key history and append-only
 //!   proofs in akd's protobuf encoding, and taking witness cosignatures.
+//!
+//! Several server nodes can share one PostgreSQL database, each with its
+//! own directory service and the same two key files. They all serve
+//! proofs; one at a time publishes, the holder of an advisory lock in the
+//! database, and another takes over when it stops. An epoch commit
+//! checks in its own transaction that it advances the stored epoch, so two
+//! nodes that both believe they lead still cannot both commit an epoch.
 //!
 //! ```
 //! use akd::append_only_zks::AzksParallelismConfig;
@@ -74,6 +81,9 @@ pub(crate) mod endpoints;
 mod epochs;
 mod heads;
 mod keys;
+mod leader;
+#[cfg(test)]
+mod postgres_tests;
 pub(crate) mod queue;
 mod storage;
 

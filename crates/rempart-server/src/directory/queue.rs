@@ -4,7 +4,11 @@
 //! [`enqueue`] runs inside the store's own write of a registration or a
 //! device-list change (the same writer job, so the same transaction): once a
 //! change is acknowledged, its directory update cannot be lost. The
-//! publisher drains the queue at each epoch.
+//! publisher drains the queue at each epoch, removing exactly the rows it
+//! read.
+//!
+//! These are the SQLite queries; [`DirectoryDb`](super::DirectoryDb) runs
+//! them, or their PostgreSQL counterparts.
 
 use std::collections::BTreeMap;
 
@@ -15,13 +19,15 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use crate::store::StoreError;
 
 /// Pending updates as the publisher reads them: the latest value per user,
-/// and the highest queue row they cover.
+/// and the queue rows they cover.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     /// Latest value per user name.
     pub(crate) updates: BTreeMap<String, [u8; 32]>,
-    /// Rows up to this id are covered (and deleted once published).
-    pub(crate) up_to: i64,
+    /// The ids of the rows read, deleted once published. Only these: a row
+    /// with a lower id may commit after they were read (PostgreSQL assigns
+    /// ids before commit), and it stays for the next epoch.
+    pub(crate) ids: Vec<i64>,
 }
 
 /// Queues `(user, directory_value(list))` and archives the list. Runs in the
@@ -59,14 +65,17 @@ pub(crate) fn pending(conn: &Connection) -> Result<Pending, StoreError> {
             .try_into()
             .map_err(|_| StoreError::Corrupt("pending directory value".into()))?;
         pending.updates.insert(user, value);
-        pending.up_to = id;
+        pending.ids.push(id);
     }
     Ok(pending)
 }
 
-/// Deletes the queue rows up to `up_to`.
-pub(crate) fn remove_published(conn: &Connection, up_to: i64) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM directory_pending WHERE id <= ?1", [up_to])?;
+/// Deletes the queue rows `ids`.
+pub(crate) fn remove_published(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
+    let mut delete = conn.prepare_cached("DELETE FROM directory_pending WHERE id = ?1")?;
+    for id in ids {
+        delete.execute([id])?;
+    }
     Ok(())
 }
 

@@ -1,8 +1,10 @@
-//! akd's storage trait ([`akd::storage::Database`]) over the server's SQLite
-//! database.
+//! akd's storage trait ([`akd::storage::Database`]) over the server's
+//! database: SQLite, or PostgreSQL ([`postgres`]) when several server nodes
+//! share one.
 //!
-//! akd stores three kinds of record, each in its own table (schema version 3,
-//! see `store::sqlite::schema`):
+//! akd stores three kinds of record, each in its own table (the same columns
+//! in both databases, see `store::sqlite::schema` and
+//! `store::postgres::schema`):
 //!
 //! - the **Azks** (`akd_azks`): the latest published epoch and the number of
 //!   tree nodes, under akd's one-byte key;
@@ -21,33 +23,40 @@
 //! [`StorageManager`](akd::storage::StorageManager) buffers the writes of a
 //! publish in memory and hands them over in one
 //! [`batch_set`](Database::batch_set) with [`DbSetState::TransactionCommit`],
-//! the new Azks last. Here every `batch_set` (and `set`) is one job of the
-//! server's SQLite writer, so it runs in one SQLite transaction (a savepoint
-//! of a group commit) and returns only once that commit is durable; readers,
-//! which each read one snapshot, see a batch wholly or not at all, never an
-//! epoch half written. An epoch commit must carry an Azks whose epoch is
-//! above the stored one, checked inside the same transaction: two publishers
-//! racing on one database cannot both commit the same epoch, the loser gets a
-//! [`StorageError::Transaction`] and nothing of its batch is stored.
+//! the new Azks last. Every `batch_set` (and `set`) is one transaction: on
+//! SQLite one job of the server's writer (a savepoint of a group commit),
+//! answered once that commit is durable; on PostgreSQL one transaction on a
+//! pooled connection, its rows written a kind at a time by statements over
+//! arrays. Readers see a batch wholly or not at all, never an epoch half
+//! written. An epoch commit must carry an Azks whose epoch is above the
+//! stored one, checked inside the same transaction (on PostgreSQL with the
+//! stored Azks row locked first, so commits racing from several nodes are
+//! serialised): two publishers racing on one database cannot both commit the
+//! same epoch, the loser gets a [`StorageError::Transaction`] and nothing of
+//! its batch is stored.
 //!
 //! # Reads
 //!
-//! Reads run on the server's pooled read connections, each call in one read
-//! transaction. A batch read (`batch_get`, `get_user_state_versions`) runs
-//! one cached, prepared point query per key on the primary key, all in that
-//! one transaction; a user's state for a [`ValueStateRetrievalFlag`] is the
-//! first of that user's rows, by epoch, that the flag's condition admits.
+//! On SQLite, reads run on the server's pooled read connections, each call
+//! in one read transaction. A batch read (`batch_get`,
+//! `get_user_state_versions`) runs one cached, prepared point query per key
+//! on the primary key, all in that one transaction. On PostgreSQL a batch
+//! read is one statement joining the keys, passed as arrays, with the table.
+//! A user's state for a [`ValueStateRetrievalFlag`] is the first of that
+//! user's rows, by epoch, that the flag's condition admits.
 //!
 //! # Cost
 //!
 //! Without a cache in its [`StorageManager`](akd::storage::StorageManager),
 //! akd reads the tree one node at a time, and each `get` here is a round trip
-//! to the blocking pool and a read transaction: a publish of 1,000 updates
-//! into 100,000 users makes about 19,000 of them, two thirds of its time.
-//! With a cache, akd preloads the nodes a publish will visit with one
-//! `batch_get` per tree level. The epoch's write (about ten rows per update,
-//! keyed by VRF output and so scattered over the tables) is one job of the
-//! writer. `BENCHMARKS.md` has the figures.
+//! to the database: on SQLite, to the blocking pool and a read transaction; a
+//! publish of 1,000 updates into 100,000 users makes about 19,000 of them,
+//! two thirds of its time. With a cache, akd preloads the nodes a publish
+//! will visit with one `batch_get` per tree level. The epoch's write (about
+//! ten rows per update, keyed by VRF output and so scattered over the
+//! tables) is one transaction. `BENCHMARKS.md` has the figures.
+
+mod postgres;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -62,9 +71,11 @@ use akd::storage::{Database, DbSetState, Storable};
 use akd::tree_node::{NodeKey, TreeNode, TreeNodeType, TreeNodeWithPreviousValue};
 use akd::{AkdLabel, AkdValue, Azks, AzksValue, NodeLabel};
 use async_trait::async_trait;
+use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension as _, Row, Statement, ToSql, params};
 
-use crate::store::{SharedDatabase, SqliteStore, StoreError};
+use super::DirectoryDb;
+use crate::store::{PostgresStore, SharedDatabase, SqliteStore, StoreError};
 
 /// The columns of one tree node row, in the order that [`read_tree_node`]
 /// reads and [`write_tree_node`] binds them: the label, then the latest
@@ -82,17 +93,26 @@ const NODE_STATE_COLUMNS: usize = 10;
 /// reads them.
 const VALUE_STATE_COLUMNS: &str = "username, epoch, version, label_len, label_val, value";
 
-/// akd's storage layer over the server's SQLite database.
+/// akd's storage layer over the server's database.
 ///
-/// Cheap to clone: clones share the database's writer and read connections
-/// with the [`SqliteStore`] it was made from. Once that store is
+/// Cheap to clone: clones share the database's connections with the store
+/// it was made from. Once a [`SqliteStore`] is
 /// [closed](crate::store::Store::close), writes fail.
 ///
 /// Pass it to akd through a [`StorageManager`](akd::storage::StorageManager)
 /// (see the [module example](crate::directory)).
 #[derive(Clone, Debug)]
 pub struct DirectoryStorage {
-    db: SharedDatabase,
+    backend: Backend,
+}
+
+/// Where the records are.
+#[derive(Clone, Debug)]
+enum Backend {
+    /// The SQLite store's writer and readers.
+    Sqlite(SharedDatabase),
+    /// The PostgreSQL store's pool.
+    Postgres(Pool),
 }
 
 impl DirectoryStorage {
@@ -102,9 +122,46 @@ impl DirectoryStorage {
         Self::from_shared(store.shared())
     }
 
+    /// The directory's storage in `store`'s PostgreSQL database, whose
+    /// schema already holds its tables (opening the store migrates it).
+    pub fn new_postgres(store: &PostgresStore) -> Self {
+        Self::from_db(&DirectoryDb::Postgres(store.pool().clone()))
+    }
+
     /// The directory's storage over an open SQLite database.
     pub(crate) fn from_shared(db: SharedDatabase) -> Self {
-        Self { db }
+        Self {
+            backend: Backend::Sqlite(db),
+        }
+    }
+
+    /// The directory's storage in the server's database.
+    pub(crate) fn from_db(db: &DirectoryDb) -> Self {
+        match db {
+            DirectoryDb::Sqlite(shared) => Self::from_shared(shared.clone()),
+            DirectoryDb::Postgres(pool) => Self {
+                backend: Backend::Postgres(pool.clone()),
+            },
+        }
+    }
+
+    /// The value states that `flag` picks for `users` (no duplicates), in
+    /// the order asked; users with none are left out.
+    async fn user_states(
+        &self,
+        users: Vec<AkdLabel>,
+        flag: ValueStateRetrievalFlag,
+    ) -> Result<Vec<ValueState>, StorageError> {
+        let Some(pick) = Pick::for_flag(flag) else {
+            return Ok(Vec::new());
+        };
+        Ok(match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| read_user_states(conn, &users, &pick))
+                    .await?
+            }
+            Backend::Postgres(pool) => postgres::read_user_states(pool, &users, &pick).await?,
+        })
     }
 }
 
@@ -123,10 +180,15 @@ impl Database for DirectoryStorage {
             return Ok(());
         }
         let epoch_commit = matches!(state, DbSetState::TransactionCommit);
-        self.db
-            .write(move |conn| write_records(conn, &records, epoch_commit))
-            .await
-            .map_err(StorageError::from)
+        match &self.backend {
+            Backend::Sqlite(db) => db
+                .write(move |conn| write_records(conn, &records, epoch_commit))
+                .await
+                .map_err(StorageError::from),
+            Backend::Postgres(pool) => postgres::write_records(pool, &records, epoch_commit)
+                .await
+                .map_err(StorageError::from),
+        }
     }
 
     async fn get<St: Storable>(&self, id: &St::StorageKey) -> Result<DbRecord, StorageError> {
@@ -145,22 +207,31 @@ impl Database for DirectoryStorage {
             return Ok(Vec::new());
         }
         let keys = Keys::decode::<St>(ids)?;
-        self.db
-            .read(move |conn| match keys {
-                Keys::Azks(keys) => read_azks(conn, &keys),
-                Keys::TreeNodes(labels) => read_tree_nodes(conn, &labels),
-                Keys::ValueStates(keys) => read_value_states(conn, &keys),
-            })
-            .await
-            .map_err(StorageError::from)
+        Ok(match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| match keys {
+                    Keys::Azks(keys) => read_azks(conn, &keys),
+                    Keys::TreeNodes(labels) => read_tree_nodes(conn, &labels),
+                    Keys::ValueStates(keys) => read_value_states(conn, &keys),
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => match keys {
+                Keys::Azks(keys) => postgres::read_azks(pool, &keys).await?,
+                Keys::TreeNodes(labels) => postgres::read_tree_nodes(pool, &labels).await?,
+                Keys::ValueStates(keys) => postgres::read_value_states(pool, &keys).await?,
+            },
+        })
     }
 
     async fn get_user_data(&self, username: &AkdLabel) -> Result<KeyData, StorageError> {
-        let user = username.clone();
-        let states = self
-            .db
-            .read(move |conn| read_user_data(conn, &user))
-            .await?;
+        let states = match &self.backend {
+            Backend::Sqlite(db) => {
+                let user = username.clone();
+                db.read(move |conn| read_user_data(conn, &user)).await?
+            }
+            Backend::Postgres(pool) => postgres::read_user_data(pool, username).await?,
+        };
         if states.is_empty() {
             return Err(StorageError::NotFound(format!(
                 "value states of {username:?}"
@@ -174,9 +245,7 @@ impl Database for DirectoryStorage {
         username: &AkdLabel,
         flag: ValueStateRetrievalFlag,
     ) -> Result<ValueState, StorageError> {
-        let users = vec![username.clone()];
-        self.db
-            .read(move |conn| read_user_states(conn, &users, flag))
+        self.user_states(vec![username.clone()], flag)
             .await?
             .into_iter()
             .next()
@@ -194,10 +263,7 @@ impl Database for DirectoryStorage {
             .filter(|user| seen.insert(*user))
             .cloned()
             .collect();
-        let states = self
-            .db
-            .read(move |conn| read_user_states(conn, &users, flag))
-            .await?;
+        let states = self.user_states(users, flag).await?;
         Ok(states
             .into_iter()
             .map(|state| (state.username, (state.version, state.value)))
@@ -215,6 +281,10 @@ enum DirectoryStorageError {
     /// An epoch commit carried no Azks record.
     #[error("an epoch commit must carry the new Azks record, and this one carries none")]
     CommitWithoutAzks,
+    /// Another transaction created the Azks record while this epoch commit
+    /// was being written.
+    #[error("another publisher created the Azks record concurrently")]
+    CommitRaced,
     /// An epoch commit would not move the directory forward.
     #[error(
         "an epoch commit must advance the directory past the stored epoch {stored}, \
@@ -250,13 +320,22 @@ impl From<rusqlite::Error> for DirectoryStorageError {
     }
 }
 
+impl From<tokio_postgres::Error> for DirectoryStorageError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
 impl From<DirectoryStorageError> for StorageError {
     fn from(error: DirectoryStorageError) -> Self {
         let message = describe(&error);
         match error {
-            DirectoryStorageError::Store(StoreError::Closed) => StorageError::Connection(message),
+            DirectoryStorageError::Store(StoreError::Closed | StoreError::Unavailable) => {
+                StorageError::Connection(message)
+            }
             DirectoryStorageError::Store(StoreError::CommitFailed)
             | DirectoryStorageError::CommitWithoutAzks
+            | DirectoryStorageError::CommitRaced
             | DirectoryStorageError::EpochNotAdvanced { .. } => StorageError::Transaction(message),
             DirectoryStorageError::Store(_)
             | DirectoryStorageError::LabelMismatch { .. }
@@ -573,15 +652,12 @@ fn read_user_data(
 }
 
 /// For each of `users` (no duplicates) that has one, the value state that
-/// `flag` picks, in the order asked. Users with none are left out.
+/// `pick` picks, in the order asked. Users with none are left out.
 fn read_user_states(
     conn: &Connection,
     users: &[AkdLabel],
-    flag: ValueStateRetrievalFlag,
+    pick: &Pick,
 ) -> Result<Vec<ValueState>, DirectoryStorageError> {
-    let Some(pick) = Pick::for_flag(flag) else {
-        return Ok(Vec::new());
-    };
     let filter = pick
         .filter
         .map(|(condition, _)| format!("AND {condition} ?2"))
