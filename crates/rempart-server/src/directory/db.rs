@@ -21,6 +21,17 @@ use crate::store::{SharedDatabase, StoreError};
 
 pub(super) use self::postgres::connect as postgres_connect;
 
+/// How this node's keys compare with the deployment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyCheck {
+    /// Both are the deployment's.
+    Same,
+    /// Another node signs heads with another key.
+    OtherDirectoryKey,
+    /// Another node derives labels with another VRF key.
+    OtherVrfKey,
+}
+
 /// The server's database, as the directory reaches it.
 #[derive(Debug, Clone)]
 pub(crate) enum DirectoryDb {
@@ -69,6 +80,30 @@ impl DirectoryDb {
             }
             Self::Postgres(pool) => {
                 postgres::finish_epoch(pool, Some((epoch, &head)), &published).await
+            }
+        }
+    }
+
+    /// Checks that this node's directory key and VRF key are the
+    /// deployment's: on PostgreSQL, the first node to start records its
+    /// public keys and every node compares its own with them. (On SQLite
+    /// there is one node, whose keys are the deployment's.)
+    pub(crate) async fn check_keys(
+        &self,
+        directory_key: &[u8],
+        vrf_key: &[u8],
+    ) -> Result<KeyCheck, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(KeyCheck::Same),
+            Self::Postgres(pool) => {
+                let recorded = postgres::pin_keys(pool, directory_key, vrf_key).await?;
+                Ok(if recorded.0 != directory_key {
+                    KeyCheck::OtherDirectoryKey
+                } else if recorded.1 != vrf_key {
+                    KeyCheck::OtherVrfKey
+                } else {
+                    KeyCheck::Same
+                })
             }
         }
     }

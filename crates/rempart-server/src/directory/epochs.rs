@@ -59,6 +59,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::DirectoryDb;
 use super::DirectoryStorage;
+use super::db::KeyCheck;
 use super::keys::{DirectoryKeys, FileVrf, KeyError};
 use super::leader::{Lead, OpeningLock, PublisherLock};
 use crate::store::StoreError;
@@ -124,6 +125,12 @@ pub enum DirectoryServiceError {
     /// A proof could not be encoded as protobuf.
     #[error("cannot encode a proof")]
     Encode(#[from] protobuf::Error),
+    /// This node's key files are not those of the other nodes on its
+    /// database.
+    #[error(
+        "this node's {0} is not the one the other nodes on this database use: give every node the key files of the first (directory.key and vrf.key in its data directory)"
+    )]
+    OtherKeys(&'static str),
     /// Stored state contradicts itself (e.g. a proven value whose device
     /// list is not archived, or an akd epoch without a head).
     #[error("inconsistent directory state: {0}")]
@@ -214,6 +221,16 @@ impl DirectoryService {
         .await?;
         drop(opening);
         let vrf_public_key = akd.get_public_key().await?.as_bytes().to_vec();
+        match db
+            .check_keys(keys.directory_key().as_bytes(), &vrf_public_key)
+            .await?
+        {
+            KeyCheck::Same => {}
+            KeyCheck::OtherDirectoryKey => {
+                return Err(DirectoryServiceError::OtherKeys("directory.key"));
+            }
+            KeyCheck::OtherVrfKey => return Err(DirectoryServiceError::OtherKeys("vrf.key")),
+        }
         let service = Self {
             akd,
             manager,

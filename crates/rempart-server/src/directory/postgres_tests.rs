@@ -849,3 +849,37 @@ async fn nodes_share_one_directory_and_take_over_from_a_stopped_leader() {
     drop((b, c));
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn a_node_with_other_keys_is_refused() {
+    let Some(schema) = Schema::create("other_keys").await else {
+        return;
+    };
+    let (first, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _first = node_on(&schema, first.path()).await;
+    let store = schema.store().await;
+    let refused = DirectoryService::open(DirectoryDb::Postgres(store.pool().clone()), other.path())
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(
+            refused,
+            Err(DirectoryServiceError::OtherKeys("directory.key"))
+        ),
+        "{refused:?}"
+    );
+    // With the first node's directory key but its own VRF key.
+    std::fs::copy(
+        first.path().join(super::DIRECTORY_KEY_FILE),
+        other.path().join(super::DIRECTORY_KEY_FILE),
+    )
+    .unwrap();
+    let refused = DirectoryService::open(DirectoryDb::Postgres(store.pool().clone()), other.path())
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(refused, Err(DirectoryServiceError::OtherKeys("vrf.key"))),
+        "{refused:?}"
+    );
+    schema.drop().await;
+}

@@ -18,6 +18,26 @@ pub(in crate::directory) async fn connect(pool: &Pool) -> Result<Object, StoreEr
     })
 }
 
+/// Records `(directory_key, vrf_key)` as the deployment's keys unless keys
+/// are recorded already; returns the recorded ones.
+pub(super) async fn pin_keys(
+    pool: &Pool,
+    directory_key: &[u8],
+    vrf_key: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let conn = connect(pool).await?;
+    conn.execute(
+        "INSERT INTO directory_keys (directory_key, vrf_key) VALUES ($1, $2)
+         ON CONFLICT (one_row) DO NOTHING",
+        &[&directory_key, &vrf_key],
+    )
+    .await?;
+    let row = conn
+        .query_one("SELECT directory_key, vrf_key FROM directory_keys", &[])
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
 /// Reads the queue: the latest value of each user, in queue order.
 pub(super) async fn pending(pool: &Pool) -> Result<Pending, StoreError> {
     let conn = connect(pool).await?;

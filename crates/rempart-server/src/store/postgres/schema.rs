@@ -218,6 +218,15 @@ CREATE TABLE directory_heads (
     signature bytea NOT NULL
 );
 
+-- The public keys of the directory (head signatures and akd's VRF), as the
+-- first node to start recorded them: every node checks its own key files
+-- against them, so that no node signs or proves with other keys.
+CREATE TABLE directory_keys (
+    one_row       boolean PRIMARY KEY DEFAULT true CHECK (one_row),
+    directory_key bytea NOT NULL CHECK (length(directory_key) = 32),
+    vrf_key       bytea NOT NULL
+);
+
 -- Witness cosignatures, one per witness key per epoch.
 CREATE TABLE directory_cosignatures (
     epoch     bigint NOT NULL REFERENCES directory_heads (epoch),
