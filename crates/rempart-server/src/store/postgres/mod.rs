@@ -3,7 +3,11 @@
 //! Every operation is one transaction on a pooled connection, at PostgreSQL's
 //! default isolation (read committed) with explicit row locks where a check
 //! guards a write: the account row for device-list changes, the group row
-//! for appends, the device row for its inbox counter. The server's writes
+//! for appends, the device row for its inbox counter and KeyPackage uploads,
+//! the link row for the parts of a device link. One-time KeyPackages are
+//! claimed with `SKIP LOCKED`, so that each is handed out once. A
+//! transaction that PostgreSQL aborts for a deadlock or serialization
+//! failure runs again (see [`transaction`]). The server's writes
 //! are acknowledged only after `COMMIT` returns, with `synchronous_commit`
 //! on for every connection whatever the database's default, so an
 //! acknowledged write is on disk (and on synchronous standbys).
@@ -19,13 +23,23 @@
 //! was cut off is reported unavailable too: it may or may not have
 //! committed, and the client's retry with the same message id settles it.
 
+mod accounts;
+mod delivery;
+mod inbox;
+mod keypackages;
+mod links;
+mod operations;
 mod schema;
-mod stub;
+#[cfg(test)]
+mod testing;
+mod transaction;
 
 use std::fmt;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -89,11 +103,15 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool; [`StoreError::Closed`] once the store is
+    /// closed.
     pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|error| {
-            tracing::warn!(%error, "no database connection");
-            StoreError::Unavailable
+        self.pool.get().await.map_err(|error| match error {
+            PoolError::Closed => StoreError::Closed,
+            error => {
+                tracing::warn!(%error, "no database connection");
+                StoreError::Unavailable
+            }
         })
     }
 

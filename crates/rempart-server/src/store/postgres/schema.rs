@@ -1,14 +1,17 @@
 //! The PostgreSQL schema and its migrations, versioned in `schema_version`.
 //!
 //! The same tables as the SQLite backend, in PostgreSQL's types: identifiers,
-//! keys and MLS bytes are `bytea`, counters `bigint`. Two differences come
+//! keys and MLS bytes are `bytea`, counters `bigint`. Three differences come
 //! from concurrent writers, which SQLite does not have:
 //!
 //! - an inbox id is numbered per device from a counter in its `devices` row,
 //!   so ids commit in order and a cursor never skips an item whose
 //!   transaction committed late (a shared sequence would allow that);
 //! - the publisher removes exactly the `directory_pending` rows it read, by
-//!   id, for the same reason.
+//!   id, for the same reason;
+//! - the trigger that deletes a Welcome with its last inbox row locks the
+//!   Welcome first, so that two devices acknowledging it at once do not
+//!   leave it behind.
 //!
 //! Migrations run at start, all pending steps in one transaction (PostgreSQL
 //! DDL is transactional) under an advisory lock, so nodes starting together
@@ -93,9 +96,14 @@ CREATE TABLE inbox (
 );
 CREATE INDEX inbox_by_welcome ON inbox (welcome_id);
 
--- Fires for acks and for rows deleted with their device alike.
+-- Fires for acks and for rows deleted with their device alike. Transactions
+-- deleting the last rows of one Welcome take turns on its row: each then
+-- looks for the remaining rows in a fresh snapshot (a volatile function's
+-- statement takes one), so the last to commit sees the others gone. Without
+-- the lock, each would still see the other's row and the Welcome would stay.
 CREATE FUNCTION inbox_releases_welcome() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM 1 FROM welcomes WHERE id = OLD.welcome_id FOR UPDATE;
     DELETE FROM welcomes
     WHERE id = OLD.welcome_id
       AND NOT EXISTS (SELECT 1 FROM inbox WHERE welcome_id = OLD.welcome_id);

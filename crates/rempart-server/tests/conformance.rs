@@ -1,0 +1,176 @@
+//! The storage conformance suite: every case runs against each [`Store`]
+//! implementation, as `sqlite::<case>` and `postgres::<case>`, on a fresh
+//! store and a runtime of its own.
+//!
+//! SQLite runs in a temporary directory. PostgreSQL runs in a fresh schema
+//! of the database named by `REMPART_TEST_POSTGRES` (see [`postgres`]); if
+//! none answers, the PostgreSQL trials are ignored with one line saying
+//! why, or fail with `REMPART_REQUIRE_POSTGRES=1`.
+//!
+//! Not covered here: the key-transparency directory's queue and akd
+//! storage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "conformance/accounts.rs"]
+mod accounts;
+#[path = "conformance/cursors.rs"]
+mod cursors;
+#[path = "conformance/group_log.rs"]
+mod group_log;
+#[path = "conformance/inbox.rs"]
+mod inbox;
+#[path = "conformance/keypackages.rs"]
+mod keypackages;
+#[path = "conformance/links.rs"]
+mod links;
+#[path = "conformance/nonces.rs"]
+mod nonces;
+#[path = "conformance/postgres.rs"]
+mod postgres;
+#[path = "conformance/retention.rs"]
+mod retention;
+#[path = "conformance/support.rs"]
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use rempart_server::store::{PostgresStore, SqliteStore};
+
+use crate::postgres::Availability;
+use crate::support::Db;
+
+/// One case: it gets a fresh store and panics on any deviation.
+type Case = fn(Db) -> CaseFuture;
+/// What a [`Case`] runs.
+type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The table of cases, named `<area>::<case>`.
+fn cases() -> Vec<(&'static str, Case)> {
+    macro_rules! cases {
+        ($($area:ident::$case:ident),* $(,)?) => {
+            vec![$((
+                concat!(stringify!($area), "::", stringify!($case)),
+                (|store: Db| -> CaseFuture { Box::pin($area::$case(store)) }) as Case,
+            )),*]
+        };
+    }
+    cases![
+        accounts::registration,
+        accounts::replace_device_list,
+        accounts::new_key_for_a_device,
+        keypackages::upload_and_limit,
+        keypackages::claim_order_and_last_resort,
+        keypackages::batch_claim,
+        keypackages::claim_once_under_concurrency,
+        group_log::create_and_membership_checks,
+        group_log::one_commit_per_epoch_under_concurrency,
+        group_log::retries_and_duplicate_message_ids,
+        group_log::application_messages,
+        group_log::membership_changes_and_welcomes,
+        cursors::pages_cover_the_log_once,
+        cursors::concurrent_appends_have_gap_free_seqs,
+        inbox::read_and_ack,
+        inbox::removed_device_loses_its_inbox,
+        nonces::replay,
+        nonces::concurrent_double_use,
+        links::lifecycle,
+        links::expiry,
+        retention::prune,
+    ]
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let cases = cases();
+    let postgres_wanted = cases
+        .iter()
+        .any(|(name, _)| !args.is_filtered_out(&Backend::Postgres.trial(name, noop, None)));
+    let postgres = postgres_wanted.then(postgres::probe);
+    let trials = [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .flat_map(|backend| {
+            let postgres = postgres.as_ref();
+            cases
+                .iter()
+                .map(move |(name, case)| backend.trial(name, *case, postgres))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A store implementation under test.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The first part of its trials' names.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    /// The trial `<backend>::<name>`, ignored when PostgreSQL is skipped.
+    fn trial(self, name: &str, case: Case, postgres: Option<&Availability>) -> Trial {
+        let postgres = postgres.cloned();
+        let ignored =
+            matches!(self, Self::Postgres) && postgres.as_ref().is_some_and(Availability::skipped);
+        Trial::test(format!("{}::{name}", self.name()), move || {
+            self.run(case, postgres)
+        })
+        .with_ignored_flag(ignored)
+    }
+
+    /// Runs `case` on a fresh store of this backend, on a multi-threaded
+    /// runtime so that concurrent cases really interleave.
+    fn run(self, case: Case, postgres: Option<Availability>) -> Result<(), Failed> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()?;
+        runtime.block_on(self.run_on(case, postgres))
+    }
+
+    /// The body of [`Self::run`], on its runtime.
+    async fn run_on(self, case: Case, postgres: Option<Availability>) -> Result<(), Failed> {
+        match (self, postgres) {
+            (Self::Sqlite, _) => {
+                let dir = tempfile::tempdir()?;
+                let store = SqliteStore::open(dir.path().join("rempart.db")).await?;
+                run_case(case, Arc::new(store)).await;
+                Ok(())
+            }
+            (Self::Postgres, Some(Availability::Reachable(url))) => {
+                postgres::with_schema(&url, "conformance", |schema_url: String| async move {
+                    let store = PostgresStore::open(&schema_url).await.unwrap();
+                    run_case(case, Arc::new(store)).await;
+                })
+                .await?;
+                Ok(())
+            }
+            (Self::Postgres, Some(Availability::Unreachable { message, .. })) => {
+                Err(message.into())
+            }
+            (Self::Postgres, None) => Err("PostgreSQL was not probed".into()),
+        }
+    }
+}
+
+/// Runs `case`, then closes the store as the server does on shutdown.
+async fn run_case(case: Case, store: Db) {
+    case(store.clone()).await;
+    store.close().await;
+}
+
+/// A case that checks nothing, to ask the filter about a trial name.
+fn noop(_: Db) -> CaseFuture {
+    Box::pin(async {})
+}
