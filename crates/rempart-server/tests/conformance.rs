@@ -7,8 +7,8 @@
 //! none answers, the PostgreSQL trials are ignored with one line saying
 //! why, or fail with `REMPART_REQUIRE_POSTGRES=1`.
 //!
-//! Not covered here: the key-transparency directory's queue and akd
-//! storage.
+//! The key-transparency directory's storage (akd's `Database` over the same
+//! database) has cases of its own, akd's storage test cases among them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,6 +16,8 @@
 mod accounts;
 #[path = "conformance/cursors.rs"]
 mod cursors;
+#[path = "conformance/directory.rs"]
+mod directory;
 #[path = "conformance/group_log.rs"]
 mod group_log;
 #[path = "conformance/inbox.rs"]
@@ -38,13 +40,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use rempart_server::directory::DirectoryStorage;
 use rempart_server::store::{PostgresStore, SqliteStore};
 
 use crate::postgres::Availability;
 use crate::support::Db;
 
-/// One case: it gets a fresh store and panics on any deviation.
-type Case = fn(Db) -> CaseFuture;
+/// One case: it gets a fresh store (or the directory's storage over a fresh
+/// database) and panics on any deviation.
+#[derive(Clone, Copy)]
+enum Case {
+    Store(fn(Db) -> CaseFuture),
+    Directory(fn(DirectoryStorage) -> CaseFuture),
+}
 /// What a [`Case`] runs.
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -54,11 +62,20 @@ fn cases() -> Vec<(&'static str, Case)> {
         ($($area:ident::$case:ident),* $(,)?) => {
             vec![$((
                 concat!(stringify!($area), "::", stringify!($case)),
-                (|store: Db| -> CaseFuture { Box::pin($area::$case(store)) }) as Case,
+                Case::Store(|store: Db| -> CaseFuture { Box::pin($area::$case(store)) }),
             )),*]
         };
     }
-    cases![
+    macro_rules! directory_cases {
+        ($($case:ident),* $(,)?) => {
+            vec![$((
+                concat!("directory::", stringify!($case)),
+                Case::Directory(|storage| -> CaseFuture { Box::pin(directory::$case(storage)) }),
+            )),*]
+        };
+    }
+    let mut all = directory_cases![akd_storage_test_cases, retrieval_flags];
+    all.extend(cases![
         accounts::registration,
         accounts::replace_device_list,
         accounts::new_key_for_a_device,
@@ -80,15 +97,16 @@ fn cases() -> Vec<(&'static str, Case)> {
         links::lifecycle,
         links::expiry,
         retention::prune,
-    ]
+    ]);
+    all
 }
 
 fn main() {
     let args = Arguments::from_args();
     let cases = cases();
-    let postgres_wanted = cases
-        .iter()
-        .any(|(name, _)| !args.is_filtered_out(&Backend::Postgres.trial(name, noop, None)));
+    let postgres_wanted = cases.iter().any(|(name, _)| {
+        !args.is_filtered_out(&Backend::Postgres.trial(name, Case::Store(noop), None))
+    });
     let postgres = postgres_wanted.then(postgres::probe);
     let trials = [Backend::Sqlite, Backend::Postgres]
         .into_iter()
@@ -145,13 +163,15 @@ impl Backend {
             (Self::Sqlite, _) => {
                 let dir = tempfile::tempdir()?;
                 let store = SqliteStore::open(dir.path().join("rempart.db")).await?;
-                run_case(case, Arc::new(store)).await;
+                let directory = DirectoryStorage::new(&store);
+                run_case(case, Arc::new(store), directory).await;
                 Ok(())
             }
-            (Self::Postgres, Some(Availability::Reachable(url))) => {
-                postgres::with_schema(&url, "conformance", |schema_url: String| async move {
+            (Self::Postgres, Some(Availability::Reachable)) => {
+                postgres::with_schema(|schema_url: String| async move {
                     let store = PostgresStore::open(&schema_url).await.unwrap();
-                    run_case(case, Arc::new(store)).await;
+                    let directory = DirectoryStorage::new_postgres(&store);
+                    run_case(case, Arc::new(store), directory).await;
                 })
                 .await?;
                 Ok(())
@@ -165,8 +185,11 @@ impl Backend {
 }
 
 /// Runs `case`, then closes the store as the server does on shutdown.
-async fn run_case(case: Case, store: Db) {
-    case(store.clone()).await;
+async fn run_case(case: Case, store: Db, directory: DirectoryStorage) {
+    match case {
+        Case::Store(case) => case(store.clone()).await,
+        Case::Directory(case) => case(directory).await,
+    }
     store.close().await;
 }
 

@@ -1,19 +1,35 @@
 //! A PostgreSQL schema of its own for one test, or a clear skip.
 //!
 //! Tests that need PostgreSQL call [`TestSchema::create`]. It connects to
-//! `REMPART_TEST_POSTGRES` (default [`DEFAULT_URL`]) and creates a schema
-//! with a random name, dropped again when the [`TestSchema`] is dropped, so
-//! runs never collide. When PostgreSQL cannot be reached it prints a line
-//! saying the test was skipped and why, and returns `None`; with
-//! `REMPART_REQUIRE_POSTGRES=1` (CI sets it) it fails instead, so a missing
-//! database can never pass unnoticed.
+//! [`URL_VAR`] (default [`DEFAULT_URL`]) and creates a schema with a random
+//! name, dropped again (after its connections are cut) when the
+//! [`TestSchema`] is dropped, so runs never collide. When PostgreSQL cannot
+//! be reached it prints a line saying the test was skipped and why, and
+//! returns `None`; with [`REQUIRE_VAR`]` = 1` (CI sets it) it fails instead,
+//! so a missing database can never pass unnoticed.
 
+use std::io::Write as _;
 use std::time::Duration;
 
+use rempart_proto::local::error_chain;
 use tokio_postgres::NoTls;
 
-/// Where tests look for PostgreSQL unless `REMPART_TEST_POSTGRES` says.
+/// The variable naming the test database (a `postgres://` URL).
+pub const URL_VAR: &str = "REMPART_TEST_POSTGRES";
+/// Set to `1` to fail instead of skipping when no PostgreSQL answers.
+pub const REQUIRE_VAR: &str = "REMPART_REQUIRE_POSTGRES";
+/// Where tests look for PostgreSQL unless [`URL_VAR`] says.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The test database's URL.
+pub fn base_url() -> String {
+    std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.into())
+}
+
+/// Whether a missing PostgreSQL must fail the tests rather than skip them.
+pub fn required() -> bool {
+    std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1")
+}
 
 /// A schema created for one test.
 #[derive(Debug)]
@@ -26,32 +42,55 @@ impl TestSchema {
     /// Creates a fresh schema, or says why not and returns `None` (see the
     /// module docs). `test` names the caller in the skip line.
     pub async fn create(test: &str) -> Option<Self> {
-        let base = std::env::var("REMPART_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-        let name = format!("t_{:016x}", rand::random::<u64>());
-        match execute(&base, &format!("CREATE SCHEMA {name}")).await {
-            Ok(()) => Some(Self { base, name }),
+        match Self::try_create().await {
+            Ok(schema) => Some(schema),
             Err(reason) => {
-                let required = std::env::var("REMPART_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+                let base = base_url();
                 assert!(
-                    !required,
-                    "{test}: no PostgreSQL at {base}: {reason} (REMPART_REQUIRE_POSTGRES=1)"
+                    !required(),
+                    "{test}: no PostgreSQL at {base}: {reason} ({REQUIRE_VAR}=1)"
                 );
-                eprintln!(
+                // Straight to stderr: the test harness captures `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIPPED {test}: no PostgreSQL at {base}: {reason} \
-                     (set REMPART_TEST_POSTGRES, or REMPART_REQUIRE_POSTGRES=1 to fail instead)"
+                     (set {URL_VAR}, or {REQUIRE_VAR}=1 to fail instead)"
                 );
                 None
             }
         }
     }
 
-    /// The URL of the database with this schema as its search path.
+    /// Creates a fresh schema, or says why it could not.
+    pub async fn try_create() -> Result<Self, String> {
+        let base = base_url();
+        let name = format!("t_{:016x}", rand::random::<u64>());
+        execute(&base, &format!("CREATE SCHEMA {name}")).await?;
+        Ok(Self { base, name })
+    }
+
+    /// The URL of the database with this schema as its search path, and
+    /// the schema's name as the connections' application name.
     pub fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
         format!(
-            "{}{separator}options=-c%20search_path%3D{}",
-            self.base, self.name
+            "{}{separator}application_name={name}&options=-c%20search_path%3D{name}",
+            self.base,
+            name = self.name
         )
+    }
+
+    /// A new connection to this schema.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .url()
+            .parse::<tokio_postgres::Config>()
+            .unwrap()
+            .connect(NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
     }
 
     /// The schema's name.
@@ -75,7 +114,14 @@ impl Drop for TestSchema {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(execute(&base, &format!("DROP SCHEMA {name} CASCADE")))
+            // Connections still open (a server's pool, a lock) would hold
+            // the drop up: cut them first.
+            let sql = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = '{name}' AND pid <> pg_backend_pid();
+                 DROP SCHEMA {name} CASCADE"
+            );
+            runtime.block_on(execute(&base, &sql))
         })
         .join();
         if let Ok(Err(error)) = dropped {
@@ -86,11 +132,11 @@ impl Drop for TestSchema {
 
 /// Runs `sql` on a fresh connection to `url`.
 async fn execute(url: &str, sql: &str) -> Result<(), String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| error_chain(&e))?;
     config.connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| error_chain(&e))?;
     let driver = tokio::spawn(connection);
-    let result = client.batch_execute(sql).await.map_err(|e| e.to_string());
+    let result = client.batch_execute(sql).await.map_err(|e| error_chain(&e));
     drop(client);
     let _ = driver.await;
     result

@@ -2,15 +2,13 @@
 //! storage's batches and epoch-commit rule, the queue and heads against the
 //! SQLite ones, and several nodes sharing one database.
 //!
-//! Each test runs in a schema of its own in the database at
-//! [`DATABASE_URL`]. When PostgreSQL cannot be reached, a test says
-//! `SKIPPED: ...` on stderr and passes, unless `REMPART_REQUIRE_POSTGRES=1`
-//! makes it fail.
+//! Each test runs in a schema of its own ([`TestSchema`]). When PostgreSQL
+//! cannot be reached, a test says `SKIPPED ...` on stderr and passes, unless
+//! `REMPART_REQUIRE_POSTGRES=1` makes it fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use akd::ecvrf::HardCodedAkdVRF;
@@ -28,7 +26,7 @@ use ed25519_dalek::SigningKey;
 use protobuf::Message as _;
 use rempart_proto::directory::{Cosignature, SignedHead};
 use rempart_proto::{PublicKey, UserName};
-use tokio_postgres::NoTls;
+use rempart_testkit::postgres::TestSchema;
 
 use super::epochs::{Answer, Turn};
 use super::{DirectoryDb, DirectoryService, DirectoryServiceError, DirectoryStorage};
@@ -36,11 +34,9 @@ use crate::store::{PostgresStore, SqliteStore, Store as _};
 
 type Config = WhatsAppV1Configuration;
 
-/// The test database: PostgreSQL on this machine, trust authentication.
-const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A schema of one test's own in the test database.
+/// A schema of one test's own in the test database, and a connection to it.
 struct Schema {
+    schema: TestSchema,
     name: String,
     admin: tokio_postgres::Client,
 }
@@ -49,30 +45,18 @@ impl Schema {
     /// Creates the schema, or returns `None` after printing `SKIPPED` when
     /// PostgreSQL is unreachable (a failure if `REMPART_REQUIRE_POSTGRES=1`).
     async fn create(test: &str) -> Option<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let connecting = tokio_postgres::connect(DATABASE_URL, NoTls);
-        let (admin, connection) =
-            match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-                Ok(Ok(connected)) => connected,
-                Ok(Err(error)) => return skip(test, &rempart_proto::local::error_chain(&error)),
-                Err(_) => return skip(test, "no answer"),
-            };
-        tokio::spawn(connection);
-        let name = format!(
-            "kt_{test}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
-        Some(Self { name, admin })
+        let schema = TestSchema::create(test).await?;
+        let admin = schema.client().await;
+        Some(Self {
+            name: schema.name().to_owned(),
+            schema,
+            admin,
+        })
     }
 
     /// The URL of the test database with this schema as its search path.
     fn url(&self) -> String {
-        format!("{DATABASE_URL}?options=-c%20search_path%3D{}", self.name)
+        self.schema.url()
     }
 
     /// A store on this schema (which creates the tables).
@@ -80,20 +64,13 @@ impl Schema {
         PostgresStore::open(&self.url()).await.unwrap()
     }
 
+    /// Drops the schema (after cutting its remaining connections).
     async fn drop(self) {
-        self.admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+        drop(self.admin);
+        tokio::task::spawn_blocking(move || drop(self.schema))
             .await
             .unwrap();
     }
-}
-
-fn skip<T>(test: &str, why: &str) -> Option<T> {
-    if std::env::var("REMPART_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-        panic!("{test}: PostgreSQL at {DATABASE_URL} is required but unreachable: {why}");
-    }
-    eprintln!("SKIPPED: {test}: PostgreSQL at {DATABASE_URL} is unreachable: {why}");
-    None
 }
 
 fn postgres_storage(store: &PostgresStore) -> DirectoryStorage {
@@ -101,16 +78,6 @@ fn postgres_storage(store: &PostgresStore) -> DirectoryStorage {
 }
 
 // ----- akd's storage -----
-
-#[tokio::test]
-async fn akd_storage_test_cases_pass() {
-    let Some(schema) = Schema::create("akd_cases").await else {
-        return;
-    };
-    let store = schema.store().await;
-    akd::storage::tests::run_test_cases_for_storage_impl(postgres_storage(&store)).await;
-    schema.drop().await;
-}
 
 fn label(byte: u8, len: u32) -> NodeLabel {
     NodeLabel::new([byte; 32], len)
@@ -231,78 +198,6 @@ async fn records_come_back_whole_and_in_the_order_asked() {
             DbRecord::ValueState(states[2].clone()),
             DbRecord::ValueState(states[0].clone())
         ]
-    );
-    schema.drop().await;
-}
-
-#[tokio::test]
-async fn retrieval_flags_pick_the_right_state() {
-    let Some(schema) = Schema::create("flags").await else {
-        return;
-    };
-    let store = schema.store().await;
-    let storage = postgres_storage(&store);
-    let alice = AkdLabel::from("alice");
-    let states = [
-        state("alice", 2, 1, "v1"),
-        state("alice", 5, 2, "v2"),
-        state("alice", 9, 3, "v3"),
-        state("bob", 4, 1, "bob v1"),
-    ];
-    storage
-        .batch_set(
-            states.iter().cloned().map(DbRecord::ValueState).collect(),
-            DbSetState::General,
-        )
-        .await
-        .unwrap();
-
-    for (flag, epoch) in [
-        (Flag::MinEpoch, 2),
-        (Flag::MaxEpoch, 9),
-        (Flag::SpecificVersion(2), 5),
-        (Flag::SpecificEpoch(9), 9),
-        (Flag::LeqEpoch(5), 5),
-        (Flag::LeqEpoch(8), 5),
-        (Flag::LeqEpoch(u64::MAX), 9),
-    ] {
-        let got = storage.get_user_state(&alice, flag).await.unwrap();
-        assert_eq!(got.epoch, epoch, "{flag:?}");
-    }
-    for missing in [
-        Flag::LeqEpoch(1),
-        Flag::SpecificEpoch(3),
-        Flag::SpecificVersion(4),
-        Flag::SpecificVersion(u64::MAX),
-    ] {
-        assert!(
-            matches!(
-                storage.get_user_state(&alice, missing).await,
-                Err(StorageError::NotFound(_))
-            ),
-            "{missing:?}"
-        );
-    }
-    assert!(matches!(
-        storage.get_user_data(&AkdLabel::from("carol")).await,
-        Err(StorageError::NotFound(_))
-    ));
-
-    let users = [
-        alice.clone(),
-        AkdLabel::from("bob"),
-        AkdLabel::from("carol"),
-        alice.clone(),
-    ];
-    let versions = storage
-        .get_user_state_versions(&users, Flag::LeqEpoch(4))
-        .await
-        .unwrap();
-    assert_eq!(versions.len(), 2);
-    assert_eq!(versions[&alice], (1, AkdValue::from("v1")));
-    assert_eq!(
-        versions[&AkdLabel::from("bob")],
-        (1, AkdValue::from("bob v1"))
     );
     schema.drop().await;
 }

@@ -2,72 +2,36 @@
 //! own, or a clear skip when there is no PostgreSQL to test against.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use rempart_proto::DeviceId;
+use rempart_testkit::postgres::TestSchema;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 use super::PostgresStore;
-
-/// The database tests use unless `REMPART_TEST_POSTGRES` names another.
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A [`PostgresStore`] in a fresh schema, dropped with this value.
 pub(crate) struct TestDatabase {
     /// The store, migrated.
     pub(crate) store: PostgresStore,
-    url: String,
-    schema: String,
+    schema: TestSchema,
 }
 
 impl TestDatabase {
-    /// A store in a new schema named after `test`, or `None` (after saying
-    /// so on stderr) when PostgreSQL cannot be reached, unless
-    /// `REMPART_REQUIRE_POSTGRES=1` makes that a failure.
+    /// A store in a new schema, or `None` (after saying so on stderr) when
+    /// PostgreSQL cannot be reached, unless `REMPART_REQUIRE_POSTGRES=1`
+    /// makes that a failure.
     pub(crate) async fn open(test: &str) -> Option<Self> {
-        let url = std::env::var("REMPART_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-        let admin = match connect(&url).await {
-            Ok(client) => client,
-            Err(error) => {
-                let reason = match std::error::Error::source(&error) {
-                    Some(source) => format!("{error}: {source}"),
-                    None => error.to_string(),
-                };
-                let required = std::env::var("REMPART_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-                assert!(
-                    !required,
-                    "no PostgreSQL at {url} ({reason}), and REMPART_REQUIRE_POSTGRES=1"
-                );
-                // Straight to stderr: the test harness captures `eprintln!`
-                // of passing tests, and a skip must be seen.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: {test}: no PostgreSQL at {url}: {reason} (set REMPART_TEST_POSTGRES, \
-                     or REMPART_REQUIRE_POSTGRES=1 to fail instead)"
-                );
-                return None;
-            }
-        };
-        let schema = format!("store_{test}_{}", DeviceId::random());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
-        let separator = if url.contains('?') { '&' } else { '?' };
-        // Named after the schema, so that its sessions can be found.
-        let url = format!(
-            "{url}{separator}application_name={schema}&options=-c%20search_path%3D{schema}"
-        );
-        let store = PostgresStore::open(&url).await.unwrap();
-        Some(Self { store, url, schema })
+        let schema = TestSchema::create(test).await?;
+        let store = PostgresStore::open(&schema.url()).await.unwrap();
+        Some(Self { store, schema })
     }
 
     /// A connection of its own to the test's schema, outside the store's
     /// pool.
     pub(crate) async fn client(&self) -> Client {
-        connect(&self.url).await.unwrap()
+        self.schema.client().await
     }
 
     /// Registers a new device of `user` (and the account if needed), with
@@ -131,37 +95,8 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        // The schema, dropped next, cuts whatever connections remain.
         self.store.pool().close();
-        let url = std::env::var("REMPART_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.into());
-        let schema = self.schema.clone();
-        // Drop cannot await: a thread of its own runs the statement on a
-        // runtime of its own, whatever runtime (if any) is dropping this.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let admin = connect(&url).await?;
-                    // Sessions of the test may still hold locks: a
-                    // transaction whose rollback the blocked runtime cannot
-                    // send, or one a failed test left open.
-                    admin
-                        .execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE application_name = $1",
-                            &[&schema],
-                        )
-                        .await?;
-                    admin
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}", self.schema);
-        }
     }
 }
 
@@ -172,17 +107,4 @@ pub(crate) async fn backend_pid(tx: &deadpool_postgres::Transaction<'_>) -> i32 
         .await
         .unwrap()
         .get(0)
-}
-
-/// A client on `url`, its connection driven by a task of the current
-/// runtime.
-async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config: Config = url.parse()?;
-    config.connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        // Ends when the client is dropped; an error then is of no interest.
-        let _ = connection.await;
-    });
-    Ok(client)
 }
