@@ -74,7 +74,14 @@ fn cases() -> Vec<(&'static str, Case)> {
             )),*]
         };
     }
-    let mut all = directory_cases![akd_storage_test_cases, retrieval_flags];
+    let mut all = directory_cases![
+        akd_storage_test_cases,
+        retrieval_flags,
+        records_come_back_whole_and_in_the_order_asked,
+        batch_reads_span_several_queries,
+        an_epoch_commit_must_advance_the_epoch,
+        a_failing_batch_leaves_nothing,
+    ];
     all.extend(cases![
         accounts::registration,
         accounts::replace_device_list,

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rempart_proto::api::{self, Appended, PushEvent};
+use rempart_proto::api::{self, Appended};
 use rempart_proto::{GroupId, MessageId};
 use rempart_server::{DEFAULT_EPOCH_INTERVAL, Database};
 use rempart_testkit::copy_keys;
@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::push::{next_event, subscribe};
+use crate::push::{members_are_pushed_a_welcome_and_a_message, subscribe};
 use crate::support::{Account, TestServer, commit_upload, now, ok, refused};
 
 /// Two nodes on one schema, with the same directory keys.
@@ -56,36 +56,7 @@ async fn a_device_on_one_node_is_pushed_what_arrives_through_the_other() {
     let mut bob_on_a = subscribe(&nodes.a, bob.device()).await;
 
     // Alice works through node B.
-    let group = GroupId::random();
-    let upload = commit_upload(0, &[bob.device()], Some(b"welcome"));
-    let appended: Appended = ok(nodes.b.commit(alice.device(), &group, &upload).await).await;
-    let mut events = vec![
-        next_event(&mut bob_on_a).await,
-        next_event(&mut bob_on_a).await,
-    ];
-    events.sort_by_key(|e| matches!(e, PushEvent::Group { .. }));
-    assert_eq!(
-        events,
-        [
-            PushEvent::Inbox,
-            PushEvent::Group {
-                group,
-                seq: appended.seq
-            }
-        ]
-    );
-    let appended: Appended = ok(nodes
-        .b
-        .send_message(alice.device(), &group, &MessageId::random(), b"hello")
-        .await)
-    .await;
-    assert_eq!(
-        next_event(&mut bob_on_a).await,
-        PushEvent::Group {
-            group,
-            seq: appended.seq
-        }
-    );
+    members_are_pushed_a_welcome_and_a_message(&nodes.b, &alice, &bob, &mut bob_on_a).await;
 }
 
 #[tokio::test]

@@ -44,22 +44,19 @@ pub(crate) async fn next_event(socket: &mut Socket) -> PushEvent {
     }
 }
 
-#[tokio::test]
-async fn members_are_told_about_appends_and_welcomes() {
-    let server = TestServer::start().await;
-    let alice = Account::new("alice", 1);
-    let bob = Account::new("bob", 1);
-    server.register(&alice).await;
-    server.register(&bob).await;
-    let mut bob_socket = subscribe(&server, bob.device()).await;
-
+/// Alice, through `through`, adds Bob to a new group and then sends to it:
+/// Bob's push session `socket` (wherever it is) is told of the Welcome and
+/// of each append.
+pub(crate) async fn members_are_pushed_a_welcome_and_a_message(
+    through: &TestServer,
+    alice: &Account,
+    bob: &Account,
+    socket: &mut Socket,
+) {
     let group = GroupId::random();
     let upload = commit_upload(0, &[bob.device()], Some(b"welcome"));
-    let appended: Appended = ok(server.commit(alice.device(), &group, &upload).await).await;
-    let mut events = vec![
-        next_event(&mut bob_socket).await,
-        next_event(&mut bob_socket).await,
-    ];
+    let appended: Appended = ok(through.commit(alice.device(), &group, &upload).await).await;
+    let mut events = vec![next_event(socket).await, next_event(socket).await];
     events.sort_by_key(|e| matches!(e, PushEvent::Group { .. }));
     assert_eq!(
         events,
@@ -72,17 +69,29 @@ async fn members_are_told_about_appends_and_welcomes() {
         ]
     );
 
-    let appended: Appended = ok(server
+    let appended: Appended = ok(through
         .send_message(alice.device(), &group, &MessageId::random(), b"hello")
         .await)
     .await;
     assert_eq!(
-        next_event(&mut bob_socket).await,
+        next_event(socket).await,
         PushEvent::Group {
             group,
             seq: appended.seq
         }
     );
+}
+
+#[tokio::test]
+async fn members_are_told_about_appends_and_welcomes() {
+    let server = TestServer::start().await;
+    let alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 1);
+    server.register(&alice).await;
+    server.register(&bob).await;
+    let mut bob_socket = subscribe(&server, bob.device()).await;
+
+    members_are_pushed_a_welcome_and_a_message(&server, &alice, &bob, &mut bob_socket).await;
 
     // Pings are answered; a close is answered and ends the session.
     bob_socket

@@ -2,9 +2,10 @@
 //! server's database.
 
 use akd::errors::StorageError;
-use akd::storage::types::{DbRecord, ValueState, ValueStateRetrievalFlag as Flag};
+use akd::storage::types::{DbRecord, ValueState, ValueStateKey, ValueStateRetrievalFlag as Flag};
 use akd::storage::{Database as _, DbSetState};
-use akd::{AkdLabel, AkdValue, NodeLabel};
+use akd::tree_node::{NodeKey, TreeNode, TreeNodeType, TreeNodeWithPreviousValue};
+use akd::{AkdLabel, AkdValue, Azks, AzksValue, NodeLabel};
 use rempart_server::directory::DirectoryStorage;
 
 /// akd's own test cases for a storage back end.
@@ -12,14 +13,53 @@ pub async fn akd_storage_test_cases(storage: DirectoryStorage) {
     akd::storage::tests::run_test_cases_for_storage_impl(storage).await;
 }
 
+fn label(byte: u8, len: u32) -> NodeLabel {
+    NodeLabel::new([byte; 32], len)
+}
+
+fn node(label: NodeLabel, last_epoch: u64, node_type: TreeNodeType) -> TreeNode {
+    TreeNode {
+        label,
+        last_epoch,
+        min_descendant_epoch: 1,
+        parent: NodeLabel::root(),
+        node_type,
+        left_child: None,
+        right_child: None,
+        hash: AzksValue([last_epoch as u8; 32]),
+    }
+}
+
+fn tree_node(latest: TreeNode, previous: Option<TreeNode>) -> DbRecord {
+    DbRecord::TreeNode(TreeNodeWithPreviousValue {
+        label: latest.label,
+        latest_node: latest,
+        previous_node: previous,
+    })
+}
+
 fn state(user: &str, epoch: u64, version: u64, value: &str) -> ValueState {
     ValueState {
         username: AkdLabel::from(user),
         epoch,
         version,
-        label: NodeLabel::new([version as u8; 32], 256),
+        label: label(version as u8, 256),
         value: AkdValue::from(value),
     }
+}
+
+fn node_key(record: &DbRecord) -> NodeKey {
+    match record {
+        DbRecord::TreeNode(node) => NodeKey(node.label),
+        other => panic!("not a tree node: {other:?}"),
+    }
+}
+
+fn azks(latest_epoch: u64) -> DbRecord {
+    DbRecord::Azks(Azks {
+        latest_epoch,
+        num_nodes: 1,
+    })
 }
 
 /// Each retrieval flag picks the state akd expects, alone and in bulk.
@@ -96,4 +136,227 @@ pub async fn retrieval_flags(storage: DirectoryStorage) {
         .unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[&alice], (3, AkdValue::from("v3")));
+}
+
+/// Records come back whole, the last write of a key counting, in the order asked.
+pub async fn records_come_back_whole_and_in_the_order_asked(storage: DirectoryStorage) {
+    let mut interior = node(label(0b1000_0000, 1), 7, TreeNodeType::Interior);
+    interior.left_child = Some(label(0b1000_0000, 2));
+    interior.right_child = Some(label(0b1100_0000, 2));
+    let mut earlier = node(interior.label, 5, TreeNodeType::Interior);
+    earlier.left_child = Some(label(0b1000_0000, 2));
+    let interior = tree_node(interior, Some(earlier));
+    let leaf = tree_node(node(label(0xab, 256), 6, TreeNodeType::Leaf), None);
+    let mut root = node(NodeLabel::root(), 7, TreeNodeType::Root);
+    root.right_child = Some(label(0b1000_0000, 1));
+    let root = tree_node(root, None);
+    let states = [
+        state("alice", 1, 1, "first"),
+        state("alice", 5, 2, "second"),
+        state("bob", 3, 1, "only"),
+    ];
+    // A record written twice in one batch: the last one counts.
+    let mut records = vec![
+        tree_node(node(label(0xab, 256), 2, TreeNodeType::Leaf), None),
+        interior.clone(),
+        leaf.clone(),
+        root.clone(),
+    ];
+    records.extend(states.iter().cloned().map(DbRecord::ValueState));
+    records.push(azks(7));
+    storage
+        .batch_set(records, DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks(7));
+    let keys = [
+        node_key(&leaf),
+        node_key(&root),
+        NodeKey(label(0xee, 7)),
+        node_key(&interior),
+        node_key(&leaf),
+    ];
+    assert_eq!(
+        storage
+            .batch_get::<TreeNodeWithPreviousValue>(&keys)
+            .await
+            .unwrap(),
+        [leaf.clone(), root, interior, leaf]
+    );
+    let alice = storage
+        .get_user_data(&AkdLabel::from("alice"))
+        .await
+        .unwrap();
+    assert_eq!(alice.states, states[..2]);
+    assert_eq!(
+        storage
+            .batch_get::<ValueState>(&[
+                ValueStateKey(b"bob".to_vec(), 3),
+                ValueStateKey(b"bob".to_vec(), u64::MAX),
+                ValueStateKey(b"alice".to_vec(), 1),
+            ])
+            .await
+            .unwrap(),
+        [
+            DbRecord::ValueState(states[2].clone()),
+            DbRecord::ValueState(states[0].clone())
+        ]
+    );
+}
+
+/// Batches larger than one statement's worth of keys are written and read whole.
+pub async fn batch_reads_span_several_queries(storage: DirectoryStorage) {
+    // More than one statement's worth of keys and rows on either database
+    // (SQLite reads 500 keys per query; PostgreSQL writes 5,000 rows per
+    // statement).
+    let count: u32 = 2_600;
+    let nodes: Vec<DbRecord> = (0..count)
+        .map(|i| {
+            let mut val = [0u8; 32];
+            val[..4].copy_from_slice(&i.to_be_bytes());
+            tree_node(node(NodeLabel::new(val, 32), 1, TreeNodeType::Leaf), None)
+        })
+        .collect();
+    let users: Vec<AkdLabel> = (0..count)
+        .map(|i| AkdLabel::from(format!("user {i}").as_str()))
+        .collect();
+    let mut records = nodes.clone();
+    for (i, user) in users.iter().enumerate() {
+        for epoch in [1, 2] {
+            records.push(DbRecord::ValueState(ValueState {
+                username: user.clone(),
+                epoch,
+                version: epoch,
+                label: label(1, 256),
+                value: AkdValue::from(format!("{i} at {epoch}").as_str()),
+            }));
+        }
+    }
+    storage
+        .batch_set(records, DbSetState::General)
+        .await
+        .unwrap();
+
+    // Reversed, with keys that are not stored mixed in: found ones come back
+    // in the order asked, missing ones are left out.
+    let mut keys: Vec<NodeKey> = nodes.iter().rev().map(node_key).collect();
+    keys.insert(700, NodeKey(label(0xff, 256)));
+    keys.push(NodeKey(label(0xee, 7)));
+    let got = storage
+        .batch_get::<TreeNodeWithPreviousValue>(&keys)
+        .await
+        .unwrap();
+    assert_eq!(got, nodes.iter().rev().cloned().collect::<Vec<_>>());
+
+    let keys: Vec<ValueStateKey> = users
+        .iter()
+        .map(|user| ValueStateKey(user.0.clone(), 2))
+        .chain([
+            ValueStateKey(b"nobody".to_vec(), 1),
+            ValueStateKey(users[0].0.clone(), u64::MAX),
+        ])
+        .collect();
+    assert_eq!(
+        storage.batch_get::<ValueState>(&keys).await.unwrap().len(),
+        users.len()
+    );
+
+    let versions = storage
+        .get_user_state_versions(&users, Flag::MaxEpoch)
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), users.len());
+    assert_eq!(versions[&users[1000]], (2, AkdValue::from("1000 at 2")));
+    let versions = storage
+        .get_user_state_versions(&users, Flag::MinEpoch)
+        .await
+        .unwrap();
+    assert_eq!(versions[&users[2599]], (1, AkdValue::from("2599 at 1")));
+}
+
+/// An epoch commit is refused unless it raises the stored epoch (two publishers never both commit one).
+pub async fn an_epoch_commit_must_advance_the_epoch(storage: DirectoryStorage) {
+    let commit = |epoch, user: &str| {
+        vec![
+            DbRecord::ValueState(state(user, epoch, 1, "value")),
+            azks(epoch),
+        ]
+    };
+    storage.set(azks(0)).await.unwrap();
+    storage
+        .batch_set(commit(1, "alice"), DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+
+    // A second publisher that also built epoch 1 loses, and stores nothing.
+    let stale = storage
+        .batch_set(commit(1, "mallory"), DbSetState::TransactionCommit)
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Transaction(_))),
+        "{stale:?}"
+    );
+    let older = storage
+        .batch_set(commit(0, "mallory"), DbSetState::TransactionCommit)
+        .await;
+    assert!(
+        matches!(older, Err(StorageError::Transaction(_))),
+        "{older:?}"
+    );
+    let without_azks = storage
+        .batch_set(
+            vec![DbRecord::ValueState(state("mallory", 2, 1, "value"))],
+            DbSetState::TransactionCommit,
+        )
+        .await;
+    assert!(
+        matches!(without_azks, Err(StorageError::Transaction(_))),
+        "{without_azks:?}"
+    );
+    assert!(matches!(
+        storage.get_user_data(&AkdLabel::from("mallory")).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks(1));
+
+    // The next epoch goes through.
+    storage
+        .batch_set(commit(2, "bob"), DbSetState::TransactionCommit)
+        .await
+        .unwrap();
+    assert_eq!(storage.get::<Azks>(&1).await.unwrap(), azks(2));
+}
+
+/// A batch that fails part-way stores nothing of it.
+pub async fn a_failing_batch_leaves_nothing(storage: DirectoryStorage) {
+    // The last record's epoch does not fit a database integer.
+    let records = vec![
+        tree_node(node(label(1, 256), 1, TreeNodeType::Leaf), None),
+        DbRecord::ValueState(state("alice", 1, 1, "value")),
+        DbRecord::ValueState(state("alice", u64::MAX, 2, "value")),
+    ];
+    let failed = storage.batch_set(records, DbSetState::General).await;
+    assert!(matches!(failed, Err(StorageError::Other(_))), "{failed:?}");
+    assert!(matches!(
+        storage
+            .get::<TreeNodeWithPreviousValue>(&NodeKey(label(1, 256)))
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        storage.get_user_data(&AkdLabel::from("alice")).await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    // A node record holding a state of another label is refused.
+    let mismatched = DbRecord::TreeNode(TreeNodeWithPreviousValue {
+        label: label(2, 256),
+        latest_node: node(label(3, 256), 1, TreeNodeType::Leaf),
+        previous_node: None,
+    });
+    assert!(matches!(
+        storage.set(mismatched).await,
+        Err(StorageError::Other(_))
+    ));
 }
