@@ -14,6 +14,8 @@
 
 #[path = "conformance/accounts.rs"]
 mod accounts;
+#[path = "conformance/akd_records.rs"]
+mod akd_records;
 #[path = "conformance/cursors.rs"]
 mod cursors;
 #[path = "conformance/directory.rs"]

@@ -12,14 +12,19 @@ use akd::ecvrf::HardCodedAkdVRF;
 use akd::errors::StorageError;
 use akd::storage::types::{DbRecord, ValueState, ValueStateKey};
 use akd::storage::{Database, DbSetState, StorageManager};
-use akd::tree_node::{NodeKey, TreeNode, TreeNodeType, TreeNodeWithPreviousValue};
+use akd::tree_node::{TreeNodeType, TreeNodeWithPreviousValue};
 use akd::{
-    AkdLabel, AkdValue, Azks, AzksParallelismConfig, AzksValue, Directory, EpochHash,
-    HistoryParams, HistoryVerificationParams, NodeLabel, WhatsAppV1Configuration,
+    AkdLabel, AkdValue, Azks, AzksParallelismConfig, Directory, EpochHash, HistoryParams,
+    HistoryVerificationParams, NodeLabel, WhatsAppV1Configuration,
 };
 use rempart_server::directory::DirectoryStorage;
 use rempart_server::store::{SqliteStore, Store as _};
 use tempfile::TempDir;
+
+#[path = "conformance/akd_records.rs"]
+mod akd_records;
+
+use akd_records::{label, node, node_key, state, tree_node};
 
 type Config = WhatsAppV1Configuration;
 
@@ -27,48 +32,6 @@ async fn open(path: &Path) -> (SqliteStore, DirectoryStorage) {
     let store = SqliteStore::open(path.to_path_buf()).await.unwrap();
     let storage = DirectoryStorage::new(&store);
     (store, storage)
-}
-
-fn label(byte: u8, len: u32) -> NodeLabel {
-    NodeLabel::new([byte; 32], len)
-}
-
-fn node(label: NodeLabel, last_epoch: u64, node_type: TreeNodeType) -> TreeNode {
-    TreeNode {
-        label,
-        last_epoch,
-        min_descendant_epoch: 1,
-        parent: NodeLabel::root(),
-        node_type,
-        left_child: None,
-        right_child: None,
-        hash: AzksValue([last_epoch as u8; 32]),
-    }
-}
-
-fn tree_node(latest: TreeNode, previous: Option<TreeNode>) -> DbRecord {
-    DbRecord::TreeNode(TreeNodeWithPreviousValue {
-        label: latest.label,
-        latest_node: latest,
-        previous_node: previous,
-    })
-}
-
-fn state(user: &str, epoch: u64, version: u64, value: &str) -> ValueState {
-    ValueState {
-        username: AkdLabel::from(user),
-        epoch,
-        version,
-        label: label(version as u8, 256),
-        value: AkdValue::from(value),
-    }
-}
-
-fn node_key(record: &DbRecord) -> NodeKey {
-    match record {
-        DbRecord::TreeNode(node) => NodeKey(node.label),
-        other => panic!("not a tree node: {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -4,62 +4,15 @@
 use akd::errors::StorageError;
 use akd::storage::types::{DbRecord, ValueState, ValueStateKey, ValueStateRetrievalFlag as Flag};
 use akd::storage::{Database as _, DbSetState};
-use akd::tree_node::{NodeKey, TreeNode, TreeNodeType, TreeNodeWithPreviousValue};
-use akd::{AkdLabel, AkdValue, Azks, AzksValue, NodeLabel};
+use akd::tree_node::{NodeKey, TreeNodeType, TreeNodeWithPreviousValue};
+use akd::{AkdLabel, AkdValue, Azks, NodeLabel};
 use rempart_server::directory::DirectoryStorage;
+
+use crate::akd_records::{azks, label, node, node_key, state, tree_node};
 
 /// akd's own test cases for a storage back end.
 pub async fn akd_storage_test_cases(storage: DirectoryStorage) {
     akd::storage::tests::run_test_cases_for_storage_impl(storage).await;
-}
-
-fn label(byte: u8, len: u32) -> NodeLabel {
-    NodeLabel::new([byte; 32], len)
-}
-
-fn node(label: NodeLabel, last_epoch: u64, node_type: TreeNodeType) -> TreeNode {
-    TreeNode {
-        label,
-        last_epoch,
-        min_descendant_epoch: 1,
-        parent: NodeLabel::root(),
-        node_type,
-        left_child: None,
-        right_child: None,
-        hash: AzksValue([last_epoch as u8; 32]),
-    }
-}
-
-fn tree_node(latest: TreeNode, previous: Option<TreeNode>) -> DbRecord {
-    DbRecord::TreeNode(TreeNodeWithPreviousValue {
-        label: latest.label,
-        latest_node: latest,
-        previous_node: previous,
-    })
-}
-
-fn state(user: &str, epoch: u64, version: u64, value: &str) -> ValueState {
-    ValueState {
-        username: AkdLabel::from(user),
-        epoch,
-        version,
-        label: label(version as u8, 256),
-        value: AkdValue::from(value),
-    }
-}
-
-fn node_key(record: &DbRecord) -> NodeKey {
-    match record {
-        DbRecord::TreeNode(node) => NodeKey(node.label),
-        other => panic!("not a tree node: {other:?}"),
-    }
-}
-
-fn azks(latest_epoch: u64) -> DbRecord {
-    DbRecord::Azks(Azks {
-        latest_epoch,
-        num_nodes: 1,
-    })
 }
 
 /// Each retrieval flag picks the state akd expects, alone and in bulk.
