@@ -94,7 +94,8 @@ pub mod error_code {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// The server failed; nothing was stored.
     pub const INTERNAL: &str = "internal";
-    /// The server's database is out of reach for now: retry after the
+    /// The server cannot answer for a moment (its database is out of reach,
+    /// or a directory epoch is still being stored): retry after the
     /// `Retry-After` header's seconds. A write may or may not have been
     /// stored; retrying it (same message id) is safe.
     pub const UNAVAILABLE: &str = "unavailable";

@@ -128,8 +128,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, current_epoch) = self.classify();
         let message = if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %error_chain(&self), "request refused: database unavailable");
-            "the database is unavailable; retry shortly (retrying a write is safe)".to_owned()
+            tracing::warn!(error = %error_chain(&self), "request refused for now");
+            "the server is unavailable for a moment; retry shortly (retrying a write is safe)"
+                .to_owned()
         } else if status.is_server_error() {
             tracing::error!(error = %error_chain(&self), "request failed");
             "the server failed; nothing was stored".to_owned()
