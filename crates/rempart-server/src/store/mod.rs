@@ -11,6 +11,7 @@
 //! server nodes on one database. One conformance suite
 //! (`tests/conformance.rs`) runs against both.
 
+mod log;
 mod postgres;
 mod sqlite;
 

@@ -14,6 +14,7 @@ use rempart_proto::{DeviceId, GroupId, MessageId};
 use tokio_postgres::types::ToSql;
 
 use super::transaction::{device_ids, fixed, from_sql, to_sql};
+use crate::store::log::{EarlierEntry, kind_name, parse_kind, retry_of};
 use crate::store::{AppendOutcome, StoreError};
 
 /// A group's position: its current epoch and the last `seq` of its log.
@@ -27,16 +28,7 @@ struct Head {
 struct Locked {
     head: Head,
     /// The entry already in the log under the upload's message id.
-    earlier: Option<Earlier>,
-}
-
-/// An entry already in the log under a message id.
-struct Earlier {
-    seq: u64,
-    kind: EntryKind,
-    epoch: u64,
-    sender: DeviceId,
-    data: Vec<u8>,
+    earlier: Option<EarlierEntry>,
 }
 
 /// A log entry about to be written, and the group's epoch after it.
@@ -63,7 +55,7 @@ pub(super) async fn append_commit(
     }
     let locked = lock(tx, group, sender, upload.message_id).await?;
     let head = locked.head;
-    if let Some((seq, built_on)) = retry(
+    if let Some((seq, built_on)) = retry_of(
         locked.earlier,
         upload.message_id,
         sender,
@@ -141,7 +133,7 @@ pub(super) async fn append_message(
 ) -> Result<AppendOutcome, StoreError> {
     let locked = lock(tx, group, sender, message_id).await?;
     let head = locked.head;
-    if let Some((seq, epoch)) = retry(
+    if let Some((seq, epoch)) = retry_of(
         locked.earlier,
         message_id,
         sender,
@@ -338,7 +330,7 @@ async fn lock(
     }
     let earlier = match check.try_get::<_, Option<i64>>(1)? {
         None => None,
-        Some(seq) => Some(Earlier {
+        Some(seq) => Some(EarlierEntry {
             seq: from_sql(seq, "seq")?,
             kind: parse_kind(check.try_get(2)?)?,
             epoch: from_sql(check.try_get(3)?, "epoch")?,
@@ -353,25 +345,6 @@ async fn lock(
         },
         earlier,
     })
-}
-
-/// If an entry is already in the log under `message_id`: its `(seq, epoch)`
-/// when it is this very upload (a retry), else
-/// [`StoreError::DuplicateMessageId`].
-fn retry(
-    earlier: Option<Earlier>,
-    message_id: MessageId,
-    sender: DeviceId,
-    kind: EntryKind,
-    data: &[u8],
-) -> Result<Option<(u64, u64)>, StoreError> {
-    let Some(earlier) = earlier else {
-        return Ok(None);
-    };
-    if earlier.kind != kind || earlier.sender != sender || earlier.data != data {
-        return Err(StoreError::DuplicateMessageId(message_id));
-    }
-    Ok(Some((earlier.seq, earlier.epoch)))
 }
 
 /// Fails with [`StoreError::UnknownDevice`] (the first such in `devices`)
@@ -427,23 +400,6 @@ async fn insert_entry(
     )
     .await?;
     Ok(())
-}
-
-/// How the `kind` column names an entry kind.
-fn kind_name(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Commit => "commit",
-        EntryKind::Application => "application",
-    }
-}
-
-/// The entry kind a `kind` column names.
-fn parse_kind(name: &str) -> Result<EntryKind, StoreError> {
-    match name {
-        "commit" => Ok(EntryKind::Commit),
-        "application" => Ok(EntryKind::Application),
-        other => Err(StoreError::Corrupt(format!("log entry kind {other:?}"))),
-    }
 }
 
 #[cfg(test)]

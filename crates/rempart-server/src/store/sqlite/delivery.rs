@@ -5,6 +5,7 @@ use rempart_proto::{DeviceId, GroupId, MessageId};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{from_sql, to_sql};
+use crate::store::log::{EarlierEntry, kind_name, parse_kind, retry_of};
 use crate::store::{AppendOutcome, StoreError};
 
 /// A group's position: its current epoch and the last `seq` of its log.
@@ -269,15 +270,6 @@ fn require_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result
     Ok(())
 }
 
-/// An entry already in the log under a message id.
-struct Earlier {
-    seq: i64,
-    kind: String,
-    epoch: i64,
-    sender: DeviceId,
-    data: Vec<u8>,
-}
-
 /// If `message_id` is already in the group's log: its `(seq, epoch)` when the
 /// entry is this very upload (a retry), else [`StoreError::DuplicateMessageId`].
 fn earlier_entry(
@@ -294,28 +286,27 @@ fn earlier_entry(
              WHERE group_id = ?1 AND message_id = ?2",
             params![group.as_bytes(), message_id.as_bytes()],
             |row| {
-                Ok(Earlier {
-                    seq: row.get(0)?,
-                    kind: row.get(1)?,
-                    epoch: row.get(2)?,
-                    sender: DeviceId::from_bytes(row.get(3)?),
-                    data: row.get(4)?,
-                })
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    DeviceId::from_bytes(row.get(3)?),
+                    row.get::<_, Vec<u8>>(4)?,
+                ))
             },
         )
-        .optional()?;
-    let Some(earlier) = earlier else {
-        return Ok(None);
-    };
-    let same =
-        parse_kind(&earlier.kind)? == kind && earlier.sender == sender && earlier.data == data;
-    if !same {
-        return Err(StoreError::DuplicateMessageId(message_id));
-    }
-    Ok(Some((
-        from_sql(earlier.seq, "seq")?,
-        from_sql(earlier.epoch, "epoch")?,
-    )))
+        .optional()?
+        .map(|(seq, kind, epoch, sender, data)| {
+            Ok::<_, StoreError>(EarlierEntry {
+                seq: from_sql(seq, "seq")?,
+                kind: parse_kind(&kind)?,
+                epoch: from_sql(epoch, "epoch")?,
+                sender,
+                data,
+            })
+        })
+        .transpose()?;
+    retry_of(earlier, message_id, sender, kind, data)
 }
 
 fn insert_entry(conn: &Connection, group: GroupId, entry: &NewEntry<'_>) -> Result<(), StoreError> {
@@ -333,21 +324,6 @@ fn insert_entry(conn: &Connection, group: GroupId, entry: &NewEntry<'_>) -> Resu
         entry.data,
     ])?;
     Ok(())
-}
-
-fn kind_name(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Commit => "commit",
-        EntryKind::Application => "application",
-    }
-}
-
-fn parse_kind(name: &str) -> Result<EntryKind, StoreError> {
-    match name {
-        "commit" => Ok(EntryKind::Commit),
-        "application" => Ok(EntryKind::Application),
-        other => Err(StoreError::Corrupt(format!("log entry kind {other:?}"))),
-    }
 }
 
 #[cfg(test)]
