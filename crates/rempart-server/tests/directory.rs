@@ -12,10 +12,10 @@ use akd::ecvrf::HardCodedAkdVRF;
 use akd::errors::StorageError;
 use akd::storage::types::{DbRecord, ValueState, ValueStateKey};
 use akd::storage::{Database, DbSetState, StorageManager};
-use akd::tree_node::{TreeNodeType, TreeNodeWithPreviousValue};
+use akd::tree_node::TreeNodeWithPreviousValue;
 use akd::{
     AkdLabel, AkdValue, Azks, AzksParallelismConfig, Directory, EpochHash, HistoryParams,
-    HistoryVerificationParams, NodeLabel, WhatsAppV1Configuration,
+    HistoryVerificationParams, WhatsAppV1Configuration,
 };
 use rempart_server::directory::DirectoryStorage;
 use rempart_server::store::{SqliteStore, Store as _};
@@ -24,7 +24,7 @@ use tempfile::TempDir;
 #[path = "conformance/akd_records.rs"]
 mod akd_records;
 
-use akd_records::{label, node, node_key, state, tree_node};
+use akd_records::{SmallTree, node_key, state};
 
 type Config = WhatsAppV1Configuration;
 
@@ -43,21 +43,12 @@ async fn records_survive_a_reopen() {
         latest_epoch: 7,
         num_nodes: 3,
     });
-    let mut interior = node(label(0b1000_0000, 1), 7, TreeNodeType::Interior);
-    interior.left_child = Some(label(0b1000_0000, 2));
-    interior.right_child = Some(label(0b1100_0000, 2));
-    let mut earlier = node(interior.label, 5, TreeNodeType::Interior);
-    earlier.left_child = Some(label(0b1000_0000, 2));
-    let interior = tree_node(interior, Some(earlier));
-    let leaf = tree_node(node(label(0xab, 256), 6, TreeNodeType::Leaf), None);
-    let mut root = node(NodeLabel::root(), 7, TreeNodeType::Root);
-    root.right_child = Some(label(0b1000_0000, 1));
-    let root = tree_node(root, None);
-    let states = [
-        state("alice", 1, 1, "first"),
-        state("alice", 5, 2, "second"),
-        state("bob", 3, 1, "only"),
-    ];
+    let SmallTree {
+        interior,
+        leaf,
+        root,
+        states,
+    } = SmallTree::new();
     let mut records = vec![interior.clone(), leaf.clone(), root.clone()];
     records.extend(states.iter().cloned().map(DbRecord::ValueState));
     records.push(azks.clone());

@@ -61,3 +61,44 @@ pub fn azks(latest_epoch: u64) -> DbRecord {
         num_nodes: 1,
     })
 }
+
+/// A tree of three nodes at epoch 7 (an interior node that had another
+/// state at epoch 5, a leaf and the root) and three value states of two
+/// users.
+pub struct SmallTree {
+    /// The interior node, with its previous state.
+    pub interior: DbRecord,
+    /// A leaf.
+    pub leaf: DbRecord,
+    /// The root.
+    pub root: DbRecord,
+    /// Alice's two states and Bob's one.
+    pub states: [ValueState; 3],
+}
+
+impl SmallTree {
+    /// The tree.
+    pub fn new() -> Self {
+        let mut interior = node(label(0b1000_0000, 1), 7, TreeNodeType::Interior);
+        interior.left_child = Some(label(0b1000_0000, 2));
+        interior.right_child = Some(label(0b1100_0000, 2));
+        let mut earlier = node(interior.label, 5, TreeNodeType::Interior);
+        earlier.left_child = Some(label(0b1000_0000, 2));
+        let interior = tree_node(interior, Some(earlier));
+        let leaf = tree_node(node(label(0xab, 256), 6, TreeNodeType::Leaf), None);
+        let mut root = node(NodeLabel::root(), 7, TreeNodeType::Root);
+        root.right_child = Some(label(0b1000_0000, 1));
+        let root = tree_node(root, None);
+        let states = [
+            state("alice", 1, 1, "first"),
+            state("alice", 5, 2, "second"),
+            state("bob", 3, 1, "only"),
+        ];
+        Self {
+            interior,
+            leaf,
+            root,
+            states,
+        }
+    }
+}

@@ -8,7 +8,7 @@ use akd::tree_node::{NodeKey, TreeNodeType, TreeNodeWithPreviousValue};
 use akd::{AkdLabel, AkdValue, Azks, NodeLabel};
 use rempart_server::directory::DirectoryStorage;
 
-use crate::akd_records::{azks, label, node, node_key, state, tree_node};
+use crate::akd_records::{SmallTree, azks, label, node, node_key, state, tree_node};
 
 /// akd's own test cases for a storage back end.
 pub async fn akd_storage_test_cases(storage: DirectoryStorage) {
@@ -93,21 +93,12 @@ pub async fn retrieval_flags(storage: DirectoryStorage) {
 
 /// Records come back whole, the last write of a key counting, in the order asked.
 pub async fn records_come_back_whole_and_in_the_order_asked(storage: DirectoryStorage) {
-    let mut interior = node(label(0b1000_0000, 1), 7, TreeNodeType::Interior);
-    interior.left_child = Some(label(0b1000_0000, 2));
-    interior.right_child = Some(label(0b1100_0000, 2));
-    let mut earlier = node(interior.label, 5, TreeNodeType::Interior);
-    earlier.left_child = Some(label(0b1000_0000, 2));
-    let interior = tree_node(interior, Some(earlier));
-    let leaf = tree_node(node(label(0xab, 256), 6, TreeNodeType::Leaf), None);
-    let mut root = node(NodeLabel::root(), 7, TreeNodeType::Root);
-    root.right_child = Some(label(0b1000_0000, 1));
-    let root = tree_node(root, None);
-    let states = [
-        state("alice", 1, 1, "first"),
-        state("alice", 5, 2, "second"),
-        state("bob", 3, 1, "only"),
-    ];
+    let SmallTree {
+        interior,
+        leaf,
+        root,
+        states,
+    } = SmallTree::new();
     // A record written twice in one batch: the last one counts.
     let mut records = vec![
         tree_node(node(label(0xab, 256), 2, TreeNodeType::Leaf), None),
