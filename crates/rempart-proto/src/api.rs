@@ -15,7 +15,7 @@
 //! | `GET` | `/v1/groups/{group}/log?after=SEQ&limit=N` | member device | → [`LogPage`] |
 //! | `GET` | `/v1/inbox?after=ID&limit=N` | device | → [`InboxPage`] |
 //! | `POST` | `/v1/inbox/ack` | device | [`InboxAck`] → [`Acked`] |
-//! | `GET` | `/v1/ws` | device (signed upgrade request) | WebSocket of [`PushEvent`] text frames |
+//! | `GET` | `/v1/ws` | device (signed upgrade request) | WebSocket session: [`SessionRequest`] text frames in, [`PushEvent`] text frames out |
 //! | `POST` | `/v1/keypackages/claim` | device | [`ClaimRequest`] → [`ClaimedKeyPackages`] |
 //! | `POST` | `/v1/links` | device | [`LinkCreate`] → 201 |
 //! | `PUT` | `/v1/links/{link}/request` | none | octet-stream sealed request → 204 (409 `link_used`) |
@@ -246,7 +246,7 @@ pub enum EntryKind {
 }
 
 /// One entry of a group's log.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogEntry {
     /// Position in the log; consecutive from 1.
     pub seq: u64,
@@ -322,7 +322,9 @@ pub struct Acked {
     pub deleted: u64,
 }
 
-/// A push notification on the WebSocket (`GET /v1/ws`), one JSON text frame each.
+/// What the server sends on a device's WebSocket session (`GET /v1/ws`),
+/// one JSON text frame each: push notifications, and the answers to the
+/// device's [`SessionRequest`]s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushEvent {
@@ -332,9 +334,62 @@ pub enum PushEvent {
         group: GroupId,
         /// The highest sequence number now in its log.
         seq: u64,
+        /// The entry at `seq`, when it is an application message of at most
+        /// [`INLINE_PUSH_BYTES`](crate::limits::INLINE_PUSH_BYTES): a device
+        /// whose cursor is at `seq - 1` needs no read. Anything else is read
+        /// from the log by cursor, as without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<LogEntry>,
     },
     /// The device's inbox has new items.
     Inbox,
+    /// Answer to [`SessionRequest::Send`] `id`: the message is durably in
+    /// the log.
+    Sent {
+        /// The request's id.
+        id: u64,
+        /// Where the message landed (as the HTTP upload answers).
+        #[serde(flatten)]
+        appended: Appended,
+    },
+    /// Answer to request `id`: refused, and nothing was stored.
+    Refused {
+        /// The request's id.
+        id: u64,
+        /// The HTTP status the same request would have had.
+        status: u16,
+        /// The error, as an HTTP error body.
+        #[serde(flatten)]
+        error: ErrorBody,
+    },
+}
+
+/// What a device sends on its WebSocket session (`GET /v1/ws`), one JSON
+/// text frame each. The session was opened by a signed request, so these
+/// carry no signature: they are the device's by the session.
+///
+/// Requests may be pipelined: each is answered by a [`PushEvent::Sent`] or
+/// [`PushEvent::Refused`] with its `id`, possibly out of order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SessionRequest {
+    /// Appends an application message to a group's log, exactly as
+    /// `PUT /v1/groups/{group}/messages/{message_id}?epoch=N` does
+    /// (idempotent by `message_id`; `stale_epoch` if `epoch` is not current).
+    Send {
+        /// Chosen by the device to match the answer; unique per session.
+        id: u64,
+        /// The group.
+        group: GroupId,
+        /// The client-chosen message id.
+        message_id: MessageId,
+        /// The epoch the message was encrypted in.
+        epoch: u64,
+        /// The MLS message, base64.
+        #[serde(with = "crate::b64")]
+        #[schema(value_type = String, format = Byte)]
+        data: Vec<u8>,
+    },
 }
 
 /// A user and the device-list version the caller already holds.

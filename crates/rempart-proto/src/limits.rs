@@ -40,3 +40,18 @@ pub const MAX_LOOKUPS_PER_REQUEST: usize = 1000;
 
 /// Heads per `GET /v1/directory/heads?from&to` request.
 pub const MAX_HEADS_PER_REQUEST: u64 = 1000;
+
+/// Largest application message a push notice carries inline
+/// ([`PushEvent::Group`](crate::api::PushEvent::Group)'s `entry`); larger
+/// ones are read from the log. Small enough for a PostgreSQL `NOTIFY`
+/// payload (8,000 bytes) once in base64 and JSON.
+pub const INLINE_PUSH_BYTES: usize = 4096;
+
+/// Largest frame a device may send on its WebSocket session: one
+/// [`SessionRequest`](crate::api::SessionRequest) holding a message of
+/// [`MAX_MESSAGE_BYTES`] in base64, with room for the JSON around it.
+pub const MAX_SESSION_FRAME_BYTES: usize = MAX_MESSAGE_BYTES / 3 * 4 + 4096;
+
+/// Most requests one WebSocket session may have in flight; the server reads
+/// no further frames from the session until one is answered.
+pub const MAX_SESSION_IN_FLIGHT: usize = 256;

@@ -14,13 +14,19 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use rempart_proto::api::{Appended, CommitUpload, EpochQuery, ErrorBody, LogPage, PageQuery};
-use rempart_proto::limits::{MAX_DEVICES_PER_COMMIT, MAX_MESSAGE_BYTES, MAX_PAGE};
-use rempart_proto::{GroupId, MessageId};
+use rempart_proto::api::{
+    Appended, CommitUpload, EntryKind, EpochQuery, ErrorBody, LogEntry, LogPage, PageQuery,
+};
+use rempart_proto::limits::{
+    INLINE_PUSH_BYTES, MAX_DEVICES_PER_COMMIT, MAX_MESSAGE_BYTES, MAX_PAGE,
+};
+use rempart_proto::{DeviceId, GroupId, MessageId};
 
 use crate::AppState;
 use crate::auth::SignedRequest;
 use crate::error::ApiError;
+use crate::relay::Pushes;
+use crate::store::Store;
 
 /// Appends an MLS commit to a group's log and advances its epoch.
 ///
@@ -65,9 +71,12 @@ pub(crate) async fn commit(
         .append_commit(group, request.device, upload)
         .await?;
     if outcome.fresh {
-        state
-            .pushes
-            .appended(group, outcome.appended.seq, outcome.welcomed);
+        state.pushes.committed(
+            group,
+            request.device,
+            outcome.appended.seq,
+            outcome.welcomed,
+        );
     }
     Ok(Json(outcome.appended))
 }
@@ -106,23 +115,50 @@ pub(crate) async fn message(
     let message_id = parse_id::<MessageId>(&message_id)?;
     let Query(EpochQuery { epoch }) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
-    check_message(&request.body, "the message")?;
-    let outcome = state
-        .store
-        .append_message(
-            group,
-            request.device,
-            message_id,
-            epoch,
-            request.body.to_vec(),
-        )
+    let appended = store_message(
+        &*state.store,
+        &state.pushes,
+        group,
+        request.device,
+        message_id,
+        epoch,
+        request.body.to_vec(),
+    )
+    .await?;
+    Ok(Json(appended))
+}
+
+/// Checks and appends an application message from `sender` (authenticated
+/// by a signed request or by its session) and announces it to the group's
+/// members; returns once it is durable.
+pub(crate) async fn store_message(
+    store: &dyn Store,
+    pushes: &Pushes,
+    group: GroupId,
+    sender: DeviceId,
+    message_id: MessageId,
+    epoch: u64,
+    data: Vec<u8>,
+) -> Result<Appended, ApiError> {
+    check_message(&data, "the message")?;
+    // Small messages travel inside the push notice, so members need no read.
+    let inline = (data.len() <= INLINE_PUSH_BYTES).then(|| data.clone());
+    let outcome = store
+        .append_message(group, sender, message_id, epoch, data)
         .await?;
     if outcome.fresh {
-        state
-            .pushes
-            .appended(group, outcome.appended.seq, outcome.welcomed);
+        let appended = outcome.appended;
+        let entry = inline.map(|data| LogEntry {
+            seq: appended.seq,
+            kind: EntryKind::Application,
+            epoch: appended.epoch,
+            sender,
+            message_id,
+            data,
+        });
+        pushes.message(group, sender, appended.seq, entry);
     }
-    Ok(Json(outcome.appended))
+    Ok(outcome.appended)
 }
 
 /// Reads a group's log after a cursor.

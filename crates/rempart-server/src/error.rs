@@ -124,8 +124,10 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and body this error is answered with, logged as it is
+    /// answered (server errors in full, refusals by code only).
+    pub(crate) fn into_parts(self) -> (StatusCode, ErrorBody) {
         let (status, code, current_epoch) = self.classify();
         let message = if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %error_chain(&self), "request refused for now");
@@ -143,6 +145,13 @@ impl IntoResponse for ApiError {
             message,
             current_epoch,
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_parts();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let retry = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS))];
             return (status, retry, Json(body)).into_response();

@@ -306,13 +306,14 @@ async fn open_database(database: &Database) -> Result<Opened, StoreError> {
         Database::Postgres(url) => {
             let postgres = PostgresStore::open(url.as_str()).await?;
             let store: Arc<dyn Store> = Arc::new(postgres.clone());
-            let (pushes, relay) = Pushes::shared(Hub::default(), store.clone(), &postgres).await?;
+            let (pushes, [forwarder, listener]) =
+                Pushes::shared(Hub::default(), store.clone(), &postgres).await?;
             let pruner = tokio::spawn(prune_periodically(store.clone()));
             Ok(Opened {
                 store,
                 directory_db: DirectoryDb::Postgres(postgres.pool().clone()),
                 pushes,
-                background: vec![relay, pruner],
+                background: vec![forwarder, listener, pruner],
             })
         }
     }

@@ -46,13 +46,15 @@ use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
         directory::endpoints::audit,
         directory::endpoints::post_cosignature,
     ),
+    // Frames a device sends on its WebSocket session (no path describes them).
+    components(schemas(rempart_proto::api::SessionRequest)),
     modifiers(&SignedRequestScheme),
     tags(
         (name = "accounts", description = "User names and account-signed device lists"),
         (name = "keypackages", description = "MLS KeyPackages for adding offline devices"),
         (name = "delivery", description = "Group logs of MLS commits and messages"),
         (name = "inbox", description = "Per-device Welcome messages"),
-        (name = "push", description = "WebSocket notifications"),
+        (name = "push", description = "WebSocket sessions: notifications, and application messages sent without a signature each"),
         (name = "links", description = "Device-linking rendezvous: sealed bytes relayed between an existing and a new device"),
         (name = "directory", description = "Key-transparency directory: signed epoch heads, akd proofs (protobuf) and witness cosignatures"),
     )

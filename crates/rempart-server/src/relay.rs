@@ -8,18 +8,20 @@
 //! and every node, itself included, `LISTEN`s on that channel and delivers
 //! them to its own sessions. No other broker is needed.
 //!
-//! A notice is sent once the write it announces has committed. Like every
-//! push it is a hint: a client reads by cursor, so a lost notice costs
-//! latency, never data. If a node's listening connection fails, it ends its
-//! push sessions, whose clients reconnect and catch up by reading; it then
-//! listens again as soon as the database answers.
+//! A notice is sent once the write it announces has committed. Notices are
+//! batched: one task per node sends them in order, as many per `NOTIFY` as
+//! its 8,000-byte payload holds. Like every push a notice is a hint: a
+//! client reads by cursor, so a lost notice costs latency, never data. If a
+//! node's listening connection fails, it ends its push sessions, whose
+//! clients reconnect and catch up by reading; it then listens again as soon
+//! as the database answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures_util::StreamExt as _;
-use rempart_proto::api::PushEvent;
+use rempart_proto::api::{LogEntry, PushEvent};
 use rempart_proto::{DeviceId, GroupId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -33,6 +35,8 @@ use crate::store::{PostgresStore, Store, StoreError};
 /// Most device ids in one notice: a `NOTIFY` payload holds at most 8,000
 /// bytes, and a device id takes about 70 in JSON.
 const DEVICES_PER_NOTICE: usize = 64;
+/// Most bytes of JSON in one `NOTIFY` payload (PostgreSQL's limit is 8,000).
+const NOTIFY_PAYLOAD_BYTES: usize = 7900;
 /// How long a node waits before listening again after its connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -40,12 +44,27 @@ const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Notice {
-    /// A group's log grew to `seq`: push to its members.
-    Appended {
+    /// An application message was appended at `seq`: push to the group's
+    /// members, with the entry if it is small.
+    Message {
         /// The group.
         group: GroupId,
         /// Its log's highest sequence number.
         seq: u64,
+        /// The device that sent it (it needs no push).
+        sender: DeviceId,
+        /// The entry, to push inline.
+        entry: Option<LogEntry>,
+    },
+    /// A commit was appended at `seq`: the group's members may have changed;
+    /// push to its members.
+    Committed {
+        /// The group.
+        group: GroupId,
+        /// Its log's highest sequence number.
+        seq: u64,
+        /// The device that committed (it needs no push).
+        sender: DeviceId,
     },
     /// These devices received a Welcome in their inbox.
     Welcomed {
@@ -67,11 +86,10 @@ pub(crate) struct Pushes {
     relay: Option<Relay>,
 }
 
-/// The PostgreSQL channel shared by the nodes of one deployment.
+/// The queue of notices to the other nodes, sent by [`forward`].
 #[derive(Clone)]
 struct Relay {
-    pool: Pool,
-    channel: String,
+    outbox: mpsc::UnboundedSender<Notice>,
 }
 
 impl Pushes {
@@ -85,33 +103,28 @@ impl Pushes {
     }
 
     /// Notices sent to every node of the deployment in `database`. Returns
-    /// the task that listens for them, which runs until aborted.
+    /// the tasks that send and listen for them, which run until aborted.
     pub(crate) async fn shared(
         hub: Hub,
         store: Arc<dyn Store>,
         database: &PostgresStore,
-    ) -> Result<(Self, JoinHandle<()>), StoreError> {
+    ) -> Result<(Self, [JoinHandle<()>; 2]), StoreError> {
         let conn = database.conn().await?;
         let schema: String = conn
             .query_one("SELECT current_schema()", &[])
             .await?
             .try_get(0)?;
         drop(conn);
-        let relay = Relay {
-            pool: database.pool().clone(),
-            channel: channel_name(&schema),
-        };
+        let channel = channel_name(&schema);
+        let (outbox, queued) = mpsc::unbounded_channel();
         let pushes = Self {
             hub,
             store,
-            relay: Some(relay.clone()),
+            relay: Some(Relay { outbox }),
         };
-        let listener = tokio::spawn(listen(
-            database.config().clone(),
-            relay.channel,
-            pushes.clone(),
-        ));
-        Ok((pushes, listener))
+        let forwarder = tokio::spawn(forward(database.pool().clone(), channel.clone(), queued));
+        let listener = tokio::spawn(listen(database.config().clone(), channel, pushes.clone()));
+        Ok((pushes, [forwarder, listener]))
     }
 
     /// The hub of this node's sessions.
@@ -119,15 +132,38 @@ impl Pushes {
         &self.hub
     }
 
-    /// Announces an append that has committed: `Inbox` to the welcomed
-    /// devices and `Group` to every member.
-    pub(crate) fn appended(&self, group: GroupId, seq: u64, welcomed: Vec<DeviceId>) {
+    /// Announces a commit that is durable at `seq`: `Inbox` to the
+    /// welcomed devices and `Group` to every other member.
+    pub(crate) fn committed(
+        &self,
+        group: GroupId,
+        sender: DeviceId,
+        seq: u64,
+        welcomed: Vec<DeviceId>,
+    ) {
         for devices in welcomed.chunks(DEVICES_PER_NOTICE) {
             self.send(Notice::Welcomed {
                 devices: devices.to_vec(),
             });
         }
-        self.send(Notice::Appended { group, seq });
+        self.send(Notice::Committed { group, seq, sender });
+    }
+
+    /// Announces an application message that is durable at `seq`: `Group`
+    /// to every other member, with `entry` inline if given.
+    pub(crate) fn message(
+        &self,
+        group: GroupId,
+        sender: DeviceId,
+        seq: u64,
+        entry: Option<LogEntry>,
+    ) {
+        self.send(Notice::Message {
+            group,
+            seq,
+            sender,
+            entry,
+        });
     }
 
     /// Ends the push sessions of a device removed from its account.
@@ -139,12 +175,9 @@ impl Pushes {
         match &self.relay {
             None => self.deliver(notice),
             Some(relay) => {
-                let relay = relay.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = relay.notify(&notice).await {
-                        tracing::warn!(%error, "could not relay a push notice");
-                    }
-                });
+                if relay.outbox.send(notice).is_err() {
+                    tracing::warn!("the push relay has stopped; a push notice is lost");
+                }
             }
         }
     }
@@ -158,35 +191,95 @@ impl Pushes {
                 }
             }
             Notice::Removed { device } => self.hub.disconnect(device),
-            Notice::Appended { group, seq } => {
-                // Listing members is a read; it runs off the caller's path.
+            Notice::Message {
+                group,
+                seq,
+                sender,
+                entry,
+            } => {
+                let event = PushEvent::Group { group, seq, entry };
+                self.hub.notify_group(group, &event, Some(sender));
+            }
+            Notice::Committed { group, seq, sender } => {
+                // The members may have changed: learn them again (a read,
+                // off the caller's path), then push.
                 let (store, hub) = (self.store.clone(), self.hub.clone());
                 tokio::spawn(async move {
                     match store.group_members(group).await {
-                        Ok(members) => {
-                            let event = PushEvent::Group { group, seq };
-                            for device in members {
-                                hub.notify(device, &event);
-                            }
-                        }
+                        Ok(members) => hub.set_members(group, &members),
                         Err(error) => {
                             tracing::warn!(%error, %group, "could not list members to push to");
                         }
                     }
+                    let event = PushEvent::Group {
+                        group,
+                        seq,
+                        entry: None,
+                    };
+                    hub.notify_group(group, &event, Some(sender));
                 });
             }
         }
     }
 }
 
-impl Relay {
-    async fn notify(&self, notice: &Notice) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(notice)
-            .map_err(|e| StoreError::Corrupt(format!("push notice: {e}")))?;
-        let conn = self.pool.get().await.map_err(|_| StoreError::Unavailable)?;
-        conn.execute("SELECT pg_notify($1, $2)", &[&self.channel, &payload])
-            .await?;
-        Ok(())
+/// Sends the queued notices, in order, as many per `NOTIFY` as fit; runs
+/// until the queue's senders are gone.
+async fn forward(pool: Pool, channel: String, mut queued: mpsc::UnboundedReceiver<Notice>) {
+    let mut next: Option<String> = None;
+    loop {
+        let first = match next.take() {
+            Some(json) => json,
+            None => match queued.recv().await {
+                Some(notice) => encode(notice),
+                None => return,
+            },
+        };
+        let mut bytes = first.len();
+        let mut batch = vec![first];
+        while let Ok(notice) = queued.try_recv() {
+            let json = encode(notice);
+            if bytes + json.len() + 1 > NOTIFY_PAYLOAD_BYTES {
+                next = Some(json);
+                break;
+            }
+            bytes += json.len() + 1;
+            batch.push(json);
+        }
+        let payload = format!("[{}]", batch.join(","));
+        let sent = match pool.get().await {
+            Ok(conn) => conn
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                .await
+                .map(drop)
+                .map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, notices = batch.len(), "could not relay push notices");
+        }
+    }
+}
+
+/// A notice in JSON, without its inline entry if it would not fit in a
+/// `NOTIFY` payload.
+fn encode(notice: Notice) -> String {
+    // Ids, numbers and bytes in base64: serialising cannot fail.
+    let json = |notice: &Notice| serde_json::to_string(notice).unwrap_or_else(|_| "null".into());
+    let encoded = json(&notice);
+    if encoded.len() < NOTIFY_PAYLOAD_BYTES {
+        return encoded;
+    }
+    match notice {
+        Notice::Message {
+            group, seq, sender, ..
+        } => json(&Notice::Message {
+            group,
+            seq,
+            sender,
+            entry: None,
+        }),
+        other => json(&other),
     }
 }
 
@@ -242,9 +335,9 @@ async fn listen_once(
     }
     tracing::info!(channel, "relaying push notices between nodes");
     while let Some(payload) = received.recv().await {
-        match serde_json::from_str::<Notice>(&payload) {
-            Ok(notice) => pushes.deliver(notice),
-            Err(error) => tracing::warn!(%error, "ignoring an unreadable push notice"),
+        match serde_json::from_str::<Vec<Notice>>(&payload) {
+            Ok(notices) => notices.into_iter().for_each(|n| pushes.deliver(n)),
+            Err(error) => tracing::warn!(%error, "ignoring unreadable push notices"),
         }
     }
     drop(client);

@@ -118,6 +118,10 @@ pub trait Store: Send + Sync + 'static {
     /// The devices the server counts as members of a group.
     async fn group_members(&self, group: GroupId) -> Result<Vec<DeviceId>, StoreError>;
 
+    /// The groups the server counts `device` a member of (to route its
+    /// push notices).
+    async fn device_groups(&self, device: DeviceId) -> Result<Vec<GroupId>, StoreError>;
+
     /// Up to `limit` items of `device`'s inbox after `after`.
     async fn read_inbox(
         &self,

@@ -12,4 +12,5 @@ mod nodes;
 mod push;
 mod refusals;
 mod restart;
+mod sessions;
 mod support;

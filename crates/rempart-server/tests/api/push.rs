@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use rempart_proto::api::{self, Appended, PushEvent};
+use rempart_proto::api::{self, Appended, EntryKind, LogEntry, PushEvent};
 use rempart_proto::{GroupId, MessageId};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -14,7 +14,7 @@ use crate::support::{Account, Device, TestServer, commit_upload, now, ok};
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long to wait for a push before declaring it lost.
-const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 pub(crate) async fn subscribe(server: &TestServer, device: &Device) -> Socket {
     let url = format!("{}{}", server.url.replace("http://", "ws://"), api::WS_PATH);
@@ -64,22 +64,36 @@ pub(crate) async fn members_are_pushed_a_welcome_and_a_message(
             PushEvent::Inbox,
             PushEvent::Group {
                 group,
-                seq: appended.seq
+                seq: appended.seq,
+                entry: None,
             }
         ]
     );
 
+    // A small message comes inline, exactly as the log holds it.
+    let message_id = MessageId::random();
     let appended: Appended = ok(through
-        .send_message(alice.device(), &group, &MessageId::random(), b"hello")
+        .send_message(alice.device(), &group, &message_id, b"hello")
         .await)
     .await;
+    let entry = LogEntry {
+        seq: appended.seq,
+        kind: EntryKind::Application,
+        epoch: appended.epoch,
+        sender: alice.device().id,
+        message_id,
+        data: b"hello".to_vec(),
+    };
     assert_eq!(
         next_event(socket).await,
         PushEvent::Group {
             group,
-            seq: appended.seq
+            seq: appended.seq,
+            entry: Some(entry.clone()),
         }
     );
+    let log = through.log(bob.device(), &group).await;
+    assert_eq!(log.entries.last(), Some(&entry));
 }
 
 #[tokio::test]

@@ -327,6 +327,22 @@ pub async fn membership_changes_and_welcomes(store: Db) {
         sorted(store.group_members(group).await.unwrap()),
         sorted([a0, b0, c0])
     );
+    // A device's groups follow its memberships (push routing).
+    let other = GroupId::random();
+    store
+        .append_commit(other, c0, commit(0, &[a0], None))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(store.device_groups(a0).await.unwrap()),
+        sorted([group, other])
+    );
+    assert_eq!(
+        sorted(store.device_groups(c0).await.unwrap()),
+        sorted([group, other])
+    );
+    assert_eq!(store.device_groups(b0).await.unwrap(), vec![group]);
+    assert!(store.device_groups(b1).await.unwrap().is_empty());
     assert_eq!(inbox(&store, c0).await, vec![welcome(group, b0, b"second")]);
     assert_eq!(inbox(&store, b0).await, vec![welcome(group, a0, b"first")]);
     let page = store.read_log(group, c0, 2, 100).await.unwrap();

@@ -214,9 +214,9 @@ pub async fn inbox(store: &Db, device: DeviceId) -> Vec<Item> {
         .collect()
 }
 
-/// `devices` sorted, to compare sets of devices.
-pub fn sorted(devices: impl IntoIterator<Item = DeviceId>) -> Vec<DeviceId> {
-    let mut devices: Vec<DeviceId> = devices.into_iter().collect();
-    devices.sort();
-    devices
+/// `items` sorted, to compare sets of devices or groups.
+pub fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.into_iter().collect();
+    items.sort();
+    items
 }

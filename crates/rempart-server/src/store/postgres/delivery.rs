@@ -263,6 +263,17 @@ pub(super) async fn members(conn: &Client, group: GroupId) -> Result<Vec<DeviceI
         .collect()
 }
 
+pub(super) async fn groups_of(conn: &Client, device: DeviceId) -> Result<Vec<GroupId>, StoreError> {
+    let query = conn
+        .prepare_cached("SELECT group_id FROM group_members WHERE device_id = $1")
+        .await?;
+    conn.query(&query, &[&device.as_bytes().as_slice()])
+        .await?
+        .iter()
+        .map(|row| Ok(GroupId::from_bytes(fixed(row, 0, "group id")?)))
+        .collect()
+}
+
 /// Creates the group at epoch 0 with `creator` as its only member, unless it
 /// exists. A concurrent creation makes this wait for its outcome.
 async fn create(tx: &Transaction<'_>, group: GroupId, creator: DeviceId) -> Result<(), StoreError> {

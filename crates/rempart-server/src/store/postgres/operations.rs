@@ -155,6 +155,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn device_groups(&self, device: DeviceId) -> Result<Vec<GroupId>, StoreError> {
+        self.run(&device, |conn, device| {
+            Box::pin(delivery::groups_of(conn, *device))
+        })
+        .await
+    }
+
     async fn read_inbox(
         &self,
         device: DeviceId,

@@ -22,7 +22,8 @@ use deadpool_postgres::Object;
 use crate::store::StoreError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     user_name      text PRIMARY KEY,
     account_key    bytea NOT NULL,
@@ -242,7 +243,12 @@ CREATE TABLE directory_cosignatures (
     signature bytea NOT NULL,
     PRIMARY KEY (epoch, witness)
 );
-"];
+",
+    // Version 2: a device's groups, to route its push notices.
+    r"
+CREATE INDEX group_members_by_device ON group_members (device_id, group_id);
+",
+];
 
 /// The schema version this server writes.
 pub(super) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -225,6 +225,16 @@ pub(super) fn members(conn: &Connection, group: GroupId) -> Result<Vec<DeviceId>
     Ok(members)
 }
 
+pub(super) fn groups_of(conn: &Connection, device: DeviceId) -> Result<Vec<GroupId>, StoreError> {
+    let groups = conn
+        .prepare_cached("SELECT group_id FROM group_members WHERE device_id = ?1")?
+        .query_map([device.as_bytes()], |row| {
+            Ok(GroupId::from_bytes(row.get(0)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(groups)
+}
+
 fn head(conn: &Connection, group: GroupId) -> Result<Option<Head>, StoreError> {
     let row: Option<(i64, i64)> = conn
         .query_row(

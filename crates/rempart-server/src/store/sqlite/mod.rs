@@ -278,6 +278,11 @@ impl Store for SqliteStore {
         self.read(move |conn| delivery::members(conn, group)).await
     }
 
+    async fn device_groups(&self, device: DeviceId) -> Result<Vec<GroupId>, StoreError> {
+        self.read(move |conn| delivery::groups_of(conn, device))
+            .await
+    }
+
     async fn read_inbox(
         &self,
         device: DeviceId,

@@ -311,6 +311,10 @@ INSERT INTO akd_values_v5 SELECT * FROM akd_values;
 DROP TABLE akd_values;
 ALTER TABLE akd_values_v5 RENAME TO akd_values;
 ",
+    // Version 6: a device's groups, to route its push notices.
+    r"
+CREATE INDEX group_members_by_device ON group_members (device_id, group_id);
+",
 ];
 
 /// The schema version this server writes.
