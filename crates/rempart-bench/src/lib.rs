@@ -38,7 +38,76 @@
 //! # }
 //! ```
 //!
+//! # `rempart-bench connections`
+//!
+//! Idle push sessions ([`connections`]): a `rempart-server` process
+//! ([`server::ServerUnderTest`]) gets 10,000 accounts of one device each
+//! ([`device::BenchDevice`]), then one authenticated WebSocket session per
+//! device; the growth of the server's resident memory, divided by the
+//! number of sessions, is `rss_bytes_per_connection`. The target is at most
+//! 64 KiB per idle session.
+//!
+//! ```no_run
+//! use rempart_bench::connections::{ConnectionsOptions, measure};
+//! use rempart_bench::server::ServerUnderTest;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Needs `cargo build -p rempart-server`: the binary must sit beside ours.
+//! let server = ServerUnderTest::start(&[])?;
+//! let options = ConnectionsOptions { connections: 5, ..ConnectionsOptions::quick() };
+//! let report = measure(&server, &options).await?;
+//! assert_eq!(report.live, 5);
+//! println!("{report}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # `rempart-bench client`
+//!
+//! The client engine's overhead over openmls alone ([`client`]): at 2, 100
+//! and 1,000 members, each MLS operation (encrypt and decrypt a text
+//! message; commit an add, a remove, a self-update, and merge it; process
+//! and merge another member's add, remove and self-update commits) through
+//! `rempart-client`, with its SQLite store, its checks and openmls over its
+//! storage, against openmls with its in-memory storage doing the same
+//! operation on a group of the same size built the same way, in the same
+//! run, the server out of both. The target is an overhead of at most 1.2
+//! (`max_overhead_ratio` ≤ 1.2).
+//!
+//! ```
+//! use rempart_bench::client::{ClientOptions, measure};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = ClientOptions {
+//!     sizes: vec![2],
+//!     iterations: 1,
+//! };
+//! let report = measure(&options).await?;
+//! assert!(report.max_overhead_ratio() > 0.0);
+//! println!("{report}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Building blocks
+//!
+//! Benchmarks that drive a server share [`server::ServerUnderTest`] (a
+//! server process started for the run, with its CPU time and memory, or a
+//! server given by URL), [`device::BenchDevice`] (registered devices that
+//! sign requests and open push sessions, without the client engine: the
+//! server treats message bytes as opaque) and [`error::BenchError`].
+//!
 //! Timings depend on the machine and its load: nothing here asserts one.
 
+pub mod client;
+pub mod connections;
+pub mod delivery;
+pub mod device;
 pub mod directory;
+pub mod error;
+pub mod fanout;
 pub mod memory;
+pub mod nats;
+pub mod server;

@@ -4,7 +4,14 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+use rempart_bench::client::{self, ClientOptions};
+use rempart_bench::connections::{self, ConnectionsOptions};
+use rempart_bench::delivery::{self, DeliveryOptions};
 use rempart_bench::directory::{self, DirectoryOptions, StoreKind};
+use rempart_bench::fanout::{self, FanoutOptions};
+use rempart_bench::server::ServerUnderTest;
 
 /// Rempart's benchmarks. Figures go to stdout; see BENCHMARKS.md.
 #[derive(Debug, Parser)]
@@ -26,6 +33,97 @@ enum Benchmark {
     /// SQLite store and on akd's in-memory store, lookup proof size and
     /// verification time, memory with every user in.
     Directory(DirectoryArgs),
+    /// Messages per second acknowledged durably and send-to-member latency,
+    /// with devices on their WebSocket sessions; the storage ceiling in the
+    /// same run; optionally the same workload through NATS JetStream.
+    Delivery(DeliveryArgs),
+    /// The server's CPU time per message as the group grows from 2 to
+    /// 10,000 members.
+    Fanout(FanoutArgs),
+    /// Idle push sessions: the server's memory per open WebSocket session,
+    /// how fast sessions open and the server's CPU time doing it.
+    Connections(ConnectionsArgs),
+    /// The client engine's overhead over openmls alone: each MLS operation
+    /// through rempart-client (its SQLite store, its checks) against raw
+    /// openmls with in-memory storage, at several group sizes, the server
+    /// out of both.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeliveryArgs {
+    /// Connected devices [default: 1000].
+    #[arg(long)]
+    devices: Option<usize>,
+    /// Devices per group [default: 2].
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// Bytes per message [default: 256].
+    #[arg(long)]
+    bytes: Option<usize>,
+    /// Seconds of sending [default: 10, 3 with --quick].
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Messages each device keeps in flight [default: 8].
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// Use the server at this URL instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Also run the workload through this reference relay.
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
+    /// Where NATS listens, for `--peer nats`.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+}
+
+/// A reference relay for `delivery --peer`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Peer {
+    /// NATS with a file-backed JetStream stream.
+    Nats,
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    /// Group sizes, comma-separated [default: 2,100,1000,10000].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Messages per group size [default: 20000, 5000 with --quick].
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Use the server at this URL (on this machine) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ConnectionsArgs {
+    /// Sessions to open, each by a device of its own new account [default:
+    /// 10000, 1000 with --quick].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// WebSocket upgrades in flight at a time while opening [default: 64].
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Use the server already running at this URL (no memory or CPU
+    /// figures) instead of starting `rempart-server` from beside this
+    /// binary.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Group sizes in members, comma-separated [default: 2,100,1000; 2,100
+    /// with --quick].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Times each operation is measured at each size; the median is
+    /// reported [default: 11, 5 with --quick].
+    #[arg(long)]
+    iterations: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -80,7 +178,41 @@ fn main() -> ExitCode {
 
 /// Runs the benchmark `cli` names and returns what to print.
 fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
+    let print = |json: String, text: String| if cli.json { json } else { text };
     match &cli.benchmark {
+        Benchmark::Delivery(args) => {
+            let defaults = if cli.quick {
+                DeliveryOptions::quick()
+            } else {
+                DeliveryOptions::full()
+            };
+            let options = DeliveryOptions {
+                devices: args.devices.unwrap_or(defaults.devices),
+                group_size: args.group_size.unwrap_or(defaults.group_size),
+                message_bytes: args.bytes.unwrap_or(defaults.message_bytes),
+                duration: args.seconds.map_or(defaults.duration, Duration::from_secs),
+                in_flight: args.in_flight.unwrap_or(defaults.in_flight),
+                server: args.server.clone(),
+                nats: args.peer.map(|Peer::Nats| args.nats_url.clone()),
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(delivery::measure(&options))?;
+            Ok(print(serde_json::to_string(&report)?, report.to_string()))
+        }
+        Benchmark::Fanout(args) => {
+            let defaults = if cli.quick {
+                FanoutOptions::quick()
+            } else {
+                FanoutOptions::full()
+            };
+            let options = FanoutOptions {
+                sizes: args.sizes.clone().unwrap_or(defaults.sizes),
+                messages: args.messages.unwrap_or(defaults.messages),
+                server: args.server.clone(),
+                ..defaults
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(fanout::measure(&options))?;
+            Ok(print(serde_json::to_string(&report)?, report.to_string()))
+        }
         Benchmark::Directory(args) => {
             let defaults = if cli.quick {
                 DirectoryOptions::quick()
@@ -101,6 +233,49 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
                 return Ok(serde_json::to_string(&figures)?);
             }
             let report = directory::measure_in_children(&std::env::current_exe()?, &options)?;
+            if cli.json {
+                Ok(serde_json::to_string(&report)?)
+            } else {
+                Ok(report.to_string())
+            }
+        }
+        Benchmark::Connections(args) => {
+            let defaults = if cli.quick {
+                ConnectionsOptions::quick()
+            } else {
+                ConnectionsOptions::full()
+            };
+            let options = ConnectionsOptions {
+                connections: args.connections.unwrap_or(defaults.connections),
+                open_parallel: args.parallel.unwrap_or(defaults.open_parallel),
+                ..defaults
+            };
+            let server = match &args.server {
+                Some(url) => ServerUnderTest::remote(url),
+                None => ServerUnderTest::start(&[])?,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(connections::measure(&server, &options))?;
+            if cli.json {
+                Ok(serde_json::to_string(&report)?)
+            } else {
+                Ok(report.to_string())
+            }
+        }
+        Benchmark::Client(args) => {
+            let defaults = if cli.quick {
+                ClientOptions::quick()
+            } else {
+                ClientOptions::full()
+            };
+            let options = ClientOptions {
+                sizes: args.sizes.clone().unwrap_or(defaults.sizes),
+                iterations: args.iterations.unwrap_or(defaults.iterations),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(client::measure(&options))?;
             if cli.json {
                 Ok(serde_json::to_string(&report)?)
             } else {

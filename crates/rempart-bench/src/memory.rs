@@ -1,8 +1,9 @@
-//! This process's memory, as Linux reports it in `/proc/self/status`.
+//! A process's memory, as Linux reports it in `/proc/PID/status`: this
+//! process's, or another's (e.g. the server under test).
 
 use std::io;
 
-/// Resident memory of this process, in bytes.
+/// Resident memory of a process, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryUsage {
     /// Resident set size now (`VmRSS`).
@@ -15,6 +16,12 @@ impl MemoryUsage {
     /// Reads this process's `VmRSS` and `VmHWM`.
     pub fn current() -> io::Result<Self> {
         let status = std::fs::read_to_string("/proc/self/status")?;
+        Self::parse(&status)
+    }
+
+    /// Reads the `VmRSS` and `VmHWM` of process `pid`.
+    pub fn of_process(pid: u32) -> io::Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         Self::parse(&status)
     }
 
@@ -33,16 +40,16 @@ fn field_bytes(status: &str, name: &str) -> io::Result<u64> {
     let line = status
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .ok_or_else(|| invalid(format!("no {name} line in /proc/self/status")))?;
+        .ok_or_else(|| invalid(format!("no {name} line in /proc/PID/status")))?;
     let mut words = line.split_whitespace();
     let (Some(number), Some("kB"), None) = (words.next(), words.next(), words.next()) else {
         return Err(invalid(format!(
-            "{name} in /proc/self/status is {line:?}, not a number of kB"
+            "{name} in /proc/PID/status is {line:?}, not a number of kB"
         )));
     };
     let kib: u64 = number
         .parse()
-        .map_err(|_| invalid(format!("{name} in /proc/self/status is {number:?} kB")))?;
+        .map_err(|_| invalid(format!("{name} in /proc/PID/status is {number:?} kB")))?;
     Ok(kib.saturating_mul(1024))
 }
 
@@ -73,5 +80,12 @@ mod tests {
         let usage = MemoryUsage::current().unwrap();
         assert!(usage.rss_bytes > 0);
         assert!(usage.hwm_bytes >= usage.rss_bytes);
+    }
+
+    #[test]
+    fn another_process_has_some() {
+        let usage = MemoryUsage::of_process(std::process::id()).unwrap();
+        assert!(usage.rss_bytes > 0);
+        assert!(MemoryUsage::of_process(u32::MAX).is_err());
     }
 }

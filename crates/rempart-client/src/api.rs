@@ -22,6 +22,11 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 use crate::keys::DeviceKey;
 
+/// The URL of the server of [`ServerApi::offline`], which no request
+/// reaches (`.invalid` is reserved by RFC 2606).
+#[cfg(feature = "bench")]
+const OFFLINE_SERVER: &str = "http://offline.invalid";
+
 /// The device credentials a request is signed with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Signer<'a> {
@@ -52,6 +57,9 @@ pub(crate) struct ServerApi {
     /// Index in `nodes` of the node to try first.
     preferred: Arc<AtomicUsize>,
     http: reqwest::Client,
+    /// Built by [`ServerApi::offline`]: no request leaves the process.
+    #[cfg(feature = "bench")]
+    offline: bool,
 }
 
 enum Body {
@@ -80,7 +88,20 @@ impl ServerApi {
             nodes: nodes.into(),
             preferred: Arc::new(AtomicUsize::new(0)),
             http,
+            #[cfg(feature = "bench")]
+            offline: false,
         })
+    }
+
+    /// A client of no server, for benchmarks of the engine's local work
+    /// (`bench` feature): every request fails without leaving the process,
+    /// except device-list lookups, answered as a server holding nothing
+    /// newer than the versions the device already verified answers them.
+    #[cfg(feature = "bench")]
+    pub fn offline() -> Result<Self, ClientError> {
+        let mut api = Self::new(OFFLINE_SERVER)?;
+        api.offline = true;
+        Ok(api)
     }
 
     /// The server as configured (node URLs separated by commas).
@@ -105,6 +126,15 @@ impl ServerApi {
     /// The published device lists newer than `users`' known versions, with
     /// their lookup proofs.
     pub async fn lookups(&self, users: Vec<KnownVersion>) -> Result<LookupsResponse, ClientError> {
+        #[cfg(feature = "bench")]
+        if self.offline {
+            return Ok(LookupsResponse {
+                head: None,
+                lookups: Vec::new(),
+                pending: Vec::new(),
+                unknown: Vec::new(),
+            });
+        }
         let body = LookupsRequest { users };
         self.call(None, Method::POST, kt::LOOKUPS_PATH, json(&body)?)
             .await
@@ -341,6 +371,13 @@ impl ServerApi {
         path: &str,
         body: Body,
     ) -> Result<Result<Vec<u8>, (StatusCode, ErrorBody)>, ClientError> {
+        #[cfg(feature = "bench")]
+        if self.offline {
+            return Err(ClientError::Network {
+                url: self.spec.clone(),
+                reason: format!("{method} {path}: this bench client has no server"),
+            });
+        }
         let (content_type, bytes) = match body {
             Body::Empty => (None, Vec::new()),
             Body::Json(b) => (Some("application/json"), b),

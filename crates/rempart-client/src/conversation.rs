@@ -62,6 +62,32 @@ pub(crate) enum Envelope {
     },
 }
 
+impl Envelope {
+    /// The id of the message or request.
+    pub(crate) fn id(&self) -> MessageId {
+        match self {
+            Self::Text { id, .. } | Self::Leave { id } => *id,
+        }
+    }
+
+    /// The bytes MLS encrypts.
+    pub(crate) fn plaintext(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, ClientError> {
+        serde_json::to_vec(self)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| ClientError::Corrupt(e.to_string()))
+    }
+}
+
+/// A text message about to be sent: its envelope, and what is kept once
+/// the server accepted it.
+pub(crate) struct OutgoingText<'t> {
+    pub id: MessageId,
+    pub sent_at: i64,
+    pub counter: u64,
+    pub text: &'t str,
+    pub envelope: Envelope,
+}
+
 /// A device in a conversation's roster.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RosterEntry {
@@ -162,6 +188,22 @@ impl Client {
         conversation: &Conversation,
         text: &str,
     ) -> Result<MessageId, ClientError> {
+        let outgoing = self.prepare_text(conversation, text)?;
+        self.upload_envelope(conversation, &outgoing.envelope, |client| {
+            client.record_text(conversation, &outgoing)
+        })
+        .await?;
+        Ok(outgoing.id)
+    }
+
+    /// What is checked and read before a text is encrypted: no member's
+    /// account key changed since the user verified it, this device's next
+    /// message counter, and the newest directory head to gossip.
+    pub(crate) fn prepare_text<'t>(
+        &self,
+        conversation: &Conversation,
+        text: &'t str,
+    ) -> Result<OutgoingText<'t>, ClientError> {
         let members: BTreeSet<UserName> = roster(&self.load_group(&conversation.group)?)
             .into_iter()
             .map(|l| l.user)
@@ -181,22 +223,33 @@ impl Client {
             head: self.store.newest_head()?,
             counter,
         };
-        self.upload_envelope(conversation, &envelope, |client| {
-            client.store.store_message(&StoredMessage {
-                group: &conversation.group,
-                message_id: &id,
-                sender: &client.id.user,
-                sender_device: &client.id.device,
-                text,
-                sent_at,
-            })?;
-            client
-                .store
-                .note_counter(&conversation.group, &client.id.device, counter)?;
-            client.store.note_sent(&conversation.group)
+        Ok(OutgoingText {
+            id,
+            sent_at,
+            counter,
+            text,
+            envelope,
         })
-        .await?;
-        Ok(id)
+    }
+
+    /// Keeps a text the server accepted in the local history, with its
+    /// counter, and counts it towards the next self-update.
+    pub(crate) fn record_text(
+        &self,
+        conversation: &Conversation,
+        outgoing: &OutgoingText<'_>,
+    ) -> Result<(), ClientError> {
+        self.store.store_message(&StoredMessage {
+            group: &conversation.group,
+            message_id: &outgoing.id,
+            sender: &self.id.user,
+            sender_device: &self.id.device,
+            text: outgoing.text,
+            sent_at: outgoing.sent_at,
+        })?;
+        self.store
+            .note_counter(&conversation.group, &self.id.device, outgoing.counter)?;
+        self.store.note_sent(&conversation.group)
     }
 
     /// Encrypts and uploads one application message, in the group's current
@@ -209,25 +262,11 @@ impl Client {
         envelope: &Envelope,
         record: impl Fn(&Client) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
-        let id = match envelope {
-            Envelope::Text { id, .. } | Envelope::Leave { id } => *id,
-        };
-        let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(envelope).map_err(|e| ClientError::Corrupt(e.to_string()))?,
-        );
+        let id = envelope.id();
+        let plaintext = envelope.plaintext()?;
         let group = conversation.group;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let (epoch, ciphertext) = self.store.atomic(|| {
-                let mut mls_group = self.load_group(&group)?;
-                let out = mls_group
-                    .create_message(&self.provider(), &self.id.device_key, &plaintext)
-                    .map_err(ClientError::mls)?;
-                self.store.record_sent(&group, &id)?;
-                Ok((
-                    mls_group.epoch().as_u64(),
-                    out.to_bytes().map_err(ClientError::mls)?,
-                ))
-            })?;
+            let (epoch, ciphertext) = self.encrypt_envelope(&group, &id, &plaintext)?;
             match self
                 .api
                 .put_message(self.signer(), &group, &id, epoch, ciphertext)
@@ -249,6 +288,27 @@ impl Client {
             }
         }
         Err(ClientError::CommitConflict)
+    }
+
+    /// Encrypts `plaintext` in the group's current epoch and records `id` as
+    /// sent, in one local transaction. Returns the epoch and the MLS message.
+    pub(crate) fn encrypt_envelope(
+        &self,
+        group: &GroupId,
+        id: &MessageId,
+        plaintext: &[u8],
+    ) -> Result<(u64, Vec<u8>), ClientError> {
+        self.store.atomic(|| {
+            let mut mls_group = self.load_group(group)?;
+            let out = mls_group
+                .create_message(&self.provider(), &self.id.device_key, plaintext)
+                .map_err(ClientError::mls)?;
+            self.store.record_sent(group, id)?;
+            Ok((
+                mls_group.epoch().as_u64(),
+                out.to_bytes().map_err(ClientError::mls)?,
+            ))
+        })
     }
 
     /// Rotates this device's leaf key material in the conversation with
@@ -276,24 +336,32 @@ impl Client {
         let group = conversation.group;
         let (_, events) = self
             .commit(conversation, |client, mls_group| {
-                let bundle = mls_group
-                    .self_update(
-                        &client.provider(),
-                        &client.id.device_key,
-                        LeafNodeParameters::default(),
-                    )
-                    .map_err(ClientError::mls)?;
-                let (commit, _, _) = bundle.into_messages();
-                Ok(Some(BuiltCommit {
-                    commit,
-                    welcome: None,
-                    add_devices: Vec::new(),
-                    remove_devices: Vec::new(),
-                }))
+                client.build_self_update(mls_group)
             })
             .await?;
         self.store.note_updated(&group, unix_now())?;
         Ok(events)
+    }
+
+    /// A self-update commit of this device's leaf, for [`Client::commit`].
+    pub(crate) fn build_self_update(
+        &self,
+        mls_group: &mut MlsGroup,
+    ) -> Result<Option<BuiltCommit>, ClientError> {
+        let bundle = mls_group
+            .self_update(
+                &self.provider(),
+                &self.id.device_key,
+                LeafNodeParameters::default(),
+            )
+            .map_err(ClientError::mls)?;
+        let (commit, _, _) = bundle.into_messages();
+        Ok(Some(BuiltCommit {
+            commit,
+            welcome: None,
+            add_devices: Vec::new(),
+            remove_devices: Vec::new(),
+        }))
     }
 
     /// Creates the group `name` with every device of every member (and this
@@ -383,60 +451,82 @@ impl Client {
         peer: Option<&UserName>,
         packages: Vec<(UserName, DeviceId, KeyPackage)>,
     ) -> Result<(), ClientError> {
-        let add_devices: Vec<DeviceId> = packages.iter().map(|(_, d, _)| *d).collect();
-        let key_packages: Vec<KeyPackage> = packages.into_iter().map(|(_, _, kp)| kp).collect();
-        let upload = {
-            let provider = self.provider();
-            let credential = mls::credential(&self.id.user, &self.id.device, &self.id.device_key);
-            let mut mls_group = MlsGroup::new_with_group_id(
-                &provider,
-                &self.id.device_key,
-                &mls::create_config(metadata)?,
-                MlsGroupId::from_slice(group.as_bytes()),
-                credential,
-            )
-            .map_err(ClientError::mls)?;
-            let (commit, welcome) = if key_packages.is_empty() {
-                // Alone (a group of one's own single device): nothing to add.
-                let bundle = mls_group
-                    .self_update(
-                        &provider,
-                        &self.id.device_key,
-                        LeafNodeParameters::default(),
-                    )
-                    .map_err(ClientError::mls)?;
-                let (commit, welcome, _) = bundle.into_messages();
-                (commit, welcome)
-            } else {
-                let (commit, welcome, _) = mls_group
-                    .add_members(&provider, &self.id.device_key, &key_packages)
-                    .map_err(ClientError::mls)?;
-                (commit, Some(welcome))
-            };
-            CommitUpload {
-                epoch: 0,
-                message_id,
-                commit: commit.to_bytes().map_err(ClientError::mls)?,
-                welcome: welcome
-                    .map(|w| w.to_bytes().map_err(ClientError::mls))
-                    .transpose()?,
-                add_devices,
-                remove_devices: Vec::new(),
-            }
-        };
+        let upload = self.build_founding_commit(group, message_id, metadata, packages)?;
         match self.api.post_commit(self.signer(), group, &upload).await? {
             AppendOutcome::Accepted(appended) => {
-                self.load_group(group)?
-                    .merge_pending_commit(&self.provider())
-                    .map_err(ClientError::mls)?;
-                self.store.note_merged_commit(group, 0, &upload.commit)?;
-                self.store.add_conversation(group, name, peer, unix_now())?;
-                self.store.record_sent(group, &message_id)?;
-                self.store.set_cursor(group, appended.seq)?;
-                Ok(())
+                self.merge_founding_commit(group, name, peer, &upload, appended.seq)
             }
             AppendOutcome::Stale { .. } => Err(ClientError::CommitConflict),
         }
+    }
+
+    /// Creates the MLS group and its first commit, which adds `packages`
+    /// (or, alone, updates this device's leaf).
+    pub(crate) fn build_founding_commit(
+        &self,
+        group: &GroupId,
+        message_id: MessageId,
+        metadata: &Metadata,
+        packages: Vec<(UserName, DeviceId, KeyPackage)>,
+    ) -> Result<CommitUpload, ClientError> {
+        let add_devices: Vec<DeviceId> = packages.iter().map(|(_, d, _)| *d).collect();
+        let key_packages: Vec<KeyPackage> = packages.into_iter().map(|(_, _, kp)| kp).collect();
+        let provider = self.provider();
+        let credential = mls::credential(&self.id.user, &self.id.device, &self.id.device_key);
+        let mut mls_group = MlsGroup::new_with_group_id(
+            &provider,
+            &self.id.device_key,
+            &mls::create_config(metadata)?,
+            MlsGroupId::from_slice(group.as_bytes()),
+            credential,
+        )
+        .map_err(ClientError::mls)?;
+        let (commit, welcome) = if key_packages.is_empty() {
+            // Alone (a group of one's own single device): nothing to add.
+            let bundle = mls_group
+                .self_update(
+                    &provider,
+                    &self.id.device_key,
+                    LeafNodeParameters::default(),
+                )
+                .map_err(ClientError::mls)?;
+            let (commit, welcome, _) = bundle.into_messages();
+            (commit, welcome)
+        } else {
+            let (commit, welcome, _) = mls_group
+                .add_members(&provider, &self.id.device_key, &key_packages)
+                .map_err(ClientError::mls)?;
+            (commit, Some(welcome))
+        };
+        Ok(CommitUpload {
+            epoch: 0,
+            message_id,
+            commit: commit.to_bytes().map_err(ClientError::mls)?,
+            welcome: welcome
+                .map(|w| w.to_bytes().map_err(ClientError::mls))
+                .transpose()?,
+            add_devices,
+            remove_devices: Vec::new(),
+        })
+    }
+
+    /// Once the server accepted the first commit at log position `seq`:
+    /// merges it and records the conversation.
+    pub(crate) fn merge_founding_commit(
+        &self,
+        group: &GroupId,
+        name: &str,
+        peer: Option<&UserName>,
+        upload: &CommitUpload,
+        seq: u64,
+    ) -> Result<(), ClientError> {
+        self.load_group(group)?
+            .merge_pending_commit(&self.provider())
+            .map_err(ClientError::mls)?;
+        self.store.note_merged_commit(group, 0, &upload.commit)?;
+        self.store.add_conversation(group, name, peer, unix_now())?;
+        self.store.record_sent(group, &upload.message_id)?;
+        self.store.set_cursor(group, seq)
     }
 
     /// Adds every device of `user` to the group `name`.
@@ -525,7 +615,11 @@ impl Client {
         }
     }
 
-    fn is_member(&self, conversation: &Conversation, user: &UserName) -> Result<bool, ClientError> {
+    pub(crate) fn is_member(
+        &self,
+        conversation: &Conversation,
+        user: &UserName,
+    ) -> Result<bool, ClientError> {
         Ok(roster(&self.load_group(&conversation.group)?)
             .iter()
             .any(|l| &l.user == user))
@@ -591,7 +685,7 @@ impl Client {
             .collect()
     }
 
-    fn group(&self, name: &str) -> Result<Conversation, ClientError> {
+    pub(crate) fn group(&self, name: &str) -> Result<Conversation, ClientError> {
         self.store
             .group_named(name)?
             .ok_or_else(|| ClientError::UnknownConversation(name.to_owned()))
@@ -608,54 +702,65 @@ impl Client {
         if change.is_empty() {
             return Ok(Vec::new());
         }
-        let own = (self.id.user.clone(), self.id.device);
         let (_, events) = self
             .commit(conversation, |client, mls_group| {
-                let leaves = roster(mls_group);
-                let present: BTreeSet<(UserName, DeviceId)> =
-                    leaves.iter().map(|l| (l.user.clone(), l.device)).collect();
-                let adds: Vec<&(UserName, DeviceId, KeyPackage)> = change
-                    .adds
-                    .iter()
-                    .filter(|(u, d, _)| !present.contains(&(u.clone(), *d)))
-                    .collect();
-                let removes: Vec<&Leaf> = leaves
-                    .iter()
-                    .filter(|l| (l.user.clone(), l.device) != own)
-                    .filter(|l| {
-                        change.remove_users.contains(&l.user)
-                            || change.remove_devices.contains(&(l.user.clone(), l.device))
-                    })
-                    .collect();
-                if adds.is_empty() && removes.is_empty() {
-                    return Ok(None);
-                }
-                let provider = client.provider();
-                let bundle = mls_group
-                    .commit_builder()
-                    .propose_adds(adds.iter().map(|(_, _, kp)| kp.clone()))
-                    .propose_removals(removes.iter().map(|l| l.index))
-                    .load_psks(provider.storage())
-                    .map_err(ClientError::mls)?
-                    .build(
-                        provider.rand(),
-                        provider.crypto(),
-                        &client.id.device_key,
-                        |_| true,
-                    )
-                    .map_err(ClientError::mls)?
-                    .stage_commit(&provider)
-                    .map_err(ClientError::mls)?;
-                let (commit, welcome, _) = bundle.into_messages();
-                Ok(Some(BuiltCommit {
-                    commit,
-                    welcome,
-                    add_devices: adds.iter().map(|(_, d, _)| *d).collect(),
-                    remove_devices: removes.iter().map(|l| l.device).collect(),
-                }))
+                client.build_change(mls_group, &change)
             })
             .await?;
         Ok(events)
+    }
+
+    /// The commit of `change` against the group's current roster, for
+    /// [`Client::commit`]: devices already in are not added again, this
+    /// device never removes itself, and `None` if nothing is left to do.
+    pub(crate) fn build_change(
+        &self,
+        mls_group: &mut MlsGroup,
+        change: &Change,
+    ) -> Result<Option<BuiltCommit>, ClientError> {
+        let own = (self.id.user.clone(), self.id.device);
+        let leaves = roster(mls_group);
+        let present: BTreeSet<(UserName, DeviceId)> =
+            leaves.iter().map(|l| (l.user.clone(), l.device)).collect();
+        let adds: Vec<&(UserName, DeviceId, KeyPackage)> = change
+            .adds
+            .iter()
+            .filter(|(u, d, _)| !present.contains(&(u.clone(), *d)))
+            .collect();
+        let removes: Vec<&Leaf> = leaves
+            .iter()
+            .filter(|l| (l.user.clone(), l.device) != own)
+            .filter(|l| {
+                change.remove_users.contains(&l.user)
+                    || change.remove_devices.contains(&(l.user.clone(), l.device))
+            })
+            .collect();
+        if adds.is_empty() && removes.is_empty() {
+            return Ok(None);
+        }
+        let provider = self.provider();
+        let bundle = mls_group
+            .commit_builder()
+            .propose_adds(adds.iter().map(|(_, _, kp)| kp.clone()))
+            .propose_removals(removes.iter().map(|l| l.index))
+            .load_psks(provider.storage())
+            .map_err(ClientError::mls)?
+            .build(
+                provider.rand(),
+                provider.crypto(),
+                &self.id.device_key,
+                |_| true,
+            )
+            .map_err(ClientError::mls)?
+            .stage_commit(&provider)
+            .map_err(ClientError::mls)?;
+        let (commit, welcome, _) = bundle.into_messages();
+        Ok(Some(BuiltCommit {
+            commit,
+            welcome,
+            add_devices: adds.iter().map(|(_, d, _)| *d).collect(),
+            remove_devices: removes.iter().map(|l| l.device).collect(),
+        }))
     }
 
     /// Builds a commit with `build` (`None`: nothing to commit), uploads it,
@@ -669,42 +774,14 @@ impl Client {
         let group = conversation.group;
         let mut events = Vec::new();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let message_id = MessageId::random();
-            let upload = self.store.atomic(|| {
-                let mut mls_group = self.load_group(&group)?;
-                let epoch = mls_group.epoch().as_u64();
-                let Some(built) = build(self, &mut mls_group)? else {
-                    return Ok(None);
-                };
-                self.store.set_pending_commit(&group, Some(&message_id))?;
-                self.store.record_sent(&group, &message_id)?;
-                Ok(Some(CommitUpload {
-                    epoch,
-                    message_id,
-                    commit: built.commit.to_bytes().map_err(ClientError::mls)?,
-                    welcome: built
-                        .welcome
-                        .map(|w| w.to_bytes().map_err(ClientError::mls))
-                        .transpose()?,
-                    add_devices: built.add_devices,
-                    remove_devices: built.remove_devices,
-                }))
-            })?;
-            let Some(upload) = upload else {
+            let Some(upload) = self.build_own_commit(&group, MessageId::random(), &build)? else {
                 return Ok((None, events));
             };
             // On a network error the outcome is unknown: the pending commit
             // stays, and the next sync merges it if the log has it.
             match self.api.post_commit(self.signer(), &group, &upload).await? {
                 AppendOutcome::Accepted(appended) => {
-                    self.store.atomic(|| {
-                        self.load_group(&group)?
-                            .merge_pending_commit(&self.provider())
-                            .map_err(ClientError::mls)?;
-                        self.store
-                            .note_merged_commit(&group, upload.epoch, &upload.commit)?;
-                        self.store.set_pending_commit(&group, None)
-                    })?;
+                    self.merge_own_commit(&group, &upload)?;
                     return Ok((Some(appended), events));
                 }
                 AppendOutcome::Stale { .. } => {
@@ -723,6 +800,54 @@ impl Client {
             }
         }
         Err(ClientError::CommitConflict)
+    }
+
+    /// Builds a commit with `build` on the group's current epoch and keeps
+    /// it as openmls's pending commit, its id recorded as sent, in one local
+    /// transaction. `None`: nothing to commit.
+    pub(crate) fn build_own_commit(
+        &self,
+        group: &GroupId,
+        message_id: MessageId,
+        build: &impl Fn(&Client, &mut MlsGroup) -> Result<Option<BuiltCommit>, ClientError>,
+    ) -> Result<Option<CommitUpload>, ClientError> {
+        self.store.atomic(|| {
+            let mut mls_group = self.load_group(group)?;
+            let epoch = mls_group.epoch().as_u64();
+            let Some(built) = build(self, &mut mls_group)? else {
+                return Ok(None);
+            };
+            self.store.set_pending_commit(group, Some(&message_id))?;
+            self.store.record_sent(group, &message_id)?;
+            Ok(Some(CommitUpload {
+                epoch,
+                message_id,
+                commit: built.commit.to_bytes().map_err(ClientError::mls)?,
+                welcome: built
+                    .welcome
+                    .map(|w| w.to_bytes().map_err(ClientError::mls))
+                    .transpose()?,
+                add_devices: built.add_devices,
+                remove_devices: built.remove_devices,
+            }))
+        })
+    }
+
+    /// Merges this device's pending commit once the server accepted it, in
+    /// one local transaction.
+    pub(crate) fn merge_own_commit(
+        &self,
+        group: &GroupId,
+        upload: &CommitUpload,
+    ) -> Result<(), ClientError> {
+        self.store.atomic(|| {
+            self.load_group(group)?
+                .merge_pending_commit(&self.provider())
+                .map_err(ClientError::mls)?;
+            self.store
+                .note_merged_commit(group, upload.epoch, &upload.commit)?;
+            self.store.set_pending_commit(group, None)
+        })
     }
 
     /// Claims KeyPackages for every device of `users` (all of `wanted` if
@@ -819,7 +944,7 @@ impl Client {
     }
 }
 
-fn check_text(text: &str) -> Result<(), ClientError> {
+pub(crate) fn check_text(text: &str) -> Result<(), ClientError> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(ClientError::TextTooLong(text.len()));
     }

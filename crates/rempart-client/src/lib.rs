@@ -28,6 +28,9 @@
 //! ```
 
 mod api;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod conversation;
 mod device_list;
 mod devices;
@@ -163,34 +166,12 @@ impl Client {
         api: ServerApi,
         user: UserName,
     ) -> Result<Self, ClientError> {
-        let account_key = AccountKey::generate();
-        let device_key = DeviceKey::generate();
-        let device = DeviceId::random();
-        let list = DeviceList {
-            user: user.clone(),
-            account_key: account_key.public(),
-            version: 1,
-            timestamp: api::unix_now(),
-            devices: vec![DeviceEntry {
-                id: device,
-                signature_key: device_key.public(),
-            }],
-        };
-        let device_list = SignedDeviceList::sign(&list, account_key.signing_key())
-            .map_err(|e| ClientError::Corrupt(format!("cannot sign own device list: {e}")))?;
+        let id = new_identity(user, api.base())?;
         let signer = Signer {
-            device,
-            key: &device_key,
+            device: id.device,
+            key: &id.device_key,
         };
-        api.register(signer, &user, &device_list).await?;
-        let id = Identity {
-            user,
-            device,
-            server: api.base().to_owned(),
-            account_key,
-            device_key,
-            device_list,
-        };
+        api.register(signer, &id.user, &id.device_list).await?;
         store.atomic(|| {
             store.save_identity(&id)?;
             store.pin_key(&id.user, &id.account_key.public())
@@ -336,6 +317,34 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The identity of a new account's first device: fresh account and device
+/// keys, and the first device list, signed by the account key.
+fn new_identity(user: UserName, server: &str) -> Result<Identity, ClientError> {
+    let account_key = AccountKey::generate();
+    let device_key = DeviceKey::generate();
+    let device = DeviceId::random();
+    let list = DeviceList {
+        user: user.clone(),
+        account_key: account_key.public(),
+        version: 1,
+        timestamp: api::unix_now(),
+        devices: vec![DeviceEntry {
+            id: device,
+            signature_key: device_key.public(),
+        }],
+    };
+    let device_list = SignedDeviceList::sign(&list, account_key.signing_key())
+        .map_err(|e| ClientError::Corrupt(format!("cannot sign own device list: {e}")))?;
+    Ok(Identity {
+        user,
+        device,
+        server: server.to_owned(),
+        account_key,
+        device_key,
+        device_list,
+    })
 }
 
 pub(crate) fn remove_store(home: &Path) {

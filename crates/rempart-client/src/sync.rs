@@ -435,7 +435,7 @@ impl Client {
         self.store.note_counter(group, device, counter)
     }
 
-    async fn process_entry(
+    pub(crate) async fn process_entry(
         &mut self,
         conversation: &Conversation,
         entry: &LogEntry,

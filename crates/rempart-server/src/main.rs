@@ -14,6 +14,7 @@ use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use rempart_proto::local::{error_chain, parse_nonzero_duration};
 use rempart_server::{Database, Server, ServerConfig};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
         .init();
+    raise_open_files_limit();
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
         .and_then(|runtime| runtime.block_on(serve(args)));
@@ -95,6 +97,34 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     server.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection,
+/// and so every idle push session, holds a descriptor, and the usual soft
+/// limit of 1024 would cap the server at about a thousand sessions.
+fn raise_open_files_limit() {
+    let limit = getrlimit(Resource::Nofile);
+    let show = |value: Option<u64>| value.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    if limit.current == limit.maximum {
+        tracing::info!(limit = %show(limit.current), "open files limit");
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            from = %show(limit.current),
+            to = %show(limit.maximum),
+            "raised the open files limit to its hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            limit = %show(limit.current),
+            "could not raise the open files limit"
+        ),
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -3,7 +3,7 @@
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use rempart_proto::api::{self, Appended, EntryKind, PushEvent, SessionRequest, error_code};
-use rempart_proto::limits::MAX_SESSION_IN_FLIGHT;
+use rempart_proto::limits::{MAX_MESSAGE_BYTES, MAX_SESSION_FRAME_BYTES, MAX_SESSION_IN_FLIGHT};
 use rempart_proto::{GroupId, MessageId};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -251,4 +251,42 @@ async fn removing_a_device_ends_its_sessions() {
     assert!(response.status().is_success(), "{}", response.status());
     let end = tokio::time::timeout(DEADLINE, second.next()).await.unwrap();
     assert!(matches!(end, Some(Ok(Message::Close(_))) | None), "{end:?}");
+}
+
+#[tokio::test]
+async fn a_frame_many_times_the_read_buffer_arrives_whole() {
+    let server = TestServer::start().await;
+    let (alice, bob, group) = pair(&server).await;
+    let mut session = subscribe(&server, alice.device()).await;
+    // The session reads 4 KiB at a time; the largest message, in a frame
+    // of about 1.4 MB, is read whole and stored.
+    let large = vec![7u8; MAX_MESSAGE_BYTES];
+    send(
+        &mut session,
+        &message(1, group, MessageId::random(), 1, &large),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut session).await,
+        PushEvent::Sent {
+            id: 1,
+            appended: Appended { seq: 2, epoch: 1 }
+        }
+    );
+    assert_eq!(
+        server.log(bob.device(), &group).await.entries[1].data,
+        large
+    );
+    // A frame over the limit ends the session.
+    session
+        .send(Message::text("x".repeat(MAX_SESSION_FRAME_BYTES + 1)))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(DEADLINE, session.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{end:?}"
+    );
 }

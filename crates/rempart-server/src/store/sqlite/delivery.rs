@@ -60,11 +60,9 @@ pub(super) fn append_commit(
         });
     }
     for device in &upload.add_devices {
-        let registered: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1)",
-            [device.as_bytes()],
-            |row| row.get(0),
-        )?;
+        let registered: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1)")?
+            .query_row([device.as_bytes()], |row| row.get(0))?;
         if !registered {
             return Err(StoreError::UnknownDevice(*device));
         }
@@ -81,25 +79,21 @@ pub(super) fn append_commit(
         data: &upload.commit,
     };
     insert_entry(conn, group, &entry)?;
-    conn.execute(
-        "UPDATE groups SET epoch = ?2, last_seq = ?3 WHERE group_id = ?1",
-        params![
+    conn.prepare_cached("UPDATE groups SET epoch = ?2, last_seq = ?3 WHERE group_id = ?1")?
+        .execute(params![
             group.as_bytes(),
             to_sql(epoch, "epoch")?,
             to_sql(seq, "seq")?
-        ],
-    )?;
+        ])?;
     for device in &upload.remove_devices {
-        conn.execute(
-            "DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2",
-            params![group.as_bytes(), device.as_bytes()],
-        )?;
+        conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")?
+            .execute(params![group.as_bytes(), device.as_bytes()])?;
     }
     for device in &upload.add_devices {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO group_members (group_id, device_id) VALUES (?1, ?2)",
-            params![group.as_bytes(), device.as_bytes()],
-        )?;
+        )?
+        .execute(params![group.as_bytes(), device.as_bytes()])?;
     }
     let mut welcomed = Vec::new();
     if let Some(welcome) = &upload.welcome {
@@ -156,10 +150,8 @@ pub(super) fn append_message(
         data,
     };
     insert_entry(conn, group, &entry)?;
-    conn.execute(
-        "UPDATE groups SET last_seq = ?2 WHERE group_id = ?1",
-        params![group.as_bytes(), to_sql(seq, "seq")?],
-    )?;
+    conn.prepare_cached("UPDATE groups SET last_seq = ?2 WHERE group_id = ?1")?
+        .execute(params![group.as_bytes(), to_sql(seq, "seq")?])?;
     Ok(AppendOutcome {
         appended: Appended {
             seq,
@@ -237,11 +229,8 @@ pub(super) fn groups_of(conn: &Connection, device: DeviceId) -> Result<Vec<Group
 
 fn head(conn: &Connection, group: GroupId) -> Result<Option<Head>, StoreError> {
     let row: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT epoch, last_seq FROM groups WHERE group_id = ?1",
-            [group.as_bytes()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT epoch, last_seq FROM groups WHERE group_id = ?1")?
+        .query_row([group.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     row.map(|(epoch, last_seq)| {
         Ok(Head {
@@ -254,14 +243,10 @@ fn head(conn: &Connection, group: GroupId) -> Result<Option<Head>, StoreError> {
 
 /// Creates a group at epoch 0 with `creator` as its only member.
 fn create(conn: &Connection, group: GroupId, creator: DeviceId) -> Result<Head, StoreError> {
-    conn.execute(
-        "INSERT INTO groups (group_id, epoch, last_seq) VALUES (?1, 0, 0)",
-        [group.as_bytes()],
-    )?;
-    conn.execute(
-        "INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)",
-        params![group.as_bytes(), creator.as_bytes()],
-    )?;
+    conn.prepare_cached("INSERT INTO groups (group_id, epoch, last_seq) VALUES (?1, 0, 0)")?
+        .execute([group.as_bytes()])?;
+    conn.prepare_cached("INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)")?
+        .execute(params![group.as_bytes(), creator.as_bytes()])?;
     Ok(Head {
         epoch: 0,
         last_seq: 0,
@@ -269,11 +254,13 @@ fn create(conn: &Connection, group: GroupId, creator: DeviceId) -> Result<Head, 
 }
 
 fn require_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result<(), StoreError> {
-    let member: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND device_id = ?2)",
-        params![group.as_bytes(), device.as_bytes()],
-        |row| row.get(0),
-    )?;
+    let member: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND device_id = ?2)",
+        )?
+        .query_row(params![group.as_bytes(), device.as_bytes()], |row| {
+            row.get(0)
+        })?;
     if !member {
         return Err(StoreError::NotMember { group, device });
     }
@@ -291,20 +278,19 @@ fn earlier_entry(
     data: &[u8],
 ) -> Result<Option<(u64, u64)>, StoreError> {
     let earlier = conn
-        .query_row(
+        .prepare_cached(
             "SELECT seq, kind, epoch, sender, data FROM log
              WHERE group_id = ?1 AND message_id = ?2",
-            params![group.as_bytes(), message_id.as_bytes()],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    DeviceId::from_bytes(row.get(3)?),
-                    row.get::<_, Vec<u8>>(4)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![group.as_bytes(), message_id.as_bytes()], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                DeviceId::from_bytes(row.get(3)?),
+                row.get::<_, Vec<u8>>(4)?,
+            ))
+        })
         .optional()?
         .map(|(seq, kind, epoch, sender, data)| {
             Ok::<_, StoreError>(EarlierEntry {

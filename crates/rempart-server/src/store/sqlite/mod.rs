@@ -32,6 +32,11 @@ use crate::store::{AppendOutcome, DeviceRecord, Pruned, Store, StoreError, Verif
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The writer's page cache, as SQLite's `cache_size` takes it (negative:
+/// KiB): 64 MiB.
+const WRITER_CACHE_KIB: i64 = -64 * 1024;
+/// Prepared statements each connection keeps (the hot paths use about 20).
+const STATEMENT_CACHE: usize = 64;
 /// Most users named in one `IN (…)` or `VALUES` list of a batch query.
 const USERS_PER_QUERY: usize = 500;
 
@@ -62,6 +67,10 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Appends touch pages all over the log's indexes (one group's pages
+        // per message); keep them in memory rather than read them back.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.busy_timeout(BUSY_TIMEOUT)?;
         schema::migrate(&mut conn)?;
         maintain(&conn);
@@ -428,6 +437,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 

@@ -180,18 +180,17 @@ fn run_transaction(
     batch: Vec<Job>,
     ran: &mut Vec<Ran>,
 ) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch {
-        let savepoint = tx.savepoint()?;
-        let outcome = job(&savepoint);
+        // Savepoint statements are prepared once: a batch runs one per job.
+        tx.prepare_cached("SAVEPOINT job")?.execute([])?;
+        let outcome = job(&tx);
         let succeeded = outcome.succeeded;
         ran.push(outcome);
-        if succeeded {
-            savepoint.commit()?;
-        } else {
-            // The default drop behaviour: roll back to the savepoint, release it.
-            savepoint.finish()?;
+        if !succeeded {
+            tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
         }
+        tx.prepare_cached("RELEASE job")?.execute([])?;
     }
     tx.commit()
 }
