@@ -31,7 +31,8 @@ use crate::server::ServerUnderTest;
 pub struct FanoutOptions {
     /// Group sizes, in members (at least 2 each).
     pub sizes: Vec<usize>,
-    /// Messages sent per group size (after a warm-up of a tenth as many).
+    /// Messages sent per group size (after a warm-up of a tenth as many),
+    /// in five turns taken by the sizes in order.
     pub messages: usize,
     /// Messages the sender keeps in flight.
     pub in_flight: usize,
@@ -72,8 +73,6 @@ pub struct SizeFigures {
     pub cpu_us_per_msg: f64,
     /// Messages acknowledged per second (one sender).
     pub msgs_per_s: f64,
-    /// Messages pushed to the connected member.
-    pub pushed: u64,
 }
 
 /// The figures of one run.
@@ -87,6 +86,8 @@ pub struct FanoutReport {
     pub register_seconds: f64,
     /// By group size.
     pub sizes: Vec<SizeFigures>,
+    /// Messages pushed to the connected member, over every size.
+    pub pushed: u64,
     /// Cost at the largest size over cost at the smallest.
     pub ratio_largest_to_smallest: f64,
 }
@@ -99,6 +100,7 @@ impl Serialize for FanoutReport {
         map.insert("messages".to_owned(), self.messages as f64);
         map.insert("message_bytes".to_owned(), self.message_bytes as f64);
         map.insert("register_seconds".to_owned(), self.register_seconds);
+        map.insert("pushed".to_owned(), self.pushed as f64);
         for size in &self.sizes {
             map.insert(
                 format!("cpu_us_per_msg_{}", size.members),
@@ -140,7 +142,7 @@ pub async fn measure(options: &FanoutOptions) -> Result<FanoutReport, BenchError
     let (sender, receiver) = (&members[0], &members[1]);
     let ws = server.ws_url();
 
-    let mut sizes = Vec::new();
+    let mut sends = Vec::new();
     for &size in &options.sizes {
         let group = GroupId::random();
         let upload = CommitUpload {
@@ -161,36 +163,47 @@ pub async fn measure(options: &FanoutOptions) -> Result<FanoutReport, BenchError
             )
             .await?;
         let appended: Appended = serde_json::from_slice(&answer)?;
-        // Sessions opened after the group exists, as members that connect.
-        let listener = listen(receiver.open_session(&ws).await?);
-        let mut session = sender.open_session(&ws).await?;
-        let send = Sending {
+        sends.push(Sending {
             group,
             epoch: appended.epoch,
             in_flight: options.in_flight,
             data: vec![0x5a; options.message_bytes],
-        };
-        send.run(&mut session, options.messages / 10 + 1).await?;
-        let before = server.usage()?;
-        let start = Instant::now();
-        send.run(&mut session, options.messages).await?;
-        let seconds = start.elapsed().as_secs_f64();
-        let after = server.usage()?;
-        let _ = session.close(None).await;
-        let pushed = listener.finish().await?;
-        let cpu_us_per_msg = match (before, after) {
-            (Some(before), Some(after)) => {
-                (after.cpu_seconds - before.cpu_seconds) * 1e6 / options.messages as f64
-            }
-            _ => 0.0,
-        };
-        sizes.push(SizeFigures {
-            members: size,
-            cpu_us_per_msg,
-            msgs_per_s: options.messages as f64 / seconds,
-            pushed,
         });
     }
+    // Sessions opened once the groups exist, as members that connect.
+    let listener = listen(receiver.open_session(&ws).await?);
+    let mut session = sender.open_session(&ws).await?;
+    for send in &sends {
+        send.run(&mut session, options.messages / 10 + 1).await?;
+    }
+    // The sizes take turns, so that the store's growth over the run weighs
+    // on each alike.
+    let per_round = options.messages.div_ceil(ROUNDS);
+    let mut spent = vec![(0.0f64, 0.0f64); sends.len()];
+    for _ in 0..ROUNDS {
+        for (send, (cpu, seconds)) in sends.iter().zip(spent.iter_mut()) {
+            let before = server.usage()?;
+            let start = Instant::now();
+            send.run(&mut session, per_round).await?;
+            *seconds += start.elapsed().as_secs_f64();
+            if let (Some(before), Some(after)) = (before, server.usage()?) {
+                *cpu += after.cpu_seconds - before.cpu_seconds;
+            }
+        }
+    }
+    let _ = session.close(None).await;
+    let pushed = listener.finish().await?;
+    let sent = (per_round * ROUNDS) as f64;
+    let sizes: Vec<SizeFigures> = options
+        .sizes
+        .iter()
+        .zip(spent)
+        .map(|(&members, (cpu, seconds))| SizeFigures {
+            members,
+            cpu_us_per_msg: cpu * 1e6 / sent,
+            msgs_per_s: sent / seconds,
+        })
+        .collect();
     let cost = |members: usize| {
         sizes
             .iter()
@@ -208,6 +221,7 @@ pub async fn measure(options: &FanoutOptions) -> Result<FanoutReport, BenchError
         message_bytes: options.message_bytes,
         register_seconds,
         sizes,
+        pushed,
         ratio_largest_to_smallest,
     })
 }
@@ -262,6 +276,8 @@ impl Sending {
     }
 }
 
+/// Turns the group sizes take, each sending a share of the messages.
+const ROUNDS: usize = 5;
 /// How long the server may take to answer one message.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The listening member stops once no push came for this long.
@@ -311,19 +327,19 @@ impl fmt::Display for FanoutReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "fanout: {} messages of {} bytes per group size, one sender, one member connected",
-            self.messages, self.message_bytes
+            "fanout: {} messages of {} bytes per group size, one sender, one member connected ({} pushed)",
+            self.messages, self.message_bytes, self.pushed
         )?;
         writeln!(
             f,
-            "  {:>8}  {:>14}  {:>10}  {:>8}",
-            "members", "server µs/msg", "msgs/s", "pushed"
+            "  {:>8}  {:>14}  {:>10}",
+            "members", "server µs/msg", "msgs/s"
         )?;
         for size in &self.sizes {
             writeln!(
                 f,
-                "  {:>8}  {:>14.1}  {:>10.0}  {:>8}",
-                size.members, size.cpu_us_per_msg, size.msgs_per_s, size.pushed
+                "  {:>8}  {:>14.1}  {:>10.0}",
+                size.members, size.cpu_us_per_msg, size.msgs_per_s
             )?;
         }
         if let (Some(first), Some(last)) = (self.sizes.first(), self.sizes.last()) {

@@ -6,6 +6,18 @@
 //! it finishes in under a minute. The figures and the commands that gave
 //! them are recorded in `BENCHMARKS.md` at the root of the repository.
 //!
+//! # `rempart-bench delivery` and `fanout`
+//!
+//! Delivery through a real server ([`delivery`]): devices on their
+//! authenticated WebSocket sessions send application messages to their
+//! groups and receive the others' as pushes; the figures are messages per
+//! second acknowledged durably, the latency from send to receipt at each
+//! other member, the server's CPU and memory, and the ratio to the storage
+//! ceiling measured in the same run. `--peer nats` runs the same workload
+//! through a NATS JetStream stream ([`nats`]). [`fanout`] measures the
+//! server's CPU time per message as the group grows from 2 to 10,000
+//! members.
+//!
 //! # `rempart-bench directory`
 //!
 //! The key-transparency directory ([`directory`]): how fast akd publishes

@@ -77,11 +77,9 @@ async fn fanout_reports_a_cost_per_size_and_their_ratio() {
         report.sizes.iter().map(|s| s.members).collect::<Vec<_>>(),
         [2, 5]
     );
-    // The connected member is pushed every measured message (and the
-    // warm-up's).
-    for size in &report.sizes {
-        assert!(size.pushed >= 30, "{size:?}");
-    }
+    // The connected member is pushed every message of both sizes (and
+    // the warm-up's).
+    assert!(report.pushed >= 2 * 30, "{report:?}");
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
     for key in [
         "cpu_us_per_msg_2",
