@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use rempart_proto::api::{self, Appended, CommitUpload, LogPage, PushEvent, SessionRequest};
+use rempart_proto::api::{self, LogPage, PushEvent, SessionRequest};
 use rempart_proto::{GroupId, MessageId};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
@@ -150,10 +150,7 @@ pub async fn measure(options: &DeliveryOptions) -> Result<DeliveryReport, BenchE
             "messages need at least 8 bytes (their send time)".into(),
         ));
     }
-    let server = match &options.server {
-        Some(url) => ServerUnderTest::remote(url),
-        None => ServerUnderTest::start(&[])?,
-    };
+    let server = ServerUnderTest::given_or_started(options.server.as_deref())?;
     let http = reqwest::Client::new();
     let devices =
         BenchDevice::register_many(&http, server.url(), &run_prefix('d'), options.devices, 32)
@@ -296,25 +293,11 @@ async fn form_groups(
 ) -> Result<Vec<GroupId>, BenchError> {
     let created = futures_util::stream::iter(devices.chunks_exact(group_size))
         .map(|members| async move {
-            let group = GroupId::random();
-            let upload = CommitUpload {
-                epoch: 0,
-                message_id: MessageId::random(),
-                commit: vec![0; 64],
-                welcome: None,
-                add_devices: members[1..].iter().map(|d| d.device).collect(),
-                remove_devices: Vec::new(),
-            };
-            let body = serde_json::to_vec(&upload)?;
-            let path = api::commits_path(&group);
-            let answer = members[0]
-                .request(http, base, reqwest::Method::POST, &path, body)
-                .await?;
-            let appended: Appended = serde_json::from_slice(&answer)?;
-            if appended.epoch != 1 {
+            let others = members[1..].iter().map(|d| d.device);
+            let (group, epoch) = members[0].create_group(http, base, others).await?;
+            if epoch != 1 {
                 return Err(BenchError::Protocol(format!(
-                    "a new group is at epoch {}, not 1",
-                    appended.epoch
+                    "a new group is at epoch {epoch}, not 1"
                 )));
             }
             Ok(group)

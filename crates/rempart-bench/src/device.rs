@@ -13,9 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use rand::rngs::OsRng;
-use rempart_proto::api::{ErrorBody, RegisterRequest, WS_PATH};
+use rempart_proto::api::{self, Appended, CommitUpload, ErrorBody, RegisterRequest, WS_PATH};
 use rempart_proto::auth::RequestAuth;
-use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
+use rempart_proto::{
+    DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey, SignedDeviceList, UserName,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -138,6 +140,33 @@ impl BenchDevice {
             });
         }
         Ok(answer.to_vec())
+    }
+
+    /// Creates a group with a commit on epoch 0 from this device, adding
+    /// `others` (the server takes the commit's bytes as opaque). Returns the
+    /// group and its epoch after the commit (1).
+    pub async fn create_group(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        others: impl IntoIterator<Item = DeviceId>,
+    ) -> Result<(GroupId, u64), BenchError> {
+        let group = GroupId::random();
+        let upload = CommitUpload {
+            epoch: 0,
+            message_id: MessageId::random(),
+            commit: vec![0; 64],
+            welcome: None,
+            add_devices: others.into_iter().collect(),
+            remove_devices: Vec::new(),
+        };
+        let body = serde_json::to_vec(&upload)?;
+        let path = api::commits_path(&group);
+        let answer = self
+            .request(http, base, reqwest::Method::POST, &path, body)
+            .await?;
+        let appended: Appended = serde_json::from_slice(&answer)?;
+        Ok((group, appended.epoch))
     }
 
     /// Opens this device's authenticated push session: a signed upgrade of

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use rempart_proto::api::{self, Appended, CommitUpload, PushEvent, SessionRequest};
+use rempart_proto::api::{PushEvent, SessionRequest};
 use rempart_proto::{GroupId, MessageId};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -130,10 +130,7 @@ pub async fn measure(options: &FanoutOptions) -> Result<FanoutReport, BenchError
             "groups need 2 members or more, and messages at least one byte".into(),
         ));
     }
-    let server = match &options.server {
-        Some(url) => ServerUnderTest::remote(url),
-        None => ServerUnderTest::start(&[])?,
-    };
+    let server = ServerUnderTest::given_or_started(options.server.as_deref())?;
     let http = reqwest::Client::new();
     let registering = Instant::now();
     let members =
@@ -144,28 +141,11 @@ pub async fn measure(options: &FanoutOptions) -> Result<FanoutReport, BenchError
 
     let mut sends = Vec::new();
     for &size in &options.sizes {
-        let group = GroupId::random();
-        let upload = CommitUpload {
-            epoch: 0,
-            message_id: MessageId::random(),
-            commit: vec![0; 64],
-            welcome: None,
-            add_devices: members[1..size].iter().map(|d| d.device).collect(),
-            remove_devices: Vec::new(),
-        };
-        let answer = sender
-            .request(
-                &http,
-                server.url(),
-                reqwest::Method::POST,
-                &api::commits_path(&group),
-                serde_json::to_vec(&upload)?,
-            )
-            .await?;
-        let appended: Appended = serde_json::from_slice(&answer)?;
+        let others = members[1..size].iter().map(|d| d.device);
+        let (group, epoch) = sender.create_group(&http, server.url(), others).await?;
         sends.push(Sending {
             group,
-            epoch: appended.epoch,
+            epoch,
             in_flight: options.in_flight,
             data: vec![0x5a; options.message_bytes],
         });

@@ -250,10 +250,7 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
                 open_parallel: args.parallel.unwrap_or(defaults.open_parallel),
                 ..defaults
             };
-            let server = match &args.server {
-                Some(url) => ServerUnderTest::remote(url),
-                None => ServerUnderTest::start(&[])?,
-            };
+            let server = ServerUnderTest::given_or_started(args.server.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(connections::measure(&server, &options))?;
             if cli.json {

@@ -123,6 +123,15 @@ impl ServerUnderTest {
         })
     }
 
+    /// The server at `url` if one is given (`--server`), else a server
+    /// started with no extra arguments.
+    pub fn given_or_started(url: Option<&str>) -> Result<Self, BenchError> {
+        match url {
+            Some(url) => Ok(Self::remote(url)),
+            None => Self::start(&[]),
+        }
+    }
+
     /// A server already running at `url` (e.g. `http://127.0.0.1:7800`),
     /// not started by us: no process figures.
     pub fn remote(url: &str) -> Self {
