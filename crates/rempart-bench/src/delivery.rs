@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use rempart_proto::api::{self, LogPage, PushEvent, SessionRequest};
+use rempart_proto::limits::MAX_PAGE;
 use rempart_proto::{GroupId, MessageId};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
@@ -424,7 +425,7 @@ async fn check_logs(
             let mut after = 0;
             let mut ids = std::collections::HashSet::new();
             loop {
-                let path = api::log_path(group, after, api_page());
+                let path = api::log_path(group, after, MAX_PAGE);
                 let page: LogPage = serde_json::from_slice(
                     &reader
                         .request(http, base, reqwest::Method::GET, &path, Vec::new())
@@ -456,10 +457,6 @@ async fn check_logs(
         )));
     }
     Ok(())
-}
-
-fn api_page() -> u32 {
-    rempart_proto::limits::MAX_PAGE
 }
 
 /// Rows per transaction in the ceiling measurement: the server's writer

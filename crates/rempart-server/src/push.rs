@@ -154,16 +154,25 @@ impl Hub {
     /// here, except `skip` (the device that caused it).
     pub(crate) fn notify_group(&self, group: GroupId, event: &PushEvent, skip: Option<DeviceId>) {
         let mut sessions = self.lock();
-        let Some(members) = sessions.by_group.get(&group) else {
+        let Sessions {
+            by_device,
+            by_group,
+            ..
+        } = &mut *sessions;
+        let Some(members) = by_group.get(&group) else {
             return;
         };
-        let members: Vec<DeviceId> = members
-            .iter()
-            .filter(|device| Some(**device) != skip)
-            .copied()
-            .collect();
-        for device in members {
-            sessions.send(device, event);
+        // Sessions that are gone are forgotten after the loop (rarely any).
+        let mut gone = Vec::new();
+        for device in members.iter().filter(|device| Some(**device) != skip) {
+            if let Some(connected) = by_device.get_mut(device)
+                && !connected.queue(event)
+            {
+                gone.push(*device);
+            }
+        }
+        for device in gone {
+            sessions.remove(device);
         }
     }
 
@@ -195,15 +204,21 @@ impl Hub {
     }
 }
 
+impl Connected {
+    /// Queues `event` on every session, dropping those closed or too slow;
+    /// returns whether any session is left.
+    fn queue(&mut self, event: &PushEvent) -> bool {
+        self.senders.retain(|s| s.try_send(event.clone()).is_ok());
+        !self.senders.is_empty()
+    }
+}
+
 impl Sessions {
     fn send(&mut self, device: DeviceId, event: &PushEvent) {
         let Some(connected) = self.by_device.get_mut(&device) else {
             return;
         };
-        connected
-            .senders
-            .retain(|s| s.try_send(event.clone()).is_ok());
-        if connected.senders.is_empty() {
+        if !connected.queue(event) {
             self.remove(device);
         }
     }

@@ -264,8 +264,14 @@ async fn forward(pool: Pool, channel: String, mut queued: mpsc::UnboundedReceive
 /// A notice in JSON, without its inline entry if it would not fit in a
 /// `NOTIFY` payload.
 fn encode(notice: Notice) -> String {
-    // Ids, numbers and bytes in base64: serialising cannot fail.
-    let json = |notice: &Notice| serde_json::to_string(notice).unwrap_or_else(|_| "null".into());
+    // Ids, numbers and bytes in base64: serialising does not fail; if it
+    // did, the listeners would skip this one notice (`null`), not the batch.
+    let json = |notice: &Notice| {
+        serde_json::to_string(notice).unwrap_or_else(|error| {
+            tracing::error!(%error, "could not encode a push notice");
+            "null".into()
+        })
+    };
     let encoded = json(&notice);
     if encoded.len() < NOTIFY_PAYLOAD_BYTES {
         return encoded;
@@ -335,8 +341,12 @@ async fn listen_once(
     }
     tracing::info!(channel, "relaying push notices between nodes");
     while let Some(payload) = received.recv().await {
-        match serde_json::from_str::<Vec<Notice>>(&payload) {
-            Ok(notices) => notices.into_iter().for_each(|n| pushes.deliver(n)),
+        // A notice that could not be encoded travels as `null` and is skipped.
+        match serde_json::from_str::<Vec<Option<Notice>>>(&payload) {
+            Ok(notices) => notices
+                .into_iter()
+                .flatten()
+                .for_each(|n| pushes.deliver(n)),
             Err(error) => tracing::warn!(%error, "ignoring unreadable push notices"),
         }
     }
@@ -359,6 +369,15 @@ mod tests {
             .collect();
         let json = serde_json::to_string(&Notice::Welcomed { devices }).unwrap();
         assert!(json.len() < 8000, "{} bytes", json.len());
+    }
+
+    #[test]
+    fn a_notice_that_could_not_be_encoded_does_not_lose_its_batch() {
+        let device = DeviceId::random();
+        let batch = format!("[null,{}]", encode(Notice::Removed { device }));
+        let notices: Vec<Option<Notice>> = serde_json::from_str(&batch).unwrap();
+        let notices: Vec<Notice> = notices.into_iter().flatten().collect();
+        assert_eq!(notices, [Notice::Removed { device }]);
     }
 
     #[test]
