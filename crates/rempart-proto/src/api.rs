@@ -12,7 +12,7 @@
 //! | `POST` | `/v1/accounts/{user}/keypackages/claim` | device | → [`ClaimedKeyPackages`] |
 //! | `POST` | `/v1/groups/{group}/commits` | member device | [`CommitUpload`] → [`Appended`] (409 [`ErrorBody`] with `current_epoch`) |
 //! | `PUT` | `/v1/groups/{group}/messages/{message_id}?epoch=N` | member device | octet-stream MLS message encrypted in epoch N → [`Appended`] (409 `stale_epoch` if N is not current) |
-//! | `GET` | `/v1/groups/{group}/log?after=SEQ&limit=N` | member device | → [`LogPage`] |
+//! | `GET` | `/v1/groups/{group}/log?after=SEQ&limit=N` | member device, or a removed one up to the commit that removed it | → [`LogPage`] |
 //! | `GET` | `/v1/inbox?after=ID&limit=N` | device | → [`InboxPage`] |
 //! | `POST` | `/v1/inbox/ack` | device | [`InboxAck`] → [`Acked`] |
 //! | `GET` | `/v1/ws` | device (signed upgrade request) | WebSocket session: [`SessionRequest`] text frames in, [`PushEvent`] text frames out |
@@ -270,9 +270,11 @@ pub struct LogEntry {
 pub struct LogPage {
     /// Entries in `seq` order.
     pub entries: Vec<LogEntry>,
-    /// The group's current epoch.
+    /// The group's current epoch (for a removed device: the epoch its
+    /// removal started).
     pub epoch: u64,
-    /// The highest `seq` in the log.
+    /// The highest `seq` in the log (for a removed device: the commit that
+    /// removed it).
     pub last_seq: u64,
 }
 

@@ -106,7 +106,10 @@ pub trait Store: Send + Sync + 'static {
         data: Vec<u8>,
     ) -> Result<AppendOutcome, StoreError>;
 
-    /// Up to `limit` log entries after `after`, for a member `reader`.
+    /// Up to `limit` log entries after `after`, for a member `reader`, or
+    /// for a device removed from the group up to and including the commit
+    /// that removed it (and a head that ends there): it learns of its
+    /// removal, and nothing of what follows.
     async fn read_log(
         &self,
         group: GroupId,

@@ -354,28 +354,56 @@ pub async fn membership_changes_and_welcomes(store: Db) {
             StoreError::NotMember { group: g, device } if g == group && device == b1
         );
     };
-    not_member(store.read_log(group, b1, 0, 100).await.map(drop));
+    // The removed device reads the log up to the commit that removed it,
+    // and nothing of the group's later life.
+    let page = store.read_log(group, b1, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!((page.epoch, page.last_seq, seqs), (2, 2, vec![1, 2]));
+    store
+        .append_message(group, a0, MessageId::random(), 2, b"after".to_vec())
+        .await
+        .unwrap();
+    let page = store.read_log(group, b1, 2, 100).await.unwrap();
+    assert_eq!((page.epoch, page.last_seq, page.entries.len()), (2, 2, 0));
+    // A device that never was a member is not let in by "removing" it.
+    let dave = register(&store, "dave", 1).await.id(0);
+    let outcome = store
+        .append_commit(
+            group,
+            a0,
+            CommitUpload {
+                remove_devices: vec![dave],
+                ..commit(2, &[], None)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.appended, at(4, 3));
+    assert_err!(
+        store.read_log(group, dave, 0, 100).await,
+        StoreError::NotMember { device, .. } if device == dave
+    );
     not_member(
         store
-            .append_message(group, b1, MessageId::random(), 2, b"hi".to_vec())
+            .append_message(group, b1, MessageId::random(), 3, b"hi".to_vec())
             .await
             .map(drop),
     );
     not_member(
         store
-            .append_commit(group, b1, commit(2, &[], None))
+            .append_commit(group, b1, commit(3, &[], None))
             .await
             .map(drop),
     );
 
     // Added back without a Welcome: a member again, nothing delivered.
     let outcome = store
-        .append_commit(group, a0, commit(2, &[b1], None))
+        .append_commit(group, a0, commit(3, &[b1], None))
         .await
         .unwrap();
-    assert_eq!(outcome.appended, at(3, 3));
+    assert_eq!(outcome.appended, at(5, 4));
     assert!(outcome.welcomed.is_empty());
     assert_eq!(inbox(&store, b1).await, vec![welcome(group, a0, b"first")]);
     let page = store.read_log(group, b1, 0, 100).await.unwrap();
-    assert_eq!((page.epoch, page.last_seq, page.entries.len()), (3, 3, 3));
+    assert_eq!((page.epoch, page.last_seq, page.entries.len()), (4, 5, 5));
 }

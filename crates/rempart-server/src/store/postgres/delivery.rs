@@ -92,11 +92,29 @@ pub(super) async fn append_commit(
     insert_entry(tx, group, &entry).await?;
     let gid = group.as_bytes().as_slice();
     if !upload.remove_devices.is_empty() {
+        // Only a member departs: a commit cannot open the log to others.
         let remove = tx
-            .prepare_cached("DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)")
+            .prepare_cached(
+                "WITH removed AS (
+                     DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)
+                     RETURNING device_id
+                 )
+                 INSERT INTO group_departures (group_id, device_id, last_seq, epoch)
+                 SELECT $1, device_id, $3, $4 FROM removed
+                 ON CONFLICT (group_id, device_id)
+                 DO UPDATE SET last_seq = EXCLUDED.last_seq, epoch = EXCLUDED.epoch",
+            )
             .await?;
-        tx.execute(&remove, &[&gid, &device_ids(&upload.remove_devices)])
-            .await?;
+        tx.execute(
+            &remove,
+            &[
+                &gid,
+                &device_ids(&upload.remove_devices),
+                &to_sql(seq, "seq")?,
+                &to_sql(epoch, "epoch")?,
+            ],
+        )
+        .await?;
     }
     if !upload.add_devices.is_empty() {
         let add = tx
@@ -107,6 +125,13 @@ pub(super) async fn append_commit(
             )
             .await?;
         tx.execute(&add, &[&gid, &device_ids(&upload.add_devices)])
+            .await?;
+        let returned = tx
+            .prepare_cached(
+                "DELETE FROM group_departures WHERE group_id = $1 AND device_id = ANY($2)",
+            )
+            .await?;
+        tx.execute(&returned, &[&gid, &device_ids(&upload.add_devices)])
             .await?;
     }
     let mut welcomed = Vec::new();
@@ -185,7 +210,7 @@ pub(super) async fn read_log(
 ) -> Result<LogPage, StoreError> {
     let query = conn
         .prepare_cached(
-            "SELECT g.epoch, g.last_seq, m.member,
+            "SELECT g.epoch, g.last_seq, m.member, d.last_seq, d.epoch,
                     l.seq, l.kind, l.epoch, l.sender, l.message_id, l.data
              FROM groups g
              CROSS JOIN LATERAL (
@@ -194,9 +219,12 @@ pub(super) async fn read_log(
                      WHERE group_id = g.group_id AND device_id = $2
                  ) AS member
              ) m
+             LEFT JOIN group_departures d
+                 ON d.group_id = g.group_id AND d.device_id = $2 AND NOT m.member
              LEFT JOIN LATERAL (
                  SELECT seq, kind, epoch, sender, message_id, data FROM log
-                 WHERE log.group_id = g.group_id AND log.seq > $3 AND m.member
+                 WHERE log.group_id = g.group_id AND log.seq > $3
+                   AND (m.member OR log.seq <= d.last_seq)
                  ORDER BY seq LIMIT $4
              ) l ON true
              WHERE g.group_id = $1
@@ -217,29 +245,43 @@ pub(super) async fn read_log(
     let Some(first) = rows.first() else {
         return Err(StoreError::UnknownGroup(group));
     };
-    if !first.try_get::<_, bool>(2)? {
-        return Err(StoreError::NotMember {
-            group,
-            device: reader,
-        });
-    }
-    let head = Head {
-        epoch: from_sql(first.try_get(0)?, "epoch")?,
-        last_seq: from_sql(first.try_get(1)?, "seq")?,
+    let head = if first.try_get::<_, bool>(2)? {
+        Head {
+            epoch: from_sql(first.try_get(0)?, "epoch")?,
+            last_seq: from_sql(first.try_get(1)?, "seq")?,
+        }
+    } else {
+        // A removed device reads up to its removal, and learns nothing of
+        // the group's later life.
+        match (
+            first.try_get::<_, Option<i64>>(3)?,
+            first.try_get::<_, Option<i64>>(4)?,
+        ) {
+            (Some(last_seq), Some(epoch)) => Head {
+                epoch: from_sql(epoch, "epoch")?,
+                last_seq: from_sql(last_seq, "seq")?,
+            },
+            _ => {
+                return Err(StoreError::NotMember {
+                    group,
+                    device: reader,
+                });
+            }
+        }
     };
     let mut entries = Vec::with_capacity(rows.len());
     for row in &rows {
         // A page without entries is one row of NULLs.
-        let Some(seq) = row.try_get::<_, Option<i64>>(3)? else {
+        let Some(seq) = row.try_get::<_, Option<i64>>(5)? else {
             continue;
         };
         entries.push(LogEntry {
             seq: from_sql(seq, "seq")?,
-            kind: parse_kind(row.try_get(4)?)?,
-            epoch: from_sql(row.try_get(5)?, "epoch")?,
-            sender: DeviceId::from_bytes(fixed(row, 6, "sender")?),
-            message_id: MessageId::from_bytes(fixed(row, 7, "message id")?),
-            data: row.try_get(8)?,
+            kind: parse_kind(row.try_get(6)?)?,
+            epoch: from_sql(row.try_get(7)?, "epoch")?,
+            sender: DeviceId::from_bytes(fixed(row, 8, "sender")?),
+            message_id: MessageId::from_bytes(fixed(row, 9, "message id")?),
+            data: row.try_get(10)?,
         });
     }
     Ok(LogPage {

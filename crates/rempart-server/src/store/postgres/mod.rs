@@ -172,7 +172,8 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     }
     match error.code() {
         Some(code) => {
-            let class = &code.code()[..2];
+            // A code is five characters; a shorter one has no class.
+            let class = code.code().get(..2).unwrap_or_default();
             // 08: connection exception; 57P0x: shutdown, crash, cannot
             // connect now; 53300: too many connections.
             class == "08"

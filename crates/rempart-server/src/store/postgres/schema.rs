@@ -248,6 +248,17 @@ CREATE TABLE directory_cosignatures (
     r"
 CREATE INDEX group_members_by_device ON group_members (device_id, group_id);
 ",
+    // Version 3: a device removed from a group may still read its log up
+    // to the commit that removed it, so that it learns of its removal.
+    r"
+CREATE TABLE group_departures (
+    group_id  bytea NOT NULL REFERENCES groups (group_id),
+    device_id bytea NOT NULL,
+    last_seq  bigint NOT NULL CHECK (last_seq > 0),
+    epoch     bigint NOT NULL CHECK (epoch > 0),
+    PRIMARY KEY (group_id, device_id)
+);
+",
 ];
 
 /// The schema version this server writes.
@@ -285,7 +296,13 @@ pub(super) async fn migrate(conn: &mut Object) -> Result<(), StoreError> {
             "the database has schema version {version}, newer than this server's {LATEST_VERSION}"
         )));
     }
-    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    // A negative version was not written by any server.
+    let done = usize::try_from(version).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the database has schema version {version}, which no server writes"
+        ))
+    })?;
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(done) {
         tx.batch_execute(migration).await?;
         let to = from as i64 + 1;
         tx.execute(

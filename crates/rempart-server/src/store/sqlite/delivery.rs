@@ -86,14 +86,31 @@ pub(super) fn append_commit(
             to_sql(seq, "seq")?
         ])?;
     for device in &upload.remove_devices {
-        conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")?
-            .execute(params![group.as_bytes(), device.as_bytes()])?;
+        let was_member = conn
+            .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")?
+            .execute(params![group.as_bytes(), device.as_bytes()])?
+            > 0;
+        // Only a member departs: a commit cannot open the log to others.
+        if was_member {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO group_departures (group_id, device_id, last_seq, epoch)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                group.as_bytes(),
+                device.as_bytes(),
+                to_sql(seq, "seq")?,
+                to_sql(epoch, "epoch")?
+            ])?;
+        }
     }
     for device in &upload.add_devices {
         conn.prepare_cached(
             "INSERT OR IGNORE INTO group_members (group_id, device_id) VALUES (?1, ?2)",
         )?
         .execute(params![group.as_bytes(), device.as_bytes()])?;
+        conn.prepare_cached("DELETE FROM group_departures WHERE group_id = ?1 AND device_id = ?2")?
+            .execute(params![group.as_bytes(), device.as_bytes()])?;
     }
     let mut welcomed = Vec::new();
     if let Some(welcome) = &upload.welcome {
@@ -169,14 +186,41 @@ pub(super) fn read_log(
     after: u64,
     limit: u32,
 ) -> Result<LogPage, StoreError> {
-    let head = head(conn, group)?.ok_or(StoreError::UnknownGroup(group))?;
-    require_member(conn, group, reader)?;
+    let mut head = head(conn, group)?.ok_or(StoreError::UnknownGroup(group))?;
+    if !is_member(conn, group, reader)? {
+        // A removed device reads up to its removal, and learns nothing of
+        // the group's later life.
+        let departure: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "SELECT last_seq, epoch FROM group_departures
+                 WHERE group_id = ?1 AND device_id = ?2",
+            )?
+            .query_row(params![group.as_bytes(), reader.as_bytes()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        let Some((last_seq, epoch)) = departure else {
+            return Err(StoreError::NotMember {
+                group,
+                device: reader,
+            });
+        };
+        head = Head {
+            epoch: from_sql(epoch, "epoch")?,
+            last_seq: from_sql(last_seq, "seq")?,
+        };
+    }
     let mut query = conn.prepare_cached(
         "SELECT seq, kind, epoch, sender, message_id, data FROM log
-         WHERE group_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+         WHERE group_id = ?1 AND seq > ?2 AND seq <= ?4 ORDER BY seq LIMIT ?3",
     )?;
     let rows = query.query_map(
-        params![group.as_bytes(), to_sql(after, "cursor")?, limit],
+        params![
+            group.as_bytes(),
+            to_sql(after, "cursor")?,
+            limit,
+            to_sql(head.last_seq, "seq")?
+        ],
         |row| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -253,15 +297,18 @@ fn create(conn: &Connection, group: GroupId, creator: DeviceId) -> Result<Head, 
     })
 }
 
-fn require_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result<(), StoreError> {
-    let member: bool = conn
+fn is_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result<bool, StoreError> {
+    Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND device_id = ?2)",
         )?
         .query_row(params![group.as_bytes(), device.as_bytes()], |row| {
             row.get(0)
-        })?;
-    if !member {
+        })?)
+}
+
+fn require_member(conn: &Connection, group: GroupId, device: DeviceId) -> Result<(), StoreError> {
+    if !is_member(conn, group, device)? {
         return Err(StoreError::NotMember { group, device });
     }
     Ok(())

@@ -315,6 +315,17 @@ ALTER TABLE akd_values_v5 RENAME TO akd_values;
     r"
 CREATE INDEX group_members_by_device ON group_members (device_id, group_id);
 ",
+    // Version 7: a device removed from a group may still read its log up
+    // to the commit that removed it, so that it learns of its removal.
+    r"
+CREATE TABLE group_departures (
+    group_id  BLOB NOT NULL REFERENCES groups (group_id),
+    device_id BLOB NOT NULL,
+    last_seq  INTEGER NOT NULL CHECK (last_seq > 0),
+    epoch     INTEGER NOT NULL CHECK (epoch > 0),
+    PRIMARY KEY (group_id, device_id)
+) STRICT, WITHOUT ROWID;
+",
 ];
 
 /// The schema version this server writes.
