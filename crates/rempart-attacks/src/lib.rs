@@ -142,4 +142,16 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "puts in a group's log an external commit by which its own device joins (from a leaked GroupInfo)",
         user_sees: "`unauthorized_member`; the commit is not merged",
     },
+    Attack {
+        number: 20,
+        test: "silent_eviction",
+        attacker: "refuses a member the conversation's log with no commit removing it, while the others keep writing to her",
+        user_sees: "`conversation_withheld` naming the conversation, once while it lasts; she keeps the conversation, reads what she missed once served again, and the roster gains nobody",
+    },
+    Attack {
+        number: 21,
+        test: "removal_hidden_from_the_removed_member",
+        attacker: "withholds from a removed member the commit that removed her, refusing her the log",
+        user_sees: "`conversation_withheld`; once the commit is served, her removal and by whom, and nothing sent after it",
+    },
 ];

@@ -14,7 +14,7 @@ use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
 use rempart_client::{AlertCode, Client, ClientError, Event};
 use rempart_proto::PublicKey;
-use rempart_proto::api::{Appended, EntryKind, LogPage};
+use rempart_proto::api::{Appended, EntryKind, ErrorBody, LogPage, error_code};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
 use rempart_testkit::{
     Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
@@ -50,6 +50,11 @@ fn main() {
         attack("forked_conversation", forked_conversation),
         attack("replayed_commit", replayed_commit),
         attack("external_join", external_join),
+        attack("silent_eviction", silent_eviction),
+        attack(
+            "removal_hidden_from_the_removed_member",
+            removal_hidden_from_the_removed_member,
+        ),
     ];
     assert_eq!(
         trials.len(),
@@ -829,4 +834,157 @@ async fn external_join() {
     );
     assert_eq!(alice.group_members("team").unwrap(), members);
     assert_eq!(alice.group_epoch("team").unwrap(), epoch, "not merged");
+}
+
+/// Answers every group-log read through `proxy` as if the device were not a
+/// member: `403 forbidden`, with no commit that removed it.
+fn refuse_log(proxy: &Proxy) {
+    proxy.rewrite(|exchange| {
+        if exchange.path.contains("/log?") {
+            exchange.status = 403;
+            exchange.body = serde_json::to_vec(&ErrorBody {
+                error: error_code::FORBIDDEN.to_owned(),
+                message: "not a member of this group".to_owned(),
+                current_epoch: None,
+            })
+            .unwrap();
+        }
+    });
+}
+
+/// The users and device count of `name`'s roster as `client` holds it.
+fn roster(client: &Client, name: &str) -> (Vec<String>, usize) {
+    let members = client.group_members(name).unwrap();
+    let mut users: Vec<String> = members.iter().map(|m| m.user.to_string()).collect();
+    users.dedup();
+    (users, members.len())
+}
+
+/// A group of Alice, Bob and Carol, where only Carol is shown what the
+/// proxy lets through; everyone has caught up.
+async fn team_with_carol_watched(scene: &Scene) -> (Client, Client, Client) {
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.direct("bob").await;
+    let mut carol = scene.watched("carol").await;
+    alice
+        .create_group("team", &[name("bob"), name("carol")])
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    alice.send_to_group("team", "before").await.unwrap();
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        [t("team", "alice", "before")]
+    );
+    bob.sync().await.unwrap();
+    (alice, bob, carol)
+}
+
+async fn silent_eviction() {
+    let scene = Scene::start().await;
+    let carols_view = &scene.view;
+    let (mut alice, mut bob, mut carol) = team_with_carol_watched(&scene).await;
+
+    // The server stops serving Carol the log, with no commit removing her,
+    // while Alice and Bob go on writing to the group.
+    refuse_log(carols_view);
+    alice
+        .send_to_group("team", "while carol is cut off")
+        .await
+        .unwrap();
+    let events = carol.sync().await.unwrap();
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::ConversationWithheld],
+        "{events:?}"
+    );
+    assert!(alert_about(
+        &events,
+        AlertCode::ConversationWithheld,
+        "team"
+    ));
+    // Said once while it lasts, not at every sync; the conversation stays.
+    let again = carol.sync().await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let listed = carol.conversations().unwrap();
+    assert!(
+        listed.iter().any(|c| c.name == "team" && !c.ended),
+        "{listed:?}"
+    );
+    // The server gained no way in: the roster is still the three of them,
+    // one device each, for every member.
+    let three = (
+        vec!["alice".to_owned(), "bob".to_owned(), "carol".to_owned()],
+        3,
+    );
+    assert_eq!(roster(&alice, "team"), three);
+    bob.sync().await.unwrap();
+    assert_eq!(roster(&bob, "team"), three);
+    assert_eq!(roster(&carol, "team"), three);
+
+    // Served again, Carol reads what she missed, and a new refusal is a new
+    // alert.
+    carols_view.honest();
+    let events = carol.sync().await.unwrap();
+    assert_eq!(
+        texts(&events),
+        [t("team", "alice", "while carol is cut off")]
+    );
+    assert!(alerts(&events).is_empty(), "{events:?}");
+    refuse_log(carols_view);
+    let events = carol.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::ConversationWithheld],
+        "{events:?}"
+    );
+}
+
+async fn removal_hidden_from_the_removed_member() {
+    let scene = Scene::start().await;
+    let carols_view = &scene.view;
+    let (mut alice, mut bob, mut carol) = team_with_carol_watched(&scene).await;
+
+    // Alice removes Carol; the server keeps the removing commit from her,
+    // refusing her the log as if she had never been a member.
+    refuse_log(carols_view);
+    alice.remove_member("team", &name("carol")).await.unwrap();
+    alice.send_to_group("team", "carol is gone").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("team", "alice", "carol is gone")]
+    );
+    let events = carol.sync().await.unwrap();
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::ConversationWithheld],
+        "{events:?}"
+    );
+    assert!(alert_about(
+        &events,
+        AlertCode::ConversationWithheld,
+        "team"
+    ));
+    assert!(carol.sync().await.unwrap().is_empty(), "one alert only");
+
+    // Once the commit is served, she sees her removal, by Alice, and still
+    // reads nothing sent after it.
+    carols_view.honest();
+    let events = carol.sync().await.unwrap();
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(alerts(&events).is_empty(), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::MemberRemoved { user, sender, .. }
+                if user.as_str() == "carol" && sender.as_str() == "alice")),
+        "{events:?}"
+    );
+    let listed = carol.conversations().unwrap();
+    assert!(
+        listed.iter().any(|c| c.name == "team" && c.ended),
+        "{listed:?}"
+    );
 }

@@ -426,13 +426,20 @@ async fn group(
             Ok(Vec::new())
         }
         GroupCommand::List => {
+            let me = client.whoami().user;
             for c in client.conversations()? {
                 let members: Vec<&str> = c.members.iter().map(UserName::as_str).collect();
+                let ended = match &c.ended_by {
+                    _ if !c.ended => String::new(),
+                    Some(by) if by == &me => " [ended: you left]".to_owned(),
+                    Some(by) => format!(" [ended: removed by {by}]"),
+                    None => " [ended]".to_owned(),
+                };
                 out.line(
                     json!({"kind": "conversation", "name": c.name, "is_group": c.is_group,
-                           "members": c.members}),
+                           "members": c.members, "ended": c.ended, "ended_by": c.ended_by}),
                     format!(
-                        "{} ({}): {}",
+                        "{} ({}): {}{ended}",
                         c.name,
                         if c.is_group { "group" } else { "direct" },
                         members.join(", ")

@@ -217,7 +217,13 @@ fn three_people_one_with_two_devices() {
         "carol"
     ));
     json(&phone, &["send", "--group", "team", "carol is gone"]);
-    assert!(messages(&json(&carol, &["sync"])).is_empty());
+    let seen = json(&carol, &["sync"]);
+    assert!(messages(&seen).is_empty());
+    assert!(has(&seen, "member_removed", "bob", "carol"), "{seen:?}");
+    assert_eq!(
+        text(&carol, &["group", "list"]),
+        "team (group): alice, bob [ended: removed by bob]\n"
+    );
     let refused = rempart(&carol)
         .args(["send", "--group", "team", "let me in"])
         .output()
@@ -225,8 +231,30 @@ fn three_people_one_with_two_devices() {
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&refused.stderr),
-        "error: no conversation named \"team\" here: see `rempart group list`\n"
+        "error: you were removed from \"team\" by bob: it is kept as ended history and cannot be written to\n"
     );
+    let listed = json(&carol, &["group", "list"]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            &listed[0]["name"],
+            &listed[0]["ended"],
+            &listed[0]["ended_by"]
+        ),
+        (
+            &Value::from("team"),
+            &Value::from(true),
+            &Value::from("bob")
+        ),
+    );
+    // Alice and Bob keep talking; Carol reads none of it, and her syncs
+    // stay quiet.
+    json(&bob, &["send", "--group", "team", "just us now"]);
+    assert_eq!(
+        messages(&json(&phone, &["sync"])),
+        [m("bob", "just us now")]
+    );
+    assert!(json(&carol, &["sync"]).is_empty());
 
     // Leave.
     json(&bob, &["sync"]);

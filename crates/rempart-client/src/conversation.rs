@@ -106,8 +106,13 @@ pub struct ConversationInfo {
     pub name: String,
     /// True for a named group, false for a 1:1 conversation.
     pub is_group: bool,
-    /// The users in it.
+    /// The users in it (for an ended one, when it ended here).
     pub members: Vec<UserName>,
+    /// Whether it ended here: this device was removed, or left.
+    pub ended: bool,
+    /// Who ended it here, once ended: the member who removed this device,
+    /// or this account's own user if it left.
+    pub ended_by: Option<UserName>,
 }
 
 /// A leaf of the MLS tree, as Rempart reads it.
@@ -179,7 +184,7 @@ impl Client {
         text: &str,
     ) -> Result<MessageId, ClientError> {
         check_text(text)?;
-        let conversation = self.group(name)?;
+        let conversation = self.active_group(name)?;
         self.send_in(&conversation, text).await
     }
 
@@ -215,7 +220,7 @@ impl Client {
             .store
             .last_counter(&conversation.group, &self.id.device)?
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let envelope = Envelope::Text {
             id,
             sent_at,
@@ -281,8 +286,14 @@ impl Client {
                         .unwrap_or_else(|| conversation.clone());
                     self.sync_conversation(&current, &mut learnt).await?;
                     self.store.queue_events(&learnt)?;
-                    if self.store.conversation(&group)?.is_none_or(|c| !c.active) {
-                        return Err(ClientError::UnknownConversation(conversation.name.clone()));
+                    match self.store.conversation(&group)? {
+                        Some(c) if c.active => {}
+                        Some(c) => return Err(self.ended(&c)),
+                        None => {
+                            return Err(ClientError::UnknownConversation(
+                                conversation.name.clone(),
+                            ));
+                        }
                     }
                 }
             }
@@ -290,8 +301,20 @@ impl Client {
         Err(ClientError::CommitConflict)
     }
 
+    /// The server's epoch counter for the group at MLS epoch `mls_epoch`:
+    /// they differ by the entries the server took as commits and the
+    /// members rejected (see `note_server_epoch`).
+    pub(crate) fn server_epoch(&self, group: &GroupId, mls_epoch: u64) -> Result<u64, ClientError> {
+        let offset = self
+            .store
+            .conversation(group)?
+            .map_or(0, |c| c.epoch_offset);
+        Ok(mls_epoch.saturating_add(offset))
+    }
+
     /// Encrypts `plaintext` in the group's current epoch and records `id` as
-    /// sent, in one local transaction. Returns the epoch and the MLS message.
+    /// sent, in one local transaction. Returns the server's epoch counter
+    /// for that epoch and the MLS message.
     pub(crate) fn encrypt_envelope(
         &self,
         group: &GroupId,
@@ -305,7 +328,7 @@ impl Client {
                 .map_err(ClientError::mls)?;
             self.store.record_sent(group, id)?;
             Ok((
-                mls_group.epoch().as_u64(),
+                self.server_epoch(group, mls_group.epoch().as_u64())?,
                 out.to_bytes().map_err(ClientError::mls)?,
             ))
         })
@@ -325,7 +348,7 @@ impl Client {
 
     /// Rotates this device's leaf key material in the group named `name`.
     pub async fn update_group_keys(&mut self, name: &str) -> Result<Vec<Event>, ClientError> {
-        let conversation = self.group(name)?;
+        let conversation = self.active_group(name)?;
         self.self_update(&conversation).await
     }
 
@@ -374,7 +397,7 @@ impl Client {
         members: &[UserName],
     ) -> Result<(), ClientError> {
         check_group_name(name)?;
-        if self.store.group_named(name)?.is_some() {
+        if self.store.group_named(name)?.is_some_and(|c| c.active) {
             return Err(ClientError::GroupExists(name.to_owned()));
         }
         let mut users: BTreeSet<UserName> = members.iter().cloned().collect();
@@ -414,8 +437,10 @@ impl Client {
     }
 
     /// Creates a group with the given members. The group exists locally only
-    /// if the server accepts its first commit: everything is one local
-    /// transaction.
+    /// once the server accepted its first commit: the MLS state is built
+    /// and stored first, the commit uploaded outside any transaction, then
+    /// merged with the conversation's record in one transaction, or
+    /// deleted if the server refused it.
     async fn found_group(
         &mut self,
         metadata: Metadata,
@@ -425,39 +450,25 @@ impl Client {
     ) -> Result<(), ClientError> {
         let group = GroupId::random();
         let message_id = MessageId::random();
-        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
-        let result = self
-            .found_group_inner(&group, message_id, &metadata, name, peer, packages)
-            .await;
-        match result {
-            Ok(()) => {
-                self.store.conn().execute_batch("COMMIT")?;
-                Ok(())
+        let upload = self
+            .store
+            .atomic(|| self.build_founding_commit(&group, message_id, &metadata, packages))?;
+        let refused = match self.api.post_commit(self.signer(), &group, &upload).await {
+            Ok(AppendOutcome::Accepted(appended)) => {
+                return self.store.atomic(|| {
+                    self.merge_founding_commit(&group, name, peer, &upload, appended.seq)
+                });
             }
-            Err(e) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.store.conn().execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-
-    async fn found_group_inner(
-        &self,
-        group: &GroupId,
-        message_id: MessageId,
-        metadata: &Metadata,
-        name: &str,
-        peer: Option<&UserName>,
-        packages: Vec<(UserName, DeviceId, KeyPackage)>,
-    ) -> Result<(), ClientError> {
-        let upload = self.build_founding_commit(group, message_id, metadata, packages)?;
-        match self.api.post_commit(self.signer(), group, &upload).await? {
-            AppendOutcome::Accepted(appended) => {
-                self.merge_founding_commit(group, name, peer, &upload, appended.seq)
-            }
-            AppendOutcome::Stale { .. } => Err(ClientError::CommitConflict),
-        }
+            Ok(AppendOutcome::Stale { .. }) => ClientError::CommitConflict,
+            Err(e) => e,
+        };
+        // Nothing refers to the group's state yet: it goes with the refusal.
+        self.store.atomic(|| {
+            self.load_group(&group)?
+                .delete(self.provider().storage())
+                .map_err(ClientError::mls)
+        })?;
+        Err(refused)
     }
 
     /// Creates the MLS group and its first commit, which adds `packages`
@@ -583,11 +594,11 @@ impl Client {
     /// The group `name` after catching up with its log, so that a change is
     /// judged against the current roster; and what catching up showed.
     async fn caught_up(&mut self, name: &str) -> Result<(Conversation, Vec<Event>), ClientError> {
-        let conversation = self.group(name)?;
+        let conversation = self.active_group(name)?;
         let mut events = Vec::new();
         self.sync_conversation(&conversation, &mut events).await?;
         // Catching up may have shown this device its own removal.
-        match self.group(name) {
+        match self.active_group(name) {
             Ok(conversation) => Ok((conversation, events)),
             Err(e) => {
                 self.store.queue_events(&events)?;
@@ -629,12 +640,12 @@ impl Client {
     /// other members (in an encrypted message) to commit the removal, and
     /// stops using the group here.
     pub async fn leave_group(&mut self, name: &str) -> Result<(), ClientError> {
-        let conversation = self.group(name)?;
+        let conversation = self.active_group(name)?;
         let envelope = Envelope::Leave {
             id: MessageId::random(),
         };
         self.upload_envelope(&conversation, &envelope, |client| {
-            client.store.deactivate(&conversation.group)
+            client.store.end(&conversation.group, &client.id.user)
         })
         .await
     }
@@ -666,10 +677,10 @@ impl Client {
         Ok(self.load_group(&conversation.group)?.epoch().as_u64())
     }
 
-    /// This device's active conversations.
+    /// This device's conversations, the ended ones included.
     pub fn conversations(&self) -> Result<Vec<ConversationInfo>, ClientError> {
         self.store
-            .active_conversations()?
+            .all_conversations()?
             .into_iter()
             .map(|c| {
                 let members: BTreeSet<UserName> = roster(&self.load_group(&c.group)?)
@@ -680,15 +691,43 @@ impl Client {
                     name: c.name,
                     is_group: c.is_group,
                     members: members.into_iter().collect(),
+                    ended: !c.active,
+                    ended_by: c.ended_by,
                 })
             })
             .collect()
     }
 
+    /// The group named `name`, active or ended (for reading).
     pub(crate) fn group(&self, name: &str) -> Result<Conversation, ClientError> {
         self.store
             .group_named(name)?
             .ok_or_else(|| ClientError::UnknownConversation(name.to_owned()))
+    }
+
+    /// The error for writing to an ended conversation: removed by whom, or
+    /// left.
+    pub(crate) fn ended(&self, conversation: &Conversation) -> ClientError {
+        let name = conversation.name.clone();
+        match &conversation.ended_by {
+            Some(by) if by == &self.id.user => ClientError::Left(name),
+            Some(by) => ClientError::Removed {
+                conversation: name,
+                by: by.clone(),
+            },
+            None => ClientError::Ended(name),
+        }
+    }
+
+    /// The active group named `name` (for writing): an ended one is
+    /// [`ClientError::Removed`] or [`ClientError::Left`].
+    pub(crate) fn active_group(&self, name: &str) -> Result<Conversation, ClientError> {
+        let conversation = self.group(name)?;
+        if conversation.active {
+            Ok(conversation)
+        } else {
+            Err(self.ended(&conversation))
+        }
     }
 
     /// Commits `change` to `conversation`, rebuilt against the current
@@ -813,7 +852,7 @@ impl Client {
     ) -> Result<Option<CommitUpload>, ClientError> {
         self.store.atomic(|| {
             let mut mls_group = self.load_group(group)?;
-            let epoch = mls_group.epoch().as_u64();
+            let epoch = self.server_epoch(group, mls_group.epoch().as_u64())?;
             let Some(built) = build(self, &mut mls_group)? else {
                 return Ok(None);
             };
@@ -841,11 +880,13 @@ impl Client {
         upload: &CommitUpload,
     ) -> Result<(), ClientError> {
         self.store.atomic(|| {
-            self.load_group(group)?
+            let mut mls_group = self.load_group(group)?;
+            let epoch = mls_group.epoch().as_u64();
+            mls_group
                 .merge_pending_commit(&self.provider())
                 .map_err(ClientError::mls)?;
             self.store
-                .note_merged_commit(group, upload.epoch, &upload.commit)?;
+                .note_merged_commit(group, epoch, &upload.commit)?;
             self.store.set_pending_commit(group, None)
         })
     }

@@ -411,7 +411,7 @@ impl Client {
         list.devices.retain(|d| d.id != device);
         self.publish_own_list(&list).await?;
         let mut events = Vec::new();
-        for conversation in self.store.active_conversations()? {
+        for conversation in self.store.writable_conversations()? {
             let change = Change {
                 remove_devices: [(self.id.user.clone(), device)].into(),
                 ..Change::default()

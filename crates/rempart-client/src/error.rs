@@ -99,6 +99,34 @@ pub enum ClientError {
     /// A conversation with oneself was asked for.
     #[error("you cannot open a conversation with yourself")]
     SelfConversation,
+    /// The server served a conversation's log in a way no honest server
+    /// does (pages that repeat themselves without end).
+    #[error(
+        "the server's log of {conversation:?} is not well-formed ({reason}); nothing was lost here: sync again later, and report it if it persists"
+    )]
+    BadLog {
+        /// The conversation.
+        conversation: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// This device was removed from the conversation, which is kept as
+    /// ended history.
+    #[error(
+        "you were removed from {conversation:?} by {by}: it is kept as ended history and cannot be written to"
+    )]
+    Removed {
+        /// The conversation.
+        conversation: String,
+        /// Who removed this device.
+        by: UserName,
+    },
+    /// This account left the conversation, which is kept as ended history.
+    #[error("you left {0:?}: it is kept as ended history and cannot be written to")]
+    Left(String),
+    /// The conversation ended here (before Rempart recorded how).
+    #[error("{0:?} has ended here: it is kept as history and cannot be written to")]
+    Ended(String),
     /// A commit kept conflicting with others.
     #[error("the conversation kept changing under this device; try again")]
     CommitConflict,

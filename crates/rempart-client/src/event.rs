@@ -64,6 +64,16 @@ pub enum AlertCode {
     /// Two different commits were shown for the same epoch of a
     /// conversation: the server split it in two.
     ConversationFork,
+    /// The server refuses this device a conversation's log although this
+    /// device processed no commit removing it: an eviction without a
+    /// commit, which the other members cannot see. The conversation is
+    /// kept and checked again at every sync.
+    ConversationWithheld,
+    /// A log entry presented as a commit that the members cannot process as
+    /// a commit of the conversation's current epoch (malformed, truncated,
+    /// not encrypted as Rempart requires, or forged by the server). Every
+    /// member rejects it alike, and the conversation goes on without it.
+    InvalidCommit,
 }
 
 impl AlertCode {
@@ -83,6 +93,8 @@ impl AlertCode {
             Self::KtProofInvalid => "kt_proof_invalid",
             Self::LastResortUsed => "last_resort_used",
             Self::ConversationFork => "conversation_fork",
+            Self::ConversationWithheld => "conversation_withheld",
+            Self::InvalidCommit => "invalid_commit",
         }
     }
 }

@@ -27,7 +27,17 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Migration `i` brings a store from version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &[
+    // Version 2: ended conversations say who ended them, each
+    // conversation maps the server's epoch counter to its MLS epoch, and
+    // remembers that the server withholds its log.
+    "ALTER TABLE conversations ADD COLUMN ended_by TEXT;
+     ALTER TABLE conversations ADD COLUMN epoch_offset INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN withheld INTEGER NOT NULL DEFAULT 0;",
+];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
     Ok(conn
@@ -64,7 +74,16 @@ CREATE TABLE IF NOT EXISTS conversations (
     cursor INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
     updated_at INTEGER NOT NULL DEFAULT 0,
-    sent_since_update INTEGER NOT NULL DEFAULT 0
+    sent_since_update INTEGER NOT NULL DEFAULT 0,
+    -- Once inactive: the user who removed this device (this account's own
+    -- user if it left), or NULL if not known.
+    ended_by TEXT,
+    -- The server's epoch counter minus the MLS epoch: the entries the
+    -- server took as commits and the members rejected.
+    epoch_offset INTEGER NOT NULL DEFAULT 0,
+    -- 1 while the server refuses this device the log with no commit that
+    -- removed it (`conversation_withheld` was said once for it).
+    withheld INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS conversations_peer ON conversations(peer);
 CREATE INDEX IF NOT EXISTS conversations_name ON conversations(name);
@@ -167,6 +186,14 @@ pub(crate) struct Conversation {
     pub sent_since_update: u64,
     /// False once this device left or was removed.
     pub active: bool,
+    /// Once ended: who removed this device (this account's user if it
+    /// left), if known.
+    pub ended_by: Option<UserName>,
+    /// The server's epoch counter minus the group's MLS epoch.
+    pub epoch_offset: u64,
+    /// Whether the server refuses this device the log although no commit
+    /// removed it (already alerted).
+    pub withheld: bool,
 }
 
 /// What this device knows of a contact's account keys.
@@ -189,6 +216,57 @@ pub(crate) struct StoredMessage<'a> {
     pub sender_device: &'a DeviceId,
     pub text: &'a str,
     pub sent_at: i64,
+}
+
+/// A transaction of the store (see [`Store::begin`]).
+pub(crate) struct Transaction<'s> {
+    conn: Option<&'s Connection>,
+    nested: bool,
+}
+
+impl Transaction<'_> {
+    /// Keeps what the transaction stored.
+    pub fn commit(mut self) -> Result<(), ClientError> {
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let done = conn.execute_batch(if self.nested {
+            "RELEASE rempart"
+        } else {
+            "COMMIT"
+        });
+        if done.is_err() {
+            rollback(conn, self.nested);
+        }
+        Ok(done?)
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            rollback(conn, self.nested);
+        }
+    }
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("nested", &self.nested)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Discards an open transaction or savepoint. A failure leaves nothing to
+/// do: SQLite rolls back a transaction whose statement failed, and the
+/// error that led here is the one to report.
+fn rollback(conn: &Connection, nested: bool) {
+    let _ = conn.execute_batch(if nested {
+        "ROLLBACK TO rempart; RELEASE rempart"
+    } else {
+        "ROLLBACK"
+    });
 }
 
 /// The local store.
@@ -243,19 +321,29 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let made_by = match version {
-            SCHEMA_VERSION => None,
             // Version 0 is a new file, or a store from before versions
             // were kept (without key transparency), which has an identity.
             0 if !has_table(&conn, "identity")? => None,
             0 => Some("an older"),
-            v if v < SCHEMA_VERSION => Some("an older"),
-            _ => Some("a newer"),
+            v if v > SCHEMA_VERSION => Some("a newer"),
+            v if v < 0 => Some("an unknown"),
+            _ => None,
         };
         if let Some(made_by) = made_by {
             return Err(ClientError::StoreVersion {
                 path: path.to_owned(),
                 made_by,
             });
+        }
+        // `version` is 0 (new) or 1 ..= SCHEMA_VERSION here.
+        if version >= 1 {
+            let done = usize::try_from(version - 1).unwrap_or(usize::MAX);
+            for (step, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+                let tx = conn.transaction()?;
+                tx.execute_batch(migration)?;
+                tx.pragma_update(None, "user_version", step as i64 + 2)?;
+                tx.commit()?;
+            }
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -270,24 +358,43 @@ impl Store {
         &self.conn
     }
 
-    /// Runs `f` in one immediate transaction: all of it is stored, or none.
-    /// Inside a transaction already open, `f` simply joins it.
+    /// Opens a transaction: an immediate one, or inside one already open a
+    /// savepoint of it. It is rolled back when dropped uncommitted, so no
+    /// early return, error or cancelled future leaves it open. Never held
+    /// across a network call: callers build, record, call the network,
+    /// then apply, each step in a transaction of its own.
+    pub fn begin(&self) -> Result<Transaction<'_>, ClientError> {
+        let nested = !self.conn.is_autocommit();
+        self.conn.execute_batch(if nested {
+            "SAVEPOINT rempart"
+        } else {
+            "BEGIN IMMEDIATE"
+        })?;
+        Ok(Transaction {
+            conn: Some(&self.conn),
+            nested,
+        })
+    }
+
+    /// Runs `f` in one transaction: all of it is stored, or none.
     pub fn atomic<T>(&self, f: impl FnOnce() -> Result<T, ClientError>) -> Result<T, ClientError> {
-        if !self.conn.is_autocommit() {
-            return f();
+        let tx = self.begin()?;
+        let value = f()?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one transaction, kept only if `f` returns `Ok(true)`.
+    pub fn atomic_if(
+        &self,
+        f: impl FnOnce() -> Result<bool, ClientError>,
+    ) -> Result<bool, ClientError> {
+        let tx = self.begin()?;
+        let keep = f()?;
+        if keep {
+            tx.commit()?;
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f() {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(value)
-            }
-            Err(e) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        Ok(keep)
     }
 
     pub fn save_identity(&self, id: &Identity) -> Result<(), ClientError> {
@@ -494,10 +601,14 @@ impl Store {
         Ok(())
     }
 
-    /// The active group conversation named `name`.
+    /// The group conversation named `name`: the active one, or else the
+    /// one that ended last.
     pub fn group_named(&self, name: &str) -> Result<Option<Conversation>, ClientError> {
-        self.conversations_where("name = ?1 AND is_group = 1 AND active = 1", [name])
-            .map(|mut v| v.pop())
+        let mut found = self.conversations_where("name = ?1 AND is_group = 1", [name])?;
+        Ok(match found.iter().rposition(|c| c.active) {
+            Some(active) => Some(found.swap_remove(active)),
+            None => found.pop(),
+        })
     }
 
     pub fn note_sent(&self, group: &GroupId) -> Result<(), ClientError> {
@@ -941,13 +1052,24 @@ impl Store {
         self.conversations_where("active = 1", [])
     }
 
+    /// The active conversations whose log the server serves this device.
+    pub fn writable_conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        self.conversations_where("active = 1 AND withheld = 0", [])
+    }
+
+    /// Every conversation, active or ended, oldest first.
+    pub fn all_conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        self.conversations_where("1 = 1", [])
+    }
+
     fn conversations_where<P: rusqlite::Params>(
         &self,
         filter: &str,
         params: P,
     ) -> Result<Vec<Conversation>, ClientError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update, active
+            "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update, active,
+                    ended_by, epoch_offset, withheld
              FROM conversations WHERE {filter} ORDER BY rowid"
         ))?;
         let rows = stmt.query_map(params, |r| {
@@ -959,10 +1081,24 @@ impl Store {
                 r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, bool>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, bool>(9)?,
             ))
         })?;
         rows.map(|row| {
-            let (group, name, is_group, cursor, updated_at, sent, active) = row?;
+            let (
+                group,
+                name,
+                is_group,
+                cursor,
+                updated_at,
+                sent,
+                active,
+                ended_by,
+                offset,
+                withheld,
+            ) = row?;
             Ok(Conversation {
                 group: group
                     .parse()
@@ -973,6 +1109,12 @@ impl Store {
                 updated_at,
                 sent_since_update: u64::try_from(sent).unwrap_or(0),
                 active,
+                ended_by: ended_by
+                    .map(|u| u.parse())
+                    .transpose()
+                    .map_err(|_| ClientError::Corrupt("conversation ended_by".into()))?,
+                epoch_offset: u64::try_from(offset).unwrap_or(0),
+                withheld,
             })
         })
         .collect()
@@ -986,10 +1128,31 @@ impl Store {
         Ok(())
     }
 
-    pub fn deactivate(&self, group: &GroupId) -> Result<(), ClientError> {
+    /// Ends a conversation here: it stays as history, `by` the user who
+    /// removed this device (this account's own user if it left).
+    pub fn end(&self, group: &GroupId, by: &UserName) -> Result<(), ClientError> {
         self.conn.execute(
-            "UPDATE conversations SET active = 0 WHERE group_id = ?1",
-            [group.to_string()],
+            "UPDATE conversations SET active = 0, ended_by = ?2 WHERE group_id = ?1",
+            params![group.to_string(), by.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Records whether the server withholds the conversation's log from
+    /// this device.
+    pub fn set_withheld(&self, group: &GroupId, withheld: bool) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET withheld = ?2 WHERE group_id = ?1",
+            params![group.to_string(), withheld],
+        )?;
+        Ok(())
+    }
+
+    /// Records the server's epoch counter minus the group's MLS epoch.
+    pub fn set_epoch_offset(&self, group: &GroupId, offset: u64) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET epoch_offset = ?2 WHERE group_id = ?1",
+            params![group.to_string(), i64::try_from(offset).unwrap_or(i64::MAX)],
         )?;
         Ok(())
     }
@@ -1097,5 +1260,60 @@ mod tests {
                 Ok(_) => panic!("a store of version {version} was opened"),
             }
         }
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_in_place_keeping_its_conversations() {
+        let home = tempfile::TempDir::new().unwrap();
+        let group = GroupId::random();
+        {
+            let store = Store::create(home.path()).unwrap();
+            store.add_conversation(&group, "team", None, 7).unwrap();
+        }
+        // What version 1 wrote: the same table without the two columns.
+        let conn = Connection::open(Store::path(home.path())).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE c1 AS SELECT group_id, name, peer, is_group, cursor, active,
+                 updated_at, sent_since_update FROM conversations;
+             DROP TABLE conversations;
+             ALTER TABLE c1 RENAME TO conversations;",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+
+        let store = Store::open_existing(home.path()).unwrap().unwrap();
+        let kept = store.conversation(&group).unwrap().unwrap();
+        assert_eq!((kept.name.as_str(), kept.active), ("team", true));
+        assert_eq!(
+            (kept.ended_by, kept.epoch_offset, kept.withheld),
+            (None, 0, false)
+        );
+        let by: UserName = "carol".parse().unwrap();
+        store.end(&group, &by).unwrap();
+        assert_eq!(
+            store.conversation(&group).unwrap().unwrap().ended_by,
+            Some(by)
+        );
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_negative_store_version_is_refused() {
+        let home = tempfile::TempDir::new().unwrap();
+        drop(Store::create(home.path()).unwrap());
+        let conn = Connection::open(Store::path(home.path())).unwrap();
+        conn.pragma_update(None, "user_version", -3).unwrap();
+        assert!(matches!(
+            Store::open_existing(home.path()),
+            Err(ClientError::StoreVersion {
+                made_by: "an unknown",
+                ..
+            })
+        ));
     }
 }

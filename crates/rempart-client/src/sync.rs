@@ -15,8 +15,8 @@ use openmls::prelude::{
     ProcessMessageError, ProcessedMessageContent, ProtocolMessage, Sender, StagedCommit,
     StagedWelcome, ValidationError, WelcomeError, tls_codec::Deserialize as _,
 };
-use rempart_proto::api::{InboxItem, InboxKind, LogEntry};
-use rempart_proto::{DeviceId, UserName};
+use rempart_proto::api::{EntryKind, InboxItem, InboxKind, LogEntry, error_code};
+use rempart_proto::{DeviceId, GroupId, UserName};
 
 use crate::Client;
 use crate::api::unix_now;
@@ -26,6 +26,13 @@ use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, CIPHERSUITE, Metadata};
 use crate::store::{Conversation, StoredMessage};
+
+/// A Welcome staged for this device, or why it is skipped (with the event
+/// to report, if any).
+enum Staging {
+    Staged(Box<StagedWelcome>),
+    Skip(Option<Event>),
+}
 
 /// A leaf to check against its owner's device list: who its credential
 /// names, and its signature key.
@@ -62,7 +69,9 @@ impl Client {
         // that fails verification is an alert (for the own account,
         // `unknown_own_device`), and a valid change is applied to every
         // conversation by a commit.
-        let conversations = self.store.active_conversations()?;
+        // A conversation whose log the server withholds cannot take a
+        // commit either: it waits, alerted, until the log is served again.
+        let conversations = self.store.writable_conversations()?;
         let mut rosters = Vec::with_capacity(conversations.len());
         let mut users = BTreeSet::from([self.id.user.clone()]);
         for conversation in conversations {
@@ -84,7 +93,7 @@ impl Client {
             self.reconcile(&conversation, &leaves, &fetched.lists, &mut events)
                 .await?;
         }
-        for conversation in self.store.active_conversations()? {
+        for conversation in self.store.writable_conversations()? {
             events.extend(self.maybe_self_update(&conversation).await?);
         }
         self.replenish_key_packages().await?;
@@ -214,74 +223,42 @@ impl Client {
             return Ok(());
         }
 
-        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
-        let result = self.join_checked(item, welcome, events).await;
-        match result {
-            Ok(true) => self.store.conn().execute_batch("COMMIT")?,
-            Ok(false) => self.store.conn().execute_batch("ROLLBACK")?,
-            Err(e) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.store.conn().execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Inside the join transaction: `Ok(true)` to commit it.
-    async fn join_checked(
-        &mut self,
-        item: &InboxItem,
-        welcome: openmls::prelude::Welcome,
-        events: &mut Vec<Event>,
-    ) -> Result<bool, ClientError> {
-        let fallback_name = item.group.to_string();
         let mut last_resort = false;
         for secret in welcome.secrets() {
             last_resort |= self.store.is_last_resort(secret.new_member().as_slice())?;
         }
-        let staged = {
-            let provider = self.provider();
-            // A device removed and later added again replaces its old state.
-            StagedWelcome::build_from_welcome(&provider, &mls::join_config(), welcome)
-                .and_then(|builder| builder.replace_old_group().build())
-        };
-        let staged = match staged {
-            Ok(staged) => staged,
-            // Its KeyPackage was already used: this Welcome was processed
-            // before and only its acknowledgement was lost.
-            Err(WelcomeError::NoMatchingKeyPackage)
-                if self.store.conversation(&item.group)?.is_some() =>
-            {
-                return Ok(false);
+        // Staged once to learn who is in the group, and discarded: their
+        // device lists come from the network, outside any transaction.
+        let (claims, adder) = {
+            let _peek = self.store.begin()?;
+            match self.stage_welcome(item, welcome.clone())? {
+                Staging::Staged(staged) => {
+                    let claims: Vec<LeafClaim> = staged
+                        .members()
+                        .map(|m| LeafClaim {
+                            named: mls::parse_credential(&m.credential),
+                            signature_key: m.signature_key,
+                        })
+                        .collect();
+                    let adder = staged
+                        .welcome_sender()
+                        .ok()
+                        .and_then(|leaf| mls::parse_credential(leaf.credential()))
+                        .map(|(user, _)| user);
+                    (claims, adder)
+                }
+                Staging::Skip(event) => {
+                    events.extend(event);
+                    return Ok(());
+                }
             }
-            Err(e) => {
-                events.push(undecryptable(
-                    &fallback_name,
-                    None,
-                    &format!("cannot join: {e}"),
-                ));
-                return Ok(false);
-            }
         };
-        let claims: Vec<LeafClaim> = staged
-            .members()
-            .map(|m| LeafClaim {
-                named: mls::parse_credential(&m.credential),
-                signature_key: m.signature_key,
-            })
-            .collect();
-        let adder = staged
-            .welcome_sender()
-            .ok()
-            .and_then(|leaf| mls::parse_credential(leaf.credential()))
-            .map(|(user, _)| user);
-
+        let fallback_name = item.group.to_string();
         let lists = match self.lists_for(&claims).await {
             Ok(lists) => lists,
             Err(ClientError::Alert(a)) => {
                 events.push(a.into());
-                return Ok(false);
+                return Ok(());
             }
             Err(e) => return Err(e),
         };
@@ -295,7 +272,7 @@ impl Client {
                     bad.map_or_else(|| "its owner".to_owned(), |u| u.to_string())
                 ),
             ));
-            return Ok(false);
+            return Ok(());
         }
         let Some(adder) = adder else {
             events.push(alert(
@@ -304,24 +281,74 @@ impl Client {
                 None,
                 "a Welcome came from a sender without a valid credential; not joined".into(),
             ));
-            return Ok(false);
+            return Ok(());
         };
-        let group = staged
-            .into_group(&self.provider())
-            .map_err(ClientError::mls)?;
-
         let others: BTreeSet<UserName> = claims
             .iter()
             .filter_map(|c| c.named.as_ref().map(|(u, _)| u.clone()))
             .filter(|u| u != &self.id.user)
             .collect();
+        // The same Welcome, staged again and joined, in one transaction.
+        self.store.atomic_if(|| {
+            let Staging::Staged(staged) = self.stage_welcome(item, welcome)? else {
+                return Ok(false);
+            };
+            self.join_staged(item, staged, adder, &others, last_resort, events)?;
+            Ok(true)
+        })?;
+        Ok(())
+    }
+
+    /// Stages a Welcome for this device, or says why it is skipped.
+    fn stage_welcome(
+        &self,
+        item: &InboxItem,
+        welcome: openmls::prelude::Welcome,
+    ) -> Result<Staging, ClientError> {
+        let staged = {
+            let provider = self.provider();
+            // A device removed and later added again replaces its old state.
+            StagedWelcome::build_from_welcome(&provider, &mls::join_config(), welcome)
+                .and_then(|builder| builder.replace_old_group().build())
+        };
+        match staged {
+            Ok(staged) => Ok(Staging::Staged(Box::new(staged))),
+            // Its KeyPackage was already used: this Welcome was processed
+            // before and only its acknowledgement was lost.
+            Err(WelcomeError::NoMatchingKeyPackage)
+                if self.store.conversation(&item.group)?.is_some() =>
+            {
+                Ok(Staging::Skip(None))
+            }
+            Err(e) => Ok(Staging::Skip(Some(undecryptable(
+                &item.group.to_string(),
+                None,
+                &format!("cannot join: {e}"),
+            )))),
+        }
+    }
+
+    /// Joins a staged Welcome whose members were all checked, inside the
+    /// join's transaction.
+    fn join_staged(
+        &self,
+        item: &InboxItem,
+        staged: Box<StagedWelcome>,
+        adder: UserName,
+        others: &BTreeSet<UserName>,
+        last_resort: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let group = staged
+            .into_group(&self.provider())
+            .map_err(ClientError::mls)?;
         let (name, peer) = match Metadata::of(&group) {
             Some(Metadata::Group { name }) => {
                 // Names are unique here; a clash keeps both, told apart by id.
                 let clash = self
                     .store
                     .group_named(&name)?
-                    .filter(|c| c.group != item.group);
+                    .filter(|c| c.group != item.group && c.active);
                 let name = if clash.is_some() {
                     format!("{name}#{}", &item.group.to_string()[..8])
                 } else {
@@ -331,7 +358,7 @@ impl Client {
             }
             _ => match others.iter().next() {
                 Some(peer) if others.len() == 1 => (peer.to_string(), Some(peer.clone())),
-                _ => (fallback_name, None),
+                _ => (item.group.to_string(), None),
             },
         };
         self.store.remove_conversation(&item.group)?;
@@ -356,52 +383,105 @@ impl Client {
             user: self.id.user.clone(),
             device: self.id.device,
         });
-        Ok(true)
+        Ok(())
     }
 
     /// Reads `conversation`'s log after its cursor and processes each entry.
+    ///
+    /// A conversation this device's MLS state says it is in, but whose log
+    /// the server refuses it, is an eviction without a commit:
+    /// `conversation_withheld`, and the conversation stays to be checked
+    /// again. A server that serves pages without progress ends the sync
+    /// with [`ClientError::BadLog`] rather than keeping it busy for ever.
     pub(crate) async fn sync_conversation(
         &mut self,
         conversation: &Conversation,
         events: &mut Vec<Event>,
     ) -> Result<(), ClientError> {
         let group = conversation.group;
+        let name = &conversation.name;
         let mut cursor = conversation.cursor;
+        let mut withheld = conversation.withheld;
         loop {
             let page = match self.api.read_log(self.signer(), &group, cursor).await {
                 Ok(page) => page,
-                Err(ClientError::Server { status: 403, .. }) => {
-                    // No longer a member: the server stopped serving the log.
-                    self.store.deactivate(&group)?;
+                Err(ClientError::Server { code, .. })
+                    if code == error_code::FORBIDDEN || code == error_code::NOT_FOUND =>
+                {
+                    // Said once, until the server serves the log again.
+                    if !withheld {
+                        self.store.set_withheld(&group, true)?;
+                        events.push(alert(
+                            AlertCode::ConversationWithheld,
+                            Some(name.clone()),
+                            None,
+                            format!(
+                                "the server refuses this device the log of {name} ({code}), but no member removed it: the server is cutting it out in silence while the others still write to it. The conversation is kept and checked again at every sync"
+                            ),
+                        ));
+                    }
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             };
+            if withheld {
+                self.store.set_withheld(&group, false)?;
+                withheld = false;
+            }
             let count = page.entries.len();
+            let before = cursor;
             for entry in page.entries {
                 if entry.seq <= cursor {
                     continue; // Served twice; already processed.
                 }
-                if entry.seq != cursor + 1 {
+                // `cursor < entry.seq`, so neither bound over- or underflows.
+                let (first_missing, last_missing) = (cursor.saturating_add(1), entry.seq - 1);
+                if entry.seq != first_missing {
                     events.push(alert(
                         AlertCode::MessageGap,
-                        Some(conversation.name.clone()),
+                        Some(name.clone()),
                         None,
                         format!(
-                            "the server skipped log entries {} to {} of conversation {}",
-                            cursor + 1,
-                            entry.seq - 1,
-                            conversation.name
+                            "the server skipped log entries {first_missing} to {last_missing} of conversation {name}"
                         ),
                     ));
                 }
                 self.process_entry(conversation, &entry, events).await?;
                 cursor = entry.seq;
+                if entry.kind == EntryKind::Commit && !self.is_active(&group)? {
+                    // Removed by that commit: nothing after it is for us.
+                    return Ok(());
+                }
             }
             if count < rempart_proto::limits::MAX_PAGE as usize {
+                if cursor == page.last_seq {
+                    self.note_server_epoch(&group, page.epoch)?;
+                }
                 return Ok(());
             }
+            if cursor == before {
+                return Err(ClientError::BadLog {
+                    conversation: name.clone(),
+                    reason: format!("a full page after entry {cursor} held nothing after it"),
+                });
+            }
         }
+    }
+
+    /// Records how the server's epoch counter maps to the group's MLS
+    /// epoch, once this device processed the whole log: each entry the
+    /// server took as a commit but the members rejected (`invalid_commit`)
+    /// moved the server's counter and not the MLS epoch.
+    fn note_server_epoch(&self, group: &GroupId, server_epoch: u64) -> Result<(), ClientError> {
+        let mls_epoch = self.load_group(group)?.epoch().as_u64();
+        // A server counting fewer epochs than MLS is lying; it can only
+        // make this device's uploads fail, which it could anyway.
+        let offset = server_epoch.saturating_sub(mls_epoch);
+        self.store.set_epoch_offset(group, offset)
+    }
+
+    fn is_active(&self, group: &GroupId) -> Result<bool, ClientError> {
+        Ok(self.store.conversation(group)?.is_some_and(|c| c.active))
     }
 
     /// Checks a sender device's message counter: one beyond the last seen
@@ -419,9 +499,9 @@ impl Client {
         }
         let group = &conversation.group;
         if let Some(last) = self.store.last_counter(group, device)?
-            && counter > last + 1
+            && let Some(missing) = counter.checked_sub(last).and_then(|d| d.checked_sub(1))
+            && missing > 0
         {
-            let missing = counter - last - 1;
             events.push(alert(
                 AlertCode::MessageGap,
                 Some(conversation.name.clone()),
@@ -464,17 +544,49 @@ impl Client {
             }
         }
 
+        let mut mls_group = self.load_group(&group)?;
+        let our_epoch = mls_group.epoch().as_u64();
+        let sender_user = roster(&mls_group)
+            .into_iter()
+            .find(|l| l.device == entry.sender)
+            .map(|l| l.user);
+        // An entry the server counted as a commit moved its epoch counter:
+        // whatever the members make of it, they all make the same.
+        let invalid_commit = |reason: &str| {
+            alert(
+                AlertCode::InvalidCommit,
+                Some(name.clone()),
+                sender_user.clone(),
+                format!(
+                    "log entry {} of {name}, from device {}, was rejected as a commit of epoch {our_epoch}: {reason}. Every member rejects it alike, and the conversation goes on without it",
+                    entry.seq, entry.sender
+                ),
+            )
+        };
         let message = MlsMessageIn::tls_deserialize_exact(&entry.data)
             .ok()
             .and_then(|m| m.try_into_protocol_message().ok());
         let Some(message) = message else {
-            events.push(undecryptable(name, None, "log entry is not an MLS message"));
+            events.push(match entry.kind {
+                EntryKind::Commit => invalid_commit("it is not an MLS message"),
+                EntryKind::Application => {
+                    undecryptable(name, None, "log entry is not an MLS message")
+                }
+            });
             return advance(self);
         };
-        let mut mls_group = self.load_group(&group)?;
-        let our_epoch = mls_group.epoch().as_u64();
         let message_epoch = message.epoch().as_u64();
         let is_commit = message.content_type() == ContentType::Commit;
+        if is_commit != (entry.kind == EntryKind::Commit) {
+            // Members apply commits only where the server counts them, or
+            // its epoch counter and theirs would part.
+            events.push(invalid_commit(if is_commit {
+                "it is a commit the server stored as an application message"
+            } else {
+                "the server stored as a commit an entry that is not one"
+            }));
+            return advance(self);
+        }
         if is_commit && message_epoch < our_epoch {
             if self
                 .store
@@ -515,52 +627,88 @@ impl Client {
             })?;
         }
 
-        self.store.conn().execute_batch("BEGIN IMMEDIATE")?;
-        let result = self
-            .process_message(
+        // A commit is staged once to learn the leaves it adds or changes,
+        // and that is discarded: their device lists come from the network,
+        // outside any transaction. Then it is processed again and merged.
+        let lists = if is_commit {
+            let claims = {
+                let _peek = self.store.begin()?;
+                match self
+                    .load_group(&group)?
+                    .process_message(&self.provider(), message.clone())
+                {
+                    Ok(processed) => match processed.into_content() {
+                        ProcessedMessageContent::StagedCommitMessage(staged) => {
+                            commit_claims(&staged).0
+                        }
+                        _ => Vec::new(),
+                    },
+                    Err(e) => {
+                        events.push(invalid_commit(&e.to_string()));
+                        return advance(self);
+                    }
+                }
+            };
+            match self.lists_for(&claims).await {
+                Ok(lists) => Some(lists),
+                Err(ClientError::Alert(mut a)) => {
+                    a.conversation = Some(name.clone());
+                    events.push(a.into());
+                    return advance(self);
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+
+        let from_past_epoch = message_epoch < our_epoch;
+        let kept = self.store.atomic_if(|| {
+            let keep = self.process_message(
                 conversation,
                 entry,
                 &mut mls_group,
                 message,
-                message_epoch < our_epoch,
+                from_past_epoch,
+                lists.as_ref(),
                 events,
-            )
-            .await;
-        match result {
-            Ok(true) => {
-                if let Err(e) = advance(self) {
-                    let _ = self.store.conn().execute_batch("ROLLBACK");
-                    return Err(e);
-                }
-                self.store.conn().execute_batch("COMMIT")?;
-                Ok(())
+            )?;
+            if keep {
+                advance(self)?;
             }
-            Ok(false) => {
-                self.store.conn().execute_batch("ROLLBACK")?;
-                advance(self)
-            }
-            Err(e) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.store.conn().execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+            Ok(keep)
+        })?;
+        if kept { Ok(()) } else { advance(self) }
     }
 
     /// Inside the entry's transaction: `Ok(true)` to commit what openmls and
     /// this function stored, `Ok(false)` to discard it.
-    async fn process_message(
-        &mut self,
+    #[allow(clippy::too_many_arguments)]
+    fn process_message(
+        &self,
         conversation: &Conversation,
         entry: &LogEntry,
         mls_group: &mut MlsGroup,
         message: ProtocolMessage,
         from_past_epoch: bool,
+        lists: Option<&DeviceLists>,
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
         let name = &conversation.name;
         let processed = match mls_group.process_message(&self.provider(), message) {
             Ok(processed) => processed,
+            Err(e) if entry.kind == EntryKind::Commit => {
+                events.push(alert(
+                    AlertCode::InvalidCommit,
+                    Some(name.clone()),
+                    None,
+                    format!(
+                        "log entry {} of {name}, from device {}, was rejected as a commit: {e}",
+                        entry.seq, entry.sender
+                    ),
+                ));
+                return Ok(false);
+            }
             Err(e) => {
                 // Messages from before this device joined, and replays of
                 // messages already decrypted, are dropped without noise.
@@ -652,9 +800,15 @@ impl Client {
                     }
                 };
                 let epoch = mls_group.epoch().as_u64();
-                let merged = self
-                    .merge_checked(conversation, mls_group, *staged, committer, events)
-                    .await?;
+                let empty = DeviceLists::default();
+                let merged = self.merge_checked(
+                    conversation,
+                    mls_group,
+                    *staged,
+                    committer,
+                    lists.unwrap_or(&empty),
+                    events,
+                )?;
                 if merged {
                     self.store
                         .note_merged_commit(&conversation.group, epoch, &entry.data)?;
@@ -687,46 +841,26 @@ impl Client {
     }
 
     /// Merges a member's commit if every leaf it adds or changes is in its
-    /// owner's verified device list; otherwise refuses it with an alert.
-    async fn merge_checked(
-        &mut self,
+    /// owner's verified device list (`lists`, fetched before the entry's
+    /// transaction); otherwise refuses it with an alert.
+    fn merge_checked(
+        &self,
         conversation: &Conversation,
         mls_group: &mut MlsGroup,
         staged: StagedCommit,
         committer: UserName,
+        lists: &DeviceLists,
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
         let name = &conversation.name;
         let conversation_group = conversation.group;
-        let added: Vec<LeafClaim> = staged
-            .add_proposals()
-            .map(|p| LeafClaim::of(p.add_proposal().key_package().leaf_node()))
-            .collect();
-        let mut claims: Vec<LeafClaim> = staged
-            .update_proposals()
-            .map(|p| LeafClaim::of(p.update_proposal().leaf_node()))
-            .chain(staged.update_path_leaf_node().map(LeafClaim::of))
-            .collect();
+        let (claims, added) = commit_claims(&staged);
         let removed: Vec<(UserName, DeviceId)> = staged
             .remove_proposals()
             .filter_map(|p| mls_group.member(p.remove_proposal().removed()))
             .filter_map(mls::parse_credential)
             .collect();
-        claims.extend(added.iter().map(|c| LeafClaim {
-            named: c.named.clone(),
-            signature_key: c.signature_key.clone(),
-        }));
-
-        let lists = match self.lists_for(&claims).await {
-            Ok(lists) => lists,
-            Err(ClientError::Alert(mut a)) => {
-                a.conversation = Some(name.clone());
-                events.push(a.into());
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(bad) = first_unauthorized(&claims, &lists) {
+        if let Some(bad) = first_unauthorized(&claims, lists) {
             events.push(alert(
                 AlertCode::UnauthorizedMember,
                 Some(name.clone()),
@@ -744,7 +878,7 @@ impl Client {
             .map_err(ClientError::mls)?;
         let users_after: BTreeSet<UserName> =
             roster(mls_group).into_iter().map(|l| l.user).collect();
-        for (user, device) in added.into_iter().filter_map(|c| c.named) {
+        for (user, device) in added {
             let conversation = name.clone();
             let sender = committer.clone();
             events.push(if users_before.contains(&user) {
@@ -790,7 +924,8 @@ impl Client {
             }
         }
         if self_removed {
-            self.store.deactivate(&conversation.group)?;
+            // Kept as ended history; the removal event above says by whom.
+            self.store.end(&conversation.group, &committer)?;
         }
         Ok(true)
     }
@@ -805,6 +940,23 @@ impl Client {
             .collect();
         self.device_lists_or_alert(users).await
     }
+}
+
+/// The leaves a commit adds or changes, to check against their owners'
+/// device lists, and who it adds.
+fn commit_claims(staged: &StagedCommit) -> (Vec<LeafClaim>, Vec<(UserName, DeviceId)>) {
+    let added: Vec<LeafClaim> = staged
+        .add_proposals()
+        .map(|p| LeafClaim::of(p.add_proposal().key_package().leaf_node()))
+        .collect();
+    let named = added.iter().filter_map(|c| c.named.clone()).collect();
+    let claims = staged
+        .update_proposals()
+        .map(|p| LeafClaim::of(p.update_proposal().leaf_node()))
+        .chain(staged.update_path_leaf_node().map(LeafClaim::of))
+        .chain(added)
+        .collect();
+    (claims, named)
 }
 
 /// The first claim not authorized by its owner's list: `Some(Some(user))` if

@@ -73,8 +73,8 @@ async fn group_chat_with_add_remove_and_leave() {
         [t("team", "dave", "dave here")]
     );
 
-    // Bob removes Carol: she cannot read what follows, and the server stops
-    // serving her the log.
+    // Bob removes Carol: she is told, by whom, cannot read what follows,
+    // and keeps the conversation as ended history.
     carol.sync().await.unwrap();
     bob.sync().await.unwrap();
     bob.remove_member("team", &name("carol")).await.unwrap();
@@ -88,10 +88,21 @@ async fn group_chat_with_add_remove_and_leave() {
         .unwrap();
     let events = carol.sync().await.unwrap();
     assert!(texts(&events).is_empty(), "{events:?}");
-    assert!(matches!(
-        carol.send_to_group("team", "still here?").await,
-        Err(ClientError::UnknownConversation(_))
-    ));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::MemberRemoved { sender, user, .. } if sender.as_str() == "bob" && user.as_str() == "carol")), "{events:?}");
+    assert!(!events.iter().any(Event::is_alert), "{events:?}");
+    match carol.send_to_group("team", "still here?").await {
+        Err(ClientError::Removed { conversation, by }) => {
+            assert_eq!((conversation.as_str(), by.as_str()), ("team", "bob"));
+        }
+        other => panic!("expected a removal error, got {other:?}"),
+    }
+    let listed = carol.conversations().unwrap();
+    let team = listed.iter().find(|c| c.name == "team").unwrap();
+    assert!(team.ended, "{listed:?}");
+    assert_eq!(team.ended_by.as_ref().map(|u| u.as_str()), Some("bob"));
+    // Ended: the next syncs read nothing more and say nothing more.
+    assert!(carol.sync().await.unwrap().is_empty());
 
     // Dave leaves; the next member to sync commits it, and the others see
     // that Dave did it.
