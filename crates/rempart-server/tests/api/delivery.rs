@@ -241,7 +241,7 @@ async fn messages_are_appended_once_and_read_by_cursor() {
 }
 
 #[tokio::test]
-async fn a_removed_device_can_no_longer_read_or_write() {
+async fn a_removed_device_reads_up_to_its_removal_and_can_no_longer_write() {
     let server = TestServer::start().await;
     let (alice, bob) = two_accounts(&server).await;
     let group = crate::support::create_group(&server, alice.device(), &[bob.device()]).await;
@@ -252,13 +252,23 @@ async fn a_removed_device_can_no_longer_read_or_write() {
     let appended: Appended = ok(server.commit(alice.device(), &group, &remove).await).await;
     assert_eq!(appended, Appended { seq: 2, epoch: 2 });
 
-    let response = server.read_log(bob.device(), &group, 0).await;
-    refused(response, 403, error_code::FORBIDDEN).await;
+    // Bob reads the commit that removed him, so that he learns of it, and
+    // nothing the group does afterwards.
     let response = server
         .send_message(bob.device(), &group, &MessageId::random(), b"still here?")
         .await;
     refused(response, 403, error_code::FORBIDDEN).await;
-    assert_eq!(server.log(alice.device(), &group).await.last_seq, 2);
+    let after = MessageId::random();
+    ok::<Appended>(
+        server
+            .send_message(alice.device(), &group, &after, b"after")
+            .await,
+    )
+    .await;
+    let page = server.log(bob.device(), &group).await;
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!((page.epoch, page.last_seq, seqs), (2, 2, vec![1, 2]));
+    assert_eq!(server.log(alice.device(), &group).await.last_seq, 3);
 }
 
 #[tokio::test]
