@@ -154,4 +154,22 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "withholds from a removed member the commit that removed her, refusing her the log",
         user_sees: "`conversation_withheld`; once the commit is served, her removal and by whom, and nothing sent after it",
     },
+    Attack {
+        number: 22,
+        test: "public_message_commit",
+        attacker: "accepts a member's commit sent as an MLS PublicMessage, against the group's policy of encrypted commits",
+        user_sees: "`invalid_commit` for every member, naming the conversation and the sender device; the commit is not merged, the sender's next commit under the policy is, and the members go on sending, adding, removing and updating",
+    },
+    Attack {
+        number: 23,
+        test: "truncated_commit",
+        attacker: "accepts a truncated commit, which no member can parse",
+        user_sees: "`invalid_commit` for every member; the conversation goes on as above",
+    },
+    Attack {
+        number: 24,
+        test: "injected_commit",
+        attacker: "appends a commit of its own making (a member's message replayed as a commit, from a device of no member) and counts it as an epoch",
+        user_sees: "`invalid_commit` for every member; the conversation goes on as above",
+    },
 ];

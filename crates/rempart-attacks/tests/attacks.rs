@@ -13,13 +13,14 @@ use ed25519_dalek::SigningKey;
 use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
 use rempart_client::{AlertCode, Client, ClientError, Event};
-use rempart_proto::PublicKey;
 use rempart_proto::api::{Appended, EntryKind, ErrorBody, LogPage, error_code};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
+use rempart_proto::{DeviceId, PublicKey};
 use rempart_testkit::{
     Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
-    latest_head_epoch, name, register_with_foreign_key_package, serve_unpublished_device_list,
-    sign_head, substitute_account_key, t, texts, wait_for_epoch,
+    inject_log_entry, latest_head_epoch, name, register_with_foreign_key_package,
+    serve_unpublished_device_list, sign_head, stored_log_page, substitute_account_key, t, texts,
+    wait_for_epoch,
 };
 use tempfile::TempDir;
 
@@ -55,6 +56,9 @@ fn main() {
             "removal_hidden_from_the_removed_member",
             removal_hidden_from_the_removed_member,
         ),
+        attack("public_message_commit", public_message_commit),
+        attack("truncated_commit", truncated_commit),
+        attack("injected_commit", injected_commit),
     ];
     assert_eq!(
         trials.len(),
@@ -987,4 +991,142 @@ async fn removal_hidden_from_the_removed_member() {
         listed.iter().any(|c| c.name == "team" && c.ended),
         "{listed:?}"
     );
+}
+
+/// Alice and Bob on Rempart, and Mallory, a member built directly on
+/// openmls, in "team"; everyone has caught up.
+async fn team_with_mallory(server: &TestServer, homes: &TempDir) -> (Client, Client, RawMember) {
+    let mut alice = account(server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(server, &homes.path().join("bob"), "bob").await;
+    let mut mallory = RawMember::register(&server.url, "mallory").await;
+    alice
+        .create_group("team", &[name("bob"), name("mallory")])
+        .await
+        .unwrap();
+    mallory.join().await;
+    bob.sync().await.unwrap();
+    alice.send_to_group("team", "hello").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("team", "alice", "hello")]
+    );
+    (alice, bob, mallory)
+}
+
+/// After a log entry the members cannot process as a commit, from device
+/// `sender` (and `valid_commits` valid ones after it): each member gets
+/// exactly `invalid_commit` naming the conversation and that device, all
+/// stay on one epoch, and then they send, receive, add, remove and
+/// self-update as before.
+async fn the_conversation_goes_on(
+    server: &TestServer,
+    homes: &TempDir,
+    (mut alice, mut bob): (Client, Client),
+    sender: DeviceId,
+    valid_commits: u64,
+) {
+    let epoch = alice.group_epoch("team").unwrap() + valid_commits;
+    for member in [&mut alice, &mut bob] {
+        let events = member.sync().await.unwrap();
+        assert_eq!(alerts(&events), [AlertCode::InvalidCommit], "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(e,
+                Event::Alert { code: AlertCode::InvalidCommit, conversation: Some(c), message, .. }
+                    if c == "team" && message.contains(&sender.to_string()))),
+            "the alert names the conversation and the sender device: {events:?}"
+        );
+        assert_eq!(member.group_epoch("team").unwrap(), epoch, "not merged");
+        let again = member.sync().await.unwrap();
+        assert!(again.is_empty(), "said once: {again:?}");
+    }
+
+    // Messages both ways.
+    alice.send_to_group("team", "still here").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("team", "alice", "still here")]
+    );
+    bob.send_to_group("team", "me too").await.unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [t("team", "bob", "me too")]
+    );
+
+    // An add: the newcomer is not told about history from before it.
+    let mut dave = account(server, &homes.path().join("dave"), "dave").await;
+    alice.add_member("team", &name("dave")).await.unwrap();
+    let events = dave.sync().await.unwrap();
+    assert!(alerts(&events).is_empty(), "{events:?}");
+    let events = bob.sync().await.unwrap();
+    assert!(alerts(&events).is_empty(), "{events:?}");
+
+    // A removal, and a self-update.
+    bob.remove_member("team", &name("mallory")).await.unwrap();
+    dave.update_group_keys("team").await.unwrap();
+    dave.send_to_group("team", "dave here").await.unwrap();
+    for member in [&mut alice, &mut bob] {
+        let events = member.sync().await.unwrap();
+        assert!(alerts(&events).is_empty(), "{events:?}");
+        assert_eq!(texts(&events), [t("team", "dave", "dave here")]);
+    }
+    let epoch = dave.group_epoch("team").unwrap();
+    assert_eq!(alice.group_epoch("team").unwrap(), epoch);
+    assert_eq!(bob.group_epoch("team").unwrap(), epoch);
+    let roster: Vec<String> = alice
+        .group_members("team")
+        .unwrap()
+        .iter()
+        .map(|m| m.user.to_string())
+        .collect();
+    assert_eq!(roster, ["alice", "bob", "dave"]);
+}
+
+async fn public_message_commit() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let (alice, bob, mut mallory) = team_with_mallory(&server, &homes).await;
+    // Mallory commits as a PublicMessage, against the group's policy; the
+    // server accepts it (it cannot tell) and moves its epoch counter.
+    assert_eq!(mallory.commit_update_as_public_message().await, 200);
+    // She then follows the policy, as an independent MLS implementation
+    // would: her next commit is encrypted, built on the group's epoch, and
+    // sent for the server's epoch counter, one ahead.
+    let server_epoch = alice.group_epoch("team").unwrap() + 1;
+    assert_eq!(mallory.commit_update_at(server_epoch).await, 200);
+    let sender = mallory.device.device;
+    the_conversation_goes_on(&server, &homes, (alice, bob), sender, 1).await;
+}
+
+async fn truncated_commit() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let (alice, bob, mut mallory) = team_with_mallory(&server, &homes).await;
+    assert_eq!(mallory.commit_truncated().await, 200);
+    let sender = mallory.device.device;
+    the_conversation_goes_on(&server, &homes, (alice, bob), sender, 0).await;
+}
+
+async fn injected_commit() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let (alice, bob, mallory) = team_with_mallory(&server, &homes).await;
+    // The server appends a "commit" of its own, from a device of no
+    // member: Alice's last message, replayed as a commit.
+    let group = mallory.group_id();
+    let page = stored_log_page(server.data_dir(), &group, 0);
+    let replayed = page
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == EntryKind::Application)
+        .unwrap();
+    let sender = DeviceId::random();
+    inject_log_entry(
+        server.data_dir(),
+        &group,
+        EntryKind::Commit,
+        sender,
+        &replayed.data,
+    );
+    the_conversation_goes_on(&server, &homes, (alice, bob), sender, 0).await;
 }

@@ -27,7 +27,7 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` brings a store from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -37,6 +37,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE conversations ADD COLUMN ended_by TEXT;
      ALTER TABLE conversations ADD COLUMN epoch_offset INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE conversations ADD COLUMN withheld INTEGER NOT NULL DEFAULT 0;",
+    // Version 3: a device that joined from a Welcome skips the log entries
+    // from before the commit that added it.
+    "ALTER TABLE conversations ADD COLUMN join_epoch INTEGER;",
 ];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
@@ -83,7 +86,11 @@ CREATE TABLE IF NOT EXISTS conversations (
     epoch_offset INTEGER NOT NULL DEFAULT 0,
     -- 1 while the server refuses this device the log with no commit that
     -- removed it (`conversation_withheld` was said once for it).
-    withheld INTEGER NOT NULL DEFAULT 0
+    withheld INTEGER NOT NULL DEFAULT 0,
+    -- For a device that joined from a Welcome, until it has found in the
+    -- log the commit that added it: the MLS epoch it joined at. Entries
+    -- before that commit are history it was never part of.
+    join_epoch INTEGER
 );
 CREATE INDEX IF NOT EXISTS conversations_peer ON conversations(peer);
 CREATE INDEX IF NOT EXISTS conversations_name ON conversations(name);
@@ -194,6 +201,9 @@ pub(crate) struct Conversation {
     /// Whether the server refuses this device the log although no commit
     /// removed it (already alerted).
     pub withheld: bool,
+    /// For a device that joined from a Welcome and has not yet found in the
+    /// log the commit that added it: the MLS epoch it joined at.
+    pub join_epoch: Option<u64>,
 }
 
 /// What this device knows of a contact's account keys.
@@ -1069,7 +1079,7 @@ impl Store {
     ) -> Result<Vec<Conversation>, ClientError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT group_id, name, is_group, cursor, updated_at, sent_since_update, active,
-                    ended_by, epoch_offset, withheld
+                    ended_by, epoch_offset, withheld, join_epoch
              FROM conversations WHERE {filter} ORDER BY rowid"
         ))?;
         let rows = stmt.query_map(params, |r| {
@@ -1084,6 +1094,7 @@ impl Store {
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, i64>(8)?,
                 r.get::<_, bool>(9)?,
+                r.get::<_, Option<i64>>(10)?,
             ))
         })?;
         rows.map(|row| {
@@ -1098,6 +1109,7 @@ impl Store {
                 ended_by,
                 offset,
                 withheld,
+                join_epoch,
             ) = row?;
             Ok(Conversation {
                 group: group
@@ -1115,6 +1127,7 @@ impl Store {
                     .map_err(|_| ClientError::Corrupt("conversation ended_by".into()))?,
                 epoch_offset: u64::try_from(offset).unwrap_or(0),
                 withheld,
+                join_epoch: join_epoch.and_then(|e| u64::try_from(e).ok()),
             })
         })
         .collect()
@@ -1144,6 +1157,19 @@ impl Store {
         self.conn.execute(
             "UPDATE conversations SET withheld = ?2 WHERE group_id = ?1",
             params![group.to_string(), withheld],
+        )?;
+        Ok(())
+    }
+
+    /// Records the MLS epoch this device joined the group at from a
+    /// Welcome, until it finds the commit that added it (`None`).
+    pub fn set_join_epoch(&self, group: &GroupId, epoch: Option<u64>) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE conversations SET join_epoch = ?2 WHERE group_id = ?1",
+            params![
+                group.to_string(),
+                epoch.map(|e| i64::try_from(e).unwrap_or(i64::MAX))
+            ],
         )?;
         Ok(())
     }
@@ -1286,8 +1312,13 @@ mod tests {
         let kept = store.conversation(&group).unwrap().unwrap();
         assert_eq!((kept.name.as_str(), kept.active), ("team", true));
         assert_eq!(
-            (kept.ended_by, kept.epoch_offset, kept.withheld),
-            (None, 0, false)
+            (
+                kept.ended_by,
+                kept.epoch_offset,
+                kept.withheld,
+                kept.join_epoch
+            ),
+            (None, 0, false, None)
         );
         let by: UserName = "carol".parse().unwrap();
         store.end(&group, &by).unwrap();

@@ -366,6 +366,8 @@ impl Client {
             .forget_peer_counters(&item.group, &self.id.device)?;
         self.store
             .add_conversation(&item.group, &name, peer.as_ref(), unix_now())?;
+        self.store
+            .set_join_epoch(&item.group, Some(group.epoch().as_u64()))?;
         tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
         if last_resort {
             events.push(alert(
@@ -468,6 +470,34 @@ impl Client {
         }
     }
 
+    /// For a device that joined from a Welcome: whether `entry` comes
+    /// before the commit that added it, history it was never part of and
+    /// skips without a word (an entry that cannot be dated included). The
+    /// commit that added it, or any message of the epoch it joined at or
+    /// later, ends that state.
+    fn before_joining(
+        &self,
+        group: &GroupId,
+        message: Option<&ProtocolMessage>,
+        entry: &LogEntry,
+    ) -> Result<bool, ClientError> {
+        let Some(joined) = self.store.conversation(group)?.and_then(|c| c.join_epoch) else {
+            return Ok(false);
+        };
+        let Some(epoch) = message.map(|m| m.epoch().as_u64()) else {
+            return Ok(true);
+        };
+        if epoch >= joined {
+            self.store.set_join_epoch(group, None)?;
+            return Ok(false);
+        }
+        if epoch.saturating_add(1) == joined && entry.kind == EntryKind::Commit {
+            // The commit that added this device: what follows is its own.
+            self.store.set_join_epoch(group, None)?;
+        }
+        Ok(true)
+    }
+
     /// Records how the server's epoch counter maps to the group's MLS
     /// epoch, once this device processed the whole log: each entry the
     /// server took as a commit but the members rejected (`invalid_commit`)
@@ -566,6 +596,11 @@ impl Client {
         let message = MlsMessageIn::tls_deserialize_exact(&entry.data)
             .ok()
             .and_then(|m| m.try_into_protocol_message().ok());
+        if conversation.join_epoch.is_some()
+            && self.before_joining(&group, message.as_ref(), entry)?
+        {
+            return advance(self);
+        }
         let Some(message) = message else {
             events.push(match entry.kind {
                 EntryKind::Commit => invalid_commit("it is not an MLS message"),
@@ -631,22 +666,23 @@ impl Client {
         // and that is discarded: their device lists come from the network,
         // outside any transaction. Then it is processed again and merged.
         let lists = if is_commit {
-            let claims = {
+            let peeked = {
+                // Rolled back when dropped, at the end of this block.
                 let _peek = self.store.begin()?;
-                match self
-                    .load_group(&group)?
+                self.load_group(&group)?
                     .process_message(&self.provider(), message.clone())
-                {
-                    Ok(processed) => match processed.into_content() {
+                    .map(|processed| match processed.into_content() {
                         ProcessedMessageContent::StagedCommitMessage(staged) => {
                             commit_claims(&staged).0
                         }
                         _ => Vec::new(),
-                    },
-                    Err(e) => {
-                        events.push(invalid_commit(&e.to_string()));
-                        return advance(self);
-                    }
+                    })
+            };
+            let claims = match peeked {
+                Ok(claims) => claims,
+                Err(e) => {
+                    events.push(invalid_commit(&e.to_string()));
+                    return advance(self);
                 }
             };
             match self.lists_for(&claims).await {

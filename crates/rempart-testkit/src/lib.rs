@@ -674,12 +674,81 @@ impl RawMember {
         let (commit, _, _) = group
             .add_members(&self.provider, &self.signer, &[kp])
             .unwrap();
-        let group_id =
-            rempart_proto::GroupId::from_bytes(group.group_id().as_slice().try_into().unwrap());
+        self.upload_commit(epoch, commit.tls_serialize_detached().unwrap())
+            .await
+    }
+
+    /// The group it joined.
+    pub fn group_id(&self) -> rempart_proto::GroupId {
+        let group = self.group.as_ref().expect("join first");
+        rempart_proto::GroupId::from_bytes(group.group_id().as_slice().try_into().unwrap())
+    }
+
+    /// Commits a self-update as an MLS PublicMessage, against the group's
+    /// policy of PrivateMessage commits (what mls-rs does by default), and
+    /// uploads it with the right epoch. Returns the HTTP status.
+    pub async fn commit_update_as_public_message(&mut self) -> u16 {
+        let group = self.group.as_mut().expect("join first");
+        let plaintext = openmls::prelude::MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .wire_format_policy(openmls::prelude::PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build();
+        group
+            .set_configuration(self.provider.storage(), &plaintext)
+            .unwrap();
+        let epoch = group.epoch().as_u64();
+        let bundle = group
+            .self_update(&self.provider, &self.signer, Default::default())
+            .unwrap();
+        let commit = bundle.commit().tls_serialize_detached().unwrap();
+        self.upload_commit(epoch, commit).await
+    }
+
+    /// Drops its pending commit, goes back to the group's policy, and
+    /// commits a self-update as a PrivateMessage, as a standard member
+    /// does; uploads it as a commit of server epoch `server_epoch` and
+    /// merges it once accepted. Returns the HTTP status.
+    pub async fn commit_update_at(&mut self, server_epoch: u64) -> u16 {
+        let group = self.group.as_mut().expect("join first");
+        group.clear_pending_commit(self.provider.storage()).unwrap();
+        group
+            .set_configuration(
+                self.provider.storage(),
+                &rempart_client::protocol::join_config(),
+            )
+            .unwrap();
+        let bundle = group
+            .self_update(&self.provider, &self.signer, Default::default())
+            .unwrap();
+        let commit = bundle.commit().tls_serialize_detached().unwrap();
+        let status = self.upload_commit(server_epoch, commit).await;
+        if status == 200 {
+            let group = self.group.as_mut().expect("joined above");
+            group.merge_pending_commit(&self.provider).unwrap();
+        }
+        status
+    }
+
+    /// Commits a self-update and uploads the first half of its bytes, with
+    /// the right epoch. Returns the HTTP status.
+    pub async fn commit_truncated(&mut self) -> u16 {
+        let group = self.group.as_mut().expect("join first");
+        let epoch = group.epoch().as_u64();
+        let bundle = group
+            .self_update(&self.provider, &self.signer, Default::default())
+            .unwrap();
+        let mut commit = bundle.commit().tls_serialize_detached().unwrap();
+        commit.truncate(commit.len() / 2);
+        self.upload_commit(epoch, commit).await
+    }
+
+    /// Uploads `commit` as a commit of server epoch `epoch`, claiming no
+    /// change of membership. Returns the HTTP status.
+    async fn upload_commit(&self, epoch: u64, commit: Vec<u8>) -> u16 {
         let upload = rempart_proto::api::CommitUpload {
             epoch,
             message_id: rempart_proto::MessageId::random(),
-            commit: commit.tls_serialize_detached().unwrap(),
+            commit,
             welcome: None,
             add_devices: Vec::new(),
             remove_devices: Vec::new(),
@@ -688,7 +757,7 @@ impl RawMember {
             .device
             .send(
                 "POST",
-                &rempart_proto::api::commits_path(&group_id),
+                &rempart_proto::api::commits_path(&self.group_id()),
                 serde_json::to_vec(&upload).unwrap(),
             )
             .await;
@@ -761,6 +830,47 @@ pub fn stored_log_page(
         epoch: epoch as u64,
         last_seq: last_seq as u64,
     }
+}
+
+/// The server appends an entry of its own making to `group`'s log, as if
+/// `sender` had uploaded it; a commit moves the group's epoch counter, as
+/// an accepted commit does.
+pub fn inject_log_entry(
+    data_dir: &Path,
+    group: &rempart_proto::GroupId,
+    kind: rempart_proto::api::EntryKind,
+    sender: DeviceId,
+    data: &[u8],
+) {
+    use rempart_proto::api::EntryKind;
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    let (epoch, last_seq): (i64, i64) = conn
+        .query_row(
+            "SELECT epoch, last_seq FROM groups WHERE group_id = ?1",
+            [group.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let commit = kind == EntryKind::Commit;
+    conn.execute(
+        "INSERT INTO log (group_id, seq, kind, epoch, sender, message_id, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![
+            group.as_bytes(),
+            last_seq + 1,
+            if commit { "commit" } else { "application" },
+            epoch,
+            sender.as_bytes(),
+            rempart_proto::MessageId::random().as_bytes(),
+            data
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE groups SET epoch = ?2, last_seq = ?3 WHERE group_id = ?1",
+        rusqlite::params![group.as_bytes(), epoch + i64::from(commit), last_seq + 1],
+    )
+    .unwrap();
 }
 
 /// The server withholds every one-time KeyPackage of `user`'s devices, so
