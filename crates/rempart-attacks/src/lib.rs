@@ -172,4 +172,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "appends a commit of its own making (a member's message replayed as a commit, from a device of no member) and counts it as an epoch",
         user_sees: "`invalid_commit` for every member; the conversation goes on as above",
     },
+    Attack {
+        number: 25,
+        test: "ghost_device_during_the_quorum_wait",
+        attacker: "forks away from its witness and shows a ghost device of a contact under a head nobody cosigned",
+        user_sees: "`witness_quorum_missing` after the bounded wait for cosignatures; nothing is encrypted to the ghost",
+    },
 ];

@@ -17,10 +17,10 @@ use rempart_proto::api::{Appended, EntryKind, ErrorBody, LogPage, error_code};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
 use rempart_proto::{DeviceId, PublicKey};
 use rempart_testkit::{
-    Proxy, RawMember, TestServer, account, alerts, cosign_latest_head, inject_ghost_device,
-    inject_log_entry, latest_head_epoch, name, register_with_foreign_key_package,
-    serve_unpublished_device_list, sign_head, stored_log_page, substitute_account_key, t, texts,
-    wait_for_epoch,
+    Cosigner, Proxy, RawMember, TestServer, account, alerts, cosign_latest_head,
+    inject_ghost_device, inject_log_entry, latest_head_epoch, name,
+    register_with_foreign_key_package, serve_unpublished_device_list, sign_head, stored_log_page,
+    substitute_account_key, t, texts, wait_for_epoch,
 };
 use tempfile::TempDir;
 
@@ -59,6 +59,10 @@ fn main() {
         attack("public_message_commit", public_message_commit),
         attack("truncated_commit", truncated_commit),
         attack("injected_commit", injected_commit),
+        attack(
+            "ghost_device_during_the_quorum_wait",
+            ghost_device_during_the_quorum_wait,
+        ),
     ];
     assert_eq!(
         trials.len(),
@@ -1129,4 +1133,41 @@ async fn injected_commit() {
         &replayed.data,
     );
     the_conversation_goes_on(&server, &homes, (alice, bob), sender, 0).await;
+}
+
+async fn ghost_device_during_the_quorum_wait() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let witness = SigningKey::from_bytes(&[7; 32]);
+    let cosigner = Cosigner::start(&server.url, witness.clone());
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    for person in [&alice, &bob] {
+        person
+            .set_witnesses(&[PublicKey::new(witness.verifying_key())], None)
+            .unwrap();
+        person.set_witness_wait(Duration::from_secs(1)).unwrap();
+    }
+    // With the witness cosigning, a new contact is waited for and trusted.
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let members = alice.group_members("team").unwrap();
+
+    // The server forks away from its witness and shows a ghost device of
+    // Bob's under heads nobody cosigned.
+    drop(cosigner);
+    let epoch = latest_head_epoch(server.data_dir());
+    inject_ghost_device(server.data_dir(), "bob");
+    wait_for_epoch(server.data_dir(), epoch + 1).await;
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::WitnessQuorumMissing],
+        "{events:?}"
+    );
+    // Nothing is encrypted to the ghost: the roster is what it was, and
+    // what Alice sends goes to it alone.
+    assert_eq!(alice.group_members("team").unwrap(), members);
+    alice.send_to_group("team", "just us").await.unwrap();
+    assert_eq!(alice.group_members("team").unwrap(), members);
 }

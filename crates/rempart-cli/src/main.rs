@@ -59,6 +59,11 @@ enum Command {
         /// before it is an alert (default 60).
         #[arg(long, value_name = "SECS")]
         witness_grace: Option<u64>,
+        /// Seconds to wait for the witnesses' cosignatures of a directory
+        /// head that brings new keys (a new contact, device or account key)
+        /// before refusing them (default 10).
+        #[arg(long, value_name = "SECS")]
+        witness_wait: Option<u64>,
     },
     /// Show this account and device.
     Whoami,
@@ -212,6 +217,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             witnesses,
             quorum,
             witness_grace,
+            witness_wait,
         } => {
             let (client, verb) = match (name, link) {
                 (Some(name), _) => (
@@ -227,6 +233,14 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             client.set_witnesses(&witnesses, quorum)?;
             if let Some(secs) = witness_grace {
                 client.set_witness_grace(Duration::from_secs(secs))?;
+            }
+            if let Some(secs) = witness_wait {
+                client.set_witness_wait(Duration::from_secs(secs))?;
+            }
+            if !witnesses.is_empty() {
+                // This device is new key material: proven under a head its
+                // witnesses cosigned, or an alert.
+                client.check_own_account().await?;
             }
             let who = client.whoami();
             out.line(

@@ -466,8 +466,9 @@ fn a_head_its_witness_never_cosigned_exits_3() {
     let (_dir, home) = home();
     // A witness that never cosigns anything (the Ed25519 base point).
     let witness = "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
-    rempart(&home)
+    let init = rempart(&home)
         .args([
+            "--json",
             "init",
             "--server",
             &url,
@@ -476,9 +477,32 @@ fn a_head_its_witness_never_cosigned_exits_3() {
             "--witness",
             witness,
         ])
-        .args(["--witness-grace", "0"])
-        .assert()
-        .success();
+        .args(["--witness-grace", "0", "--witness-wait", "1"])
+        .output()
+        .unwrap();
+    // This device is new key material: `init` waits for the witness, and
+    // refuses when the quorum does not come.
+    assert_eq!(init.status.code(), Some(3), "{}", stderr(&init));
+    let alert: Value = serde_json::from_slice(&init.stdout).unwrap();
+    assert_eq!(alert["code"], "witness_quorum_missing");
+    // With the grace of heads that bring nothing new, the same: the wait
+    // for a head bringing a new device has no grace.
+    let other = TempDir::new().unwrap();
+    let init = rempart(other.path())
+        .args(["--json", "init", "--server", &url, "--name", "bob"])
+        .args(["--witness", witness, "--witness-wait", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(init.status.code(), Some(3), "{}", stderr(&init));
+    let alert: Value = serde_json::from_slice(&init.stdout).unwrap();
+    assert_eq!(alert["code"], "witness_quorum_missing");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("this device's own account"),
+        "{alert}"
+    );
     let who = rempart(&home).args(["--json", "whoami"]).output().unwrap();
     let who: Value = serde_json::from_slice(&who.stdout).unwrap();
     assert_eq!(who["witness_quorum"], 1);

@@ -177,18 +177,17 @@ impl Client {
                 if response.lookups.is_empty() {
                     continue;
                 }
-                let head = match response.head {
-                    Some(head) => self.accept_head(&pinned, &head),
-                    None => Err(Alert {
+                let Some(signed_head) = response.head else {
+                    fetched.alerts.push(Alert {
                         code: AlertCode::KtProofInvalid,
                         conversation: None,
                         user: None,
                         message: "the server sent lookup proofs without the head they are for"
                             .into(),
-                    }
-                    .into()),
+                    });
+                    continue;
                 };
-                let head = match head {
+                let head = match self.accept_head(&pinned, &signed_head) {
                     Ok(head) => head,
                     Err(ClientError::Alert(alert)) => {
                         fetched.alerts.push(alert);
@@ -196,6 +195,29 @@ impl Client {
                     }
                     Err(e) => return Err(e),
                 };
+                // New key material is used only under a head its witnesses
+                // cosigned: wait for them, or refuse it all.
+                let newcomers: Vec<&UserName> = response
+                    .lookups
+                    .iter()
+                    .filter(|l| users.contains(&l.user) && brings_new(l, &fetched.lists))
+                    .map(|l| &l.user)
+                    .collect();
+                if !newcomers.is_empty() {
+                    let brings = format!("new keys for {}", join_names(&newcomers));
+                    match self
+                        .await_quorum(&pinned, &head, &signed_head, &brings)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(ClientError::Alert(mut alert)) => {
+                            alert.user = newcomers.first().map(|u| (*u).clone());
+                            fetched.alerts.push(alert);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 // One local transaction for all the pins and caches.
                 self.store.atomic(|| {
                     for lookup in response.lookups {
@@ -281,6 +303,65 @@ impl Client {
         Ok(())
     }
 
+    /// Checks that the directory proves this account's device list as this
+    /// device holds it, under a head that carries the witness quorum: a new
+    /// device is new key material like any other, so the quorum is waited
+    /// for (see [`Client::set_witness_wait`]). What `init` does once the
+    /// witnesses are configured; an alert is returned as the error.
+    pub async fn check_own_account(&self) -> Result<(), ClientError> {
+        let pinned = self.pinned_directory()?;
+        let own = self.store.own_device_list()?;
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let ask = vec![KnownVersion {
+                user: self.id.user.clone(),
+                version: 0,
+            }];
+            let response = self.api.lookups(ask).await?;
+            let lookup = response
+                .lookups
+                .into_iter()
+                .find(|l| l.user == self.id.user && !response.pending.contains(&l.user));
+            if let Some(lookup) = lookup {
+                let Some(signed_head) = response.head else {
+                    return Err(own_alert(
+                        AlertCode::KtProofInvalid,
+                        "the server sent a lookup proof without the head it is for".into(),
+                    ));
+                };
+                let head = self.accept_head(&pinned, &signed_head)?;
+                rempart_kt::verify_lookup(
+                    &pinned.vrf_public_key,
+                    &head,
+                    &lookup.user,
+                    &lookup.proof,
+                    &lookup.device_list,
+                )
+                .map_err(|e| {
+                    own_alert(
+                        AlertCode::KtProofInvalid,
+                        format!("the directory's proof for your own account does not verify: {e}"),
+                    )
+                })?;
+                if lookup.device_list != own {
+                    return Err(own_alert(
+                        AlertCode::UnknownOwnDevice,
+                        "the directory publishes a device list for your account other than the one this device signed".into(),
+                    ));
+                }
+                return self
+                    .await_quorum(&pinned, &head, &signed_head, "this device's own account")
+                    .await;
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::OwnAccountUnpublished);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
     /// The verified device lists of `users`, or the first alert as an error.
     pub(crate) async fn device_lists_or_alert<'a>(
         &self,
@@ -291,6 +372,40 @@ impl Client {
             Some(alert) => Err(alert.into()),
             None => Ok(fetched.lists),
         }
+    }
+}
+
+/// An alert about this device's own account, as an error.
+fn own_alert(code: AlertCode, message: String) -> ClientError {
+    Alert {
+        code,
+        conversation: None,
+        user: None,
+        message,
+    }
+    .into()
+}
+
+/// Whether `lookup` brings key material not yet trusted here: a user seen
+/// for the first time, a newer version than the one `held`, or another
+/// account key. Read before its signature is checked, which happens only
+/// under a head with its witness quorum; a list that cannot be read brings
+/// nothing (its verification refuses it).
+fn brings_new(lookup: &UserLookup, held: &DeviceLists) -> bool {
+    let Ok(claimed) = serde_json::from_slice::<DeviceList>(&lookup.device_list.list) else {
+        return false;
+    };
+    held.get(&lookup.user).is_none_or(|held| {
+        claimed.version > held.version() || &claimed.account_key != held.account_key()
+    })
+}
+
+/// `a, b and c`.
+fn join_names(users: &[&UserName]) -> String {
+    let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
     }
 }
 

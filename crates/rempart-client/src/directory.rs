@@ -10,11 +10,17 @@
 //! evidence); and enough of the configured witnesses cosigned it
 //! (`witness_quorum_missing`).
 //!
-//! Witnesses cosign an epoch shortly after it is published, so a head
-//! without its quorum is accepted for a grace period (default
-//! [`DEFAULT_WITNESS_GRACE`], counted on this device's clock from when the
-//! head was first seen), and checked again at each sync until the quorum is
-//! there; past the grace, it is the alert.
+//! Witnesses cosign an epoch shortly after it is published (they poll
+//! about every second). New key material (a contact seen for the first
+//! time, a device-list version not yet trusted, a changed account key, a
+//! new device of one's own) is used only under a head that carries the
+//! quorum: the client waits for the cosignatures, up to
+//! [`DEFAULT_WITNESS_WAIT`] (a setting), and otherwise refuses the material
+//! with the alert, having encrypted nothing to it. A head that brings
+//! nothing new to encrypt to is accepted without its quorum for a grace
+//! period (default [`DEFAULT_WITNESS_GRACE`], counted on this device's
+//! clock from when the head was first seen), and checked again at each
+//! sync until the quorum is there; past the grace, it is the alert.
 //!
 //! On each sync the device also verifies its own account's complete key
 //! history: every version the directory ever published for the account must
@@ -22,7 +28,7 @@
 //! Anything else is `unknown_own_device`. [`Client::audit`] checks the
 //! append-only proofs of every epoch since the last audit.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rempart_proto::PublicKey;
 use rempart_proto::directory::{DirectoryHead, HeadWithCosignatures, SignedHead};
@@ -37,6 +43,13 @@ use crate::event::{Alert, AlertCode, Event};
 /// How long a head may go without its witness quorum before it is an
 /// alert.
 pub const DEFAULT_WITNESS_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the client waits for a head's witness quorum before it refuses
+/// the new key material that head brings.
+pub const DEFAULT_WITNESS_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a head is fetched again while waiting for its cosignatures.
+const QUORUM_POLL: Duration = Duration::from_millis(200);
 
 /// The directory this device pinned at set-up.
 #[derive(Debug, Clone)]
@@ -91,6 +104,22 @@ impl Client {
     pub fn set_witness_grace(&self, grace: Duration) -> Result<(), ClientError> {
         let secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
         self.store.set_setting(SETTING_GRACE, secs)
+    }
+
+    /// Sets how long the client waits for a head's witness quorum before it
+    /// refuses the new key material that head brings (zero: no wait).
+    pub fn set_witness_wait(&self, wait: Duration) -> Result<(), ClientError> {
+        let secs = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX);
+        self.store.set_setting(SETTING_WAIT, secs)
+    }
+
+    /// How long the client waits for a head's witness quorum.
+    pub fn witness_wait(&self) -> Result<Duration, ClientError> {
+        Ok(self
+            .store
+            .setting(SETTING_WAIT)?
+            .and_then(|secs| u64::try_from(secs).ok())
+            .map_or(DEFAULT_WITNESS_WAIT, Duration::from_secs))
     }
 
     fn witness_grace_secs(&self) -> Result<i64, ClientError> {
@@ -308,6 +337,58 @@ impl Client {
                 head.epoch
             ),
         ))
+    }
+
+    /// Waits until `head` (shown as `signed`) carries its witness quorum,
+    /// fetching it again, for at most the witness wait: new key material is
+    /// used only under such a head. Past the wait, the alert
+    /// `witness_quorum_missing` naming `brings` (what the head would have
+    /// brought) is returned as the error.
+    pub(crate) async fn await_quorum(
+        &self,
+        pinned: &PinnedDirectory,
+        head: &DirectoryHead,
+        signed: &HeadWithCosignatures,
+        brings: &str,
+    ) -> Result<(), ClientError> {
+        if self.has_quorum(head, signed)? {
+            return Ok(());
+        }
+        let wait = self.witness_wait()?;
+        let deadline = Instant::now() + wait;
+        let mut latest = signed.clone();
+        while Instant::now() < deadline {
+            tokio::time::sleep(QUORUM_POLL.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            let Some(fresh) = self
+                .api
+                .heads(head.epoch, head.epoch)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                continue;
+            };
+            let checked = self.check_past_head(pinned, &fresh.head)?;
+            if checked.epoch == head.epoch && self.has_quorum(&checked, &fresh)? {
+                self.store.forget_uncosigned(head.epoch)?;
+                return Ok(());
+            }
+            latest = fresh;
+        }
+        // Said now: not again when the grace of this head is over.
+        self.store.forget_uncosigned(head.epoch)?;
+        let (_, quorum) = self.witnesses()?;
+        let cosigned = self.cosigned(head, &latest)?;
+        Err(directory_alert(
+            AlertCode::WitnessQuorumMissing,
+            format!(
+                "directory epoch {} brings {brings}, but after {} s it is cosigned by {cosigned} of the {quorum} witnesses required: the server may be showing a directory its witnesses never saw. Nothing was encrypted to it",
+                head.epoch,
+                wait.as_secs()
+            ),
+        )
+        .into())
     }
 
     /// Fetches again each head accepted without its quorum: drops it once
@@ -551,5 +632,6 @@ fn kt_alert(message: String) -> Alert {
 
 const SETTING_QUORUM: &str = "witness_quorum";
 const SETTING_GRACE: &str = "witness_grace_secs";
+const SETTING_WAIT: &str = "witness_wait_secs";
 const SETTING_AUDITED: &str = "audited_epoch";
 const SETTING_MONITORED: &str = "own_history_epoch";

@@ -127,6 +127,11 @@ pub enum ClientError {
     /// The conversation ended here (before Rempart recorded how).
     #[error("{0:?} has ended here: it is kept as history and cannot be written to")]
     Ended(String),
+    /// The directory did not publish this account's device list in time.
+    #[error(
+        "the server's directory does not publish your account yet: nothing can be proven for it; try again in a minute"
+    )]
+    OwnAccountUnpublished,
     /// A commit kept conflicting with others.
     #[error("the conversation kept changing under this device; try again")]
     CommitConflict,

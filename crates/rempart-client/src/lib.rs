@@ -52,7 +52,7 @@ use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceLi
 pub use crate::conversation::{ConversationInfo, MAX_GROUP_NAME_CHARS, RosterEntry};
 pub use crate::device_list::VerifiedDeviceList;
 pub use crate::devices::{DeviceInfo, PendingLink};
-pub use crate::directory::{AuditReport, DEFAULT_WITNESS_GRACE};
+pub use crate::directory::{AuditReport, DEFAULT_WITNESS_GRACE, DEFAULT_WITNESS_WAIT};
 pub use crate::error::ClientError;
 pub use crate::event::{Alert, AlertCode, Event};
 pub use crate::safety::{SafetyNumber, safety_number};

@@ -92,6 +92,29 @@ impl TestServer {
         server
     }
 
+    /// Starts a second server on a copy of another's data (see
+    /// [`TestServer::snapshot`]): same directory keys, same accounts and
+    /// heads so far, and a life of its own from there, which no witness of
+    /// the first server sees (a fork).
+    pub async fn start_from(snapshot: &Path) -> Self {
+        let data = TempDir::new().unwrap();
+        for entry in std::fs::read_dir(snapshot).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, data.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let mut server = Self {
+            url: String::new(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            interval: TEST_EPOCH_INTERVAL,
+            data,
+            database: None,
+            stop: None,
+            running: None,
+        };
+        server.launch().await;
+        server
+    }
+
     /// Stops the server and waits until it has stopped.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -975,4 +998,76 @@ pub async fn cosign_latest_head(url: &str, witness: &SigningKey) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// A witness key that cosigns every head the server publishes, checking
+/// each about every 50 ms, until dropped: a live witness for tests of the
+/// client, which judge only whether a head carries its cosignatures.
+#[derive(Debug)]
+pub struct Cosigner(tokio::task::JoinHandle<()>);
+
+impl Cosigner {
+    /// Starts cosigning `url`'s heads with `witness` (call inside a tokio
+    /// runtime).
+    pub fn start(url: &str, witness: SigningKey) -> Self {
+        use rempart_proto::directory::{
+            self as kt, Cosignature, HeadWithCosignatures, PostCosignature,
+        };
+        use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
+        let url = url.to_owned();
+        Self(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let get = async |path: String| -> Option<Vec<HeadWithCosignatures>> {
+                let response = http.get(format!("{url}{path}")).send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response.json().await.ok()
+            };
+            let mut next = 1;
+            loop {
+                let to = match http.get(format!("{url}{}", kt::HEAD_PATH)).send().await {
+                    Ok(response) if response.status().is_success() => response
+                        .json::<HeadWithCosignatures>()
+                        .await
+                        .ok()
+                        .and_then(|l| l.head.parse_unverified().ok())
+                        .map(|h| h.epoch),
+                    _ => None,
+                };
+                if let Some(to) = to.filter(|to| *to >= next) {
+                    let to = to.min(next + MAX_HEADS_PER_REQUEST - 1);
+                    for signed in get(kt::heads_path(next, to)).await.unwrap_or_default() {
+                        let Ok(head) = signed.head.parse_unverified() else {
+                            continue;
+                        };
+                        let post = PostCosignature {
+                            epoch: head.epoch,
+                            cosignature: Cosignature::sign(
+                                &witness,
+                                &head.server_id,
+                                head.epoch,
+                                &head.root_hash,
+                            ),
+                        };
+                        let posted = http
+                            .post(format!("{url}{}", kt::COSIGNATURES_PATH))
+                            .json(&post)
+                            .send()
+                            .await;
+                        if posted.is_ok_and(|r| r.status().is_success()) {
+                            next = next.max(head.epoch + 1);
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Cosigner {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

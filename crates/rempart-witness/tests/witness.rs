@@ -430,3 +430,103 @@ async fn the_binary_follows_the_server_and_serves_its_state() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The code of the alert `result` failed with.
+fn alert_code<T: std::fmt::Debug>(
+    result: Result<T, rempart_client::ClientError>,
+) -> rempart_client::AlertCode {
+    match result {
+        Err(rempart_client::ClientError::Alert(alert)) => alert.code,
+        other => panic!("expected an alert, got {other:?}"),
+    }
+}
+
+/// A new account on `server` that requires `witness`'s cosignatures,
+/// waiting for them up to `wait`.
+async fn witnessed_account(
+    server: &TestServer,
+    home: &std::path::Path,
+    user: &str,
+    witness: PublicKey,
+    wait: Duration,
+) -> rempart_client::Client {
+    let client = rempart_client::Client::create_account(home, &server.url, user.parse().unwrap())
+        .await
+        .unwrap();
+    client.set_witnesses(&[witness], None).unwrap();
+    client.set_witness_wait(wait).unwrap();
+    client
+}
+
+#[tokio::test]
+async fn new_keys_are_used_only_under_heads_the_live_witness_cosigned() {
+    use rempart_client::AlertCode;
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let data = TempDir::new().unwrap();
+    let homes = TempDir::new().unwrap();
+    let witness = std::sync::Arc::new(Witness::open(&server.url, data.path()).unwrap());
+    let key = witness.public_key();
+    let live = {
+        let witness = witness.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = witness.step().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // An honest server with a live witness: accounts are proven, and a first
+    // message to a new contact goes out once the witness cosigned.
+    let alice = homes.path().join("alice");
+    let mut alice = witnessed_account(&server, &alice, "alice", key, Duration::from_secs(10)).await;
+    alice.check_own_account().await.unwrap();
+    let bob = homes.path().join("bob");
+    let mut bob = witnessed_account(&server, &bob, "bob", key, Duration::from_secs(10)).await;
+    bob.check_own_account().await.unwrap();
+    alice
+        .send_text(&"bob".parse().unwrap(), "hi")
+        .await
+        .unwrap();
+    let events = bob.sync().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, rempart_client::Event::Message { text, .. } if text == "hi")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(rempart_client::Event::is_alert),
+        "{events:?}"
+    );
+
+    // A second server on a copy of the first one's data, which the witness
+    // never sees: a new account on it is refused, and cannot send.
+    let fork = TestServer::start_from(server.snapshot().path()).await;
+    let carol = homes.path().join("carol");
+    let mut carol = witnessed_account(&fork, &carol, "carol", key, Duration::from_secs(1)).await;
+    assert_eq!(
+        alert_code(carol.check_own_account().await),
+        AlertCode::WitnessQuorumMissing
+    );
+    assert_eq!(
+        alert_code(carol.send_text(&"alice".parse().unwrap(), "hi").await),
+        AlertCode::WitnessQuorumMissing
+    );
+
+    // The first server, once its witness is gone: an existing account's
+    // message to a new contact is refused, and nothing reaches the contact.
+    live.abort();
+    alice.set_witness_wait(Duration::from_secs(1)).unwrap();
+    let dave = homes.path().join("dave");
+    let mut dave =
+        rempart_client::Client::create_account(&dave, &server.url, "dave".parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(
+        alert_code(alice.send_text(&"dave".parse().unwrap(), "hi").await),
+        AlertCode::WitnessQuorumMissing
+    );
+    assert!(dave.sync().await.unwrap().is_empty());
+    assert!(dave.conversations().unwrap().is_empty());
+}
