@@ -103,6 +103,13 @@
 //! # }
 //! ```
 //!
+//! # `rempart-bench first-contact`
+//!
+//! What waiting for the witnesses adds to a first message to a new contact
+//! ([`first_contact`]): the same first message timed on a server followed by
+//! a live witness, which the sender requires, and on a server without one,
+//! in the same run.
+//!
 //! # Building blocks
 //!
 //! Benchmarks that drive a server share [`server::ServerUnderTest`] (a
@@ -120,6 +127,7 @@ pub mod device;
 pub mod directory;
 pub mod error;
 pub mod fanout;
+pub mod first_contact;
 pub mod memory;
 pub mod nats;
 pub mod server;

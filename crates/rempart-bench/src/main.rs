@@ -11,6 +11,7 @@ use rempart_bench::connections::{self, ConnectionsOptions};
 use rempart_bench::delivery::{self, DeliveryOptions};
 use rempart_bench::directory::{self, DirectoryOptions, StoreKind};
 use rempart_bench::fanout::{self, FanoutOptions};
+use rempart_bench::first_contact::{self, FirstContactOptions};
 use rempart_bench::server::ServerUnderTest;
 
 /// Rempart's benchmarks. Figures go to stdout; see BENCHMARKS.md.
@@ -48,6 +49,17 @@ enum Benchmark {
     /// openmls with in-memory storage, at several group sizes, the server
     /// out of both.
     Client(ClientArgs),
+    /// What waiting for the witnesses adds to a first message to a new
+    /// contact: a server followed by a live witness against one without.
+    FirstContact(FirstContactArgs),
+}
+
+#[derive(Debug, Args)]
+struct FirstContactArgs {
+    /// First messages timed on each server; the median is reported
+    /// [default: 11, 3 with --quick].
+    #[arg(long)]
+    iterations: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +290,19 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
             } else {
                 Ok(report.to_string())
             }
+        }
+        Benchmark::FirstContact(args) => {
+            let defaults = if cli.quick {
+                FirstContactOptions::quick()
+            } else {
+                FirstContactOptions::full()
+            };
+            let options = FirstContactOptions {
+                iterations: args.iterations.unwrap_or(defaults.iterations),
+            };
+            let report =
+                tokio::runtime::Runtime::new()?.block_on(first_contact::measure(&options))?;
+            Ok(print(serde_json::to_string(&report)?, report.to_string()))
         }
     }
 }
