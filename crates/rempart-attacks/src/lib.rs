@@ -178,4 +178,16 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "forks away from its witness and shows a ghost device of a contact under a head nobody cosigned",
         user_sees: "`witness_quorum_missing` after the bounded wait for cosignatures; nothing is encrypted to the ghost",
     },
+    Attack {
+        number: 26,
+        test: "replayed_device_list",
+        attacker: "answers a lookup with an older device list of a contact, validly signed and proven at its own epoch, that still holds a device the contact removed",
+        user_sees: "`directory_rollback`; the removed device does not come back",
+    },
+    Attack {
+        number: 27,
+        test: "endless_log_page",
+        attacker: "answers every read of a conversation's log with a full page of entries the device already has, always saying there is more",
+        user_sees: "the sync ends with a typed error (the log is not well-formed) after one such page, with no hang; served honestly again, the conversation goes on",
+    },
 ];

@@ -63,6 +63,8 @@ fn main() {
             "ghost_device_during_the_quorum_wait",
             ghost_device_during_the_quorum_wait,
         ),
+        attack("replayed_device_list", replayed_device_list),
+        attack("endless_log_page", endless_log_page),
     ];
     assert_eq!(
         trials.len(),
@@ -1170,4 +1172,144 @@ async fn ghost_device_during_the_quorum_wait() {
     assert_eq!(alice.group_members("team").unwrap(), members);
     alice.send_to_group("team", "just us").await.unwrap();
     assert_eq!(alice.group_members("team").unwrap(), members);
+}
+
+/// The version of `user`'s device list in a lookups response body, if it
+/// holds one.
+fn looked_up_version(body: &[u8], user: &str) -> Option<u64> {
+    let response: kt::LookupsResponse = serde_json::from_slice(body).ok()?;
+    let lookup = response.lookups.iter().find(|l| l.user.as_str() == user)?;
+    let list: rempart_proto::DeviceList = serde_json::from_slice(&lookup.device_list.list).ok()?;
+    Some(list.version)
+}
+
+async fn replayed_device_list() {
+    let scene = Scene::start().await;
+    let alices_view = &scene.view;
+    let mut alice = scene.watched("alice").await;
+    let mut bob = scene.direct("bob").await;
+    // The server keeps every answer that showed Alice a list of Bob's.
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, Vec<u8>)>::new()));
+    {
+        let kept = kept.clone();
+        alices_view.rewrite(move |exchange| {
+            if exchange.path == kt::LOOKUPS_PATH
+                && exchange.status == 200
+                && let Some(version) = looked_up_version(&exchange.body, "bob")
+            {
+                kept.lock().unwrap().push((version, exchange.body.clone()));
+            }
+        });
+    }
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+
+    // Bob links a laptop (his list's version 2), Alice adds it; then he
+    // removes it, lost (version 3), and Alice takes it out.
+    let pending = bob.start_link().await.unwrap();
+    let code = pending.code().to_owned();
+    let laptop_home = scene.homes.path().join("bob-laptop");
+    let (linked, laptop) = tokio::join!(
+        bob.finish_link(pending, Duration::from_millis(20)),
+        Client::link_device(
+            &laptop_home,
+            &scene.server.url,
+            &code,
+            Duration::from_millis(20)
+        ),
+    );
+    let laptop_device = linked.unwrap();
+    drop(laptop.unwrap());
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    let with_laptop = alice.group_members("team").unwrap();
+    assert_eq!(with_laptop.len(), 3, "{with_laptop:?}");
+    bob.remove_device(laptop_device).await.unwrap();
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    let without_laptop = alice.group_members("team").unwrap();
+    assert_eq!(without_laptop.len(), 2, "{without_laptop:?}");
+
+    // The server answers Alice's next lookup with the older list, validly
+    // signed by Bob's account key and proven at its own epoch, that still
+    // holds the laptop.
+    let older = kept
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(version, _)| *version == 2)
+        .map(|(_, body)| body.clone())
+        .expect("Alice was shown version 2");
+    alices_view.rewrite(move |exchange| {
+        if exchange.path == kt::LOOKUPS_PATH && exchange.status == 200 {
+            exchange.body = older.clone();
+        }
+    });
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::DirectoryRollback],
+        "{events:?}"
+    );
+    // The lost laptop does not come back.
+    assert_eq!(alice.group_members("team").unwrap(), without_laptop);
+    assert!(
+        !alice
+            .group_members("team")
+            .unwrap()
+            .iter()
+            .any(|m| m.device == laptop_device)
+    );
+}
+
+async fn endless_log_page() {
+    let scene = Scene::start().await;
+    let bobs_view = &scene.view;
+    let mut alice = scene.direct("alice").await;
+    let mut bob = scene.watched("bob").await;
+    alice.send_text(&name("bob"), "one").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("alice", "alice", "one")]
+    );
+
+    // Every page Bob asks for is full of entries he already has (the log's
+    // first entry, over and over), and says there is more: a client that
+    // kept asking would never stop.
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    alice.send_text(&name("bob"), "two").await.unwrap();
+    {
+        let served = served.clone();
+        bobs_view.rewrite(move |exchange| {
+            if exchange.path.contains("/log?") && exchange.status == 200 {
+                served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut page: LogPage = serde_json::from_slice(&exchange.body).unwrap();
+                let stale = rempart_proto::api::LogEntry {
+                    seq: 1,
+                    ..page
+                        .entries
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| panic!("{page:?}"))
+                };
+                page.entries = vec![stale; rempart_proto::limits::MAX_PAGE as usize];
+                page.last_seq += 1_000_000;
+                exchange.body = serde_json::to_vec(&page).unwrap();
+            }
+        });
+    }
+    let result = bob.sync().await;
+    assert!(
+        matches!(result, Err(ClientError::BadLog { ref conversation, .. }) if conversation == "alice"),
+        "{result:?}"
+    );
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one page without progress ends it"
+    );
+    // Served honestly again, the conversation goes on where it was.
+    bobs_view.honest();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("alice", "alice", "two")]
+    );
 }

@@ -160,7 +160,9 @@ impl Client {
         report.verified_to_epoch = start.min(latest.epoch);
         let mut from = start;
         while from < latest.epoch {
-            let to = latest.epoch.min(from + MAX_HEADS_PER_REQUEST - 1);
+            let to = latest
+                .epoch
+                .min(from.saturating_add(MAX_HEADS_PER_REQUEST - 1));
             let served = self.api.heads(from, to).await?;
             let expected = to - from + 1;
             if served.len() as u64 != expected {

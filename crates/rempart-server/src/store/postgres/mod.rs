@@ -163,6 +163,20 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// Whether the SQL state `code` (as the server sent it, of any length)
+/// means the database is out of reach: 08 (connection exception), 57P01
+/// to 57P03 (shutdown, crash, cannot connect now), 53300 (too many
+/// connections).
+fn is_unavailable_state(code: &SqlState) -> bool {
+    // A code is five characters; a shorter one has no class.
+    let class = code.code().get(..2).unwrap_or_default();
+    class == "08"
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+}
+
 /// Whether `error` means the database is (for now) out of reach, rather
 /// than that it refused the operation: the connection is gone, or the
 /// server is shutting down, starting up or out of connections.
@@ -171,21 +185,58 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
         return true;
     }
     match error.code() {
-        Some(code) => {
-            // A code is five characters; a shorter one has no class.
-            let class = code.code().get(..2).unwrap_or_default();
-            // 08: connection exception; 57P0x: shutdown, crash, cannot
-            // connect now; 53300: too many connections.
-            class == "08"
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::TOO_MANY_CONNECTIONS
-        }
+        Some(code) => is_unavailable_state(code),
         // No SQL state: unavailable if the socket failed (reset, refused,
         // timed out), not if a value failed to convert.
         None => {
             std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_states_of_any_length_are_judged_without_a_panic() {
+        for (code, unavailable) in [
+            ("08006", true),
+            ("08", true),
+            ("57P01", true),
+            ("53300", true),
+            ("40001", false),
+            ("23505", false),
+            ("0", false),
+            ("", false),
+            ("é", false),
+            ("aé", false),
+        ] {
+            assert_eq!(
+                is_unavailable_state(&SqlState::from_code(code)),
+                unavailable,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_schema_version_no_server_writes_is_refused() {
+        let Some(db) = testing::TestDatabase::open("negative_schema_version").await else {
+            return;
+        };
+        let client = db.client().await;
+        for version in [-3_i64, schema::LATEST_VERSION + 1] {
+            client
+                .execute("UPDATE schema_version SET version = $1", &[&version])
+                .await
+                .unwrap();
+            let mut conn = db.store.pool.get().await.unwrap();
+            let refused = schema::migrate(&mut conn).await;
+            assert!(
+                matches!(&refused, Err(StoreError::Corrupt(message)) if message.contains(&version.to_string())),
+                "{version}: {refused:?}"
+            );
         }
     }
 }

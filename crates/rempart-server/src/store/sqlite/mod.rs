@@ -642,6 +642,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_negative_schema_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", -3).unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(path).await,
+            Err(StoreError::Corrupt(message)) if message.contains("-3")
+        ));
+    }
+
+    #[tokio::test]
     async fn a_database_from_a_newer_server_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");

@@ -338,7 +338,13 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Brings the schema up to `target` (tests build older versions with it).
 pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
-    let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let stored: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    // A negative version was not written by any server.
+    let version = usize::try_from(stored).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the database has schema version {stored}, which no server writes"
+        ))
+    })?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "the database has schema version {version}, newer than this server's {}",
