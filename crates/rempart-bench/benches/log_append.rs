@@ -24,7 +24,7 @@ use futures_util::future::join_all;
 use rempart_proto::api::CommitUpload;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey};
 use rempart_proto::{SignedDeviceList, UserName};
-use rempart_server::store::{SqliteStore, Store, VerifiedDeviceList};
+use rempart_server::store::{AccountSignedDeviceList, SqliteStore, Store};
 use tokio::runtime::Runtime;
 
 /// An application message's size.
@@ -90,7 +90,7 @@ async fn group_of_two(store: &SqliteStore) -> (GroupId, DeviceId) {
         devices,
     };
     let signed = SignedDeviceList::sign(&list, &account_key).expect("a well-formed device list");
-    let verified = VerifiedDeviceList::verify(signed, &user).expect("the list verifies");
+    let verified = AccountSignedDeviceList::verify(signed, &user).expect("the list verifies");
     store
         .register(verified)
         .await

@@ -35,12 +35,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::api::{ServerApi, unix_now};
 use crate::conversation::{Change, Envelope, check_text};
+use crate::device_list::VerifiedDeviceList;
 use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::mls::{self, Metadata};
 use crate::store::{Conversation, Store};
-use crate::{Client, device_list, new_identity};
+use crate::{Client, new_identity};
 
 /// A new account in `home`, registered with no server.
 ///
@@ -87,10 +88,11 @@ pub fn trust_device_lists(
 ) -> Result<(), ClientError> {
     client.store.atomic(|| {
         for (user, signed) in lists {
-            let list = device_list::verify(&client.store, user, signed)?;
+            // Epoch 0: proven at no head at all, which only this seam does.
+            let list = VerifiedDeviceList::from_store(&client.store, user, signed, None)?;
             client
                 .store
-                .cache_device_list(user, list.version(), signed)?;
+                .cache_device_list(user, list.version(), signed, 0)?;
         }
         Ok(())
     })

@@ -1,93 +1,149 @@
 //! Checking a user's device list before any of its keys is trusted.
 //!
-//! A [`VerifiedDeviceList`] can only be made here: from a list this device
-//! signed itself, or from one the key-transparency directory proves (a
-//! lookup proof against a checked head), by checking the account key's
-//! signature over the list and that the account key is the one pinned for
-//! the user (the first one seen is pinned; a different one later is the
-//! `account_key_changed` alert, never a silent switch). Group code takes only
-//! this type, so no unchecked device key can reach a conversation.
+//! A [`VerifiedDeviceList`] can only be made here, in one of two ways:
+//!
+//! - from a [`ProvenDeviceList`]: a list the key-transparency directory
+//!   proves against a [`CheckedHead`] (signature, no rollback, no
+//!   equivocation, witness quorum), which only `rempart_kt` makes;
+//! - from this device's own store: a list proven before (it keeps the epoch
+//!   of its proof), or this account's own list, which this account signed.
+//!
+//! Either way the account key's signature over the list is checked
+//! ([`AccountSignedDeviceList`], the type the server keeps too), and the
+//! account key must be the one pinned for the user (the first one seen is
+//! pinned; a different one later is the `account_key_changed` alert, never a
+//! silent switch). Group code takes only this type, so no unchecked device
+//! key can reach a conversation.
+//!
+//! [`CheckedHead`]: rempart_kt::CheckedHead
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use rempart_kt::{CheckedHead, ProvenDeviceList};
 use rempart_proto::api::KnownVersion;
-use rempart_proto::directory::{DirectoryHead, UserLookup};
+use rempart_proto::directory::UserLookup;
 use rempart_proto::limits::MAX_LOOKUPS_PER_REQUEST;
-use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
+use rempart_proto::{
+    AccountSignedDeviceList, DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList,
+    UserName,
+};
 
 use crate::Client;
-use crate::directory::PinnedDirectory;
+use crate::directory::{AcceptedHead, PinnedDirectory};
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode};
 use crate::store::Store;
 
-/// A device list whose signature verified under the account key pinned for
-/// its user.
+/// A device list whose account signature verified under the account key
+/// pinned for its user, and which the directory proved (or this account
+/// signed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedDeviceList {
-    list: DeviceList,
+    list: AccountSignedDeviceList,
+    proven_at: Option<u64>,
 }
 
 impl VerifiedDeviceList {
+    /// A list the directory proved: its account signature is checked, and
+    /// its account key must be the one pinned for its user.
+    pub(crate) fn from_proven(
+        store: &Store,
+        proven: ProvenDeviceList,
+    ) -> Result<Self, ClientError> {
+        let (user, signed, epoch) = proven.into_parts();
+        Ok(Self {
+            list: check_pinned(store, &user, signed)?,
+            proven_at: Some(epoch),
+        })
+    }
+
+    /// A list from this device's store: a contact's, proven before at
+    /// `proven_at`, or this account's own (`None`: this account signed it).
+    /// Its signature and pin are checked again.
+    pub(crate) fn from_store(
+        store: &Store,
+        user: &UserName,
+        signed: &SignedDeviceList,
+        proven_at: Option<u64>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            list: check_pinned(store, user, signed.clone())?,
+            proven_at,
+        })
+    }
+
     /// The user.
     pub fn user(&self) -> &UserName {
-        &self.list.user
+        &self.list.list().user
     }
 
     /// The user's account key.
     pub fn account_key(&self) -> &PublicKey {
-        &self.list.account_key
+        &self.list.list().account_key
     }
 
     /// The list's version.
     pub fn version(&self) -> u64 {
-        self.list.version
+        self.list.list().version
+    }
+
+    /// The directory epoch it was proven at, if it came from the directory.
+    pub fn proven_at(&self) -> Option<u64> {
+        self.proven_at
     }
 
     /// The devices.
     pub fn devices(&self) -> &[DeviceEntry] {
-        &self.list.devices
+        &self.list.list().devices
     }
 
     /// The entry of `device`, if listed.
     pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
-        self.list.device(device)
+        self.list.list().device(device)
     }
 
     /// The list's content.
     pub(crate) fn list(&self) -> &DeviceList {
-        &self.list
+        self.list.list()
+    }
+
+    /// The list as signed.
+    pub(crate) fn signed(&self) -> &SignedDeviceList {
+        self.list.signed()
     }
 
     /// True if `device` is listed with exactly `signature_key`.
     pub fn authorizes(&self, device: &DeviceId, signature_key: &[u8]) -> bool {
         self.list
+            .list()
             .device(device)
             .is_some_and(|d| d.signature_key.as_bytes().as_slice() == signature_key)
     }
 }
 
-/// Verifies `signed` as `user`'s device list, pinning the account key on first
-/// sight. `Err(Ok(alert))` is a security alert; `Err(Err(e))` a local failure.
-pub(crate) fn verify(
+/// Checks `signed` as `user`'s account-signed device list, and its account
+/// key against the one pinned for `user`, pinning it on first sight. A
+/// failure is a security alert ([`ClientError::Alert`]).
+fn check_pinned(
     store: &Store,
     user: &UserName,
-    signed: &SignedDeviceList,
-) -> Result<VerifiedDeviceList, ClientError> {
-    let list = signed.verify_for(user).map_err(|e| Alert {
+    signed: SignedDeviceList,
+) -> Result<AccountSignedDeviceList, ClientError> {
+    let checked = AccountSignedDeviceList::verify(signed, user).map_err(|e| Alert {
         code: AlertCode::DeviceListSignatureInvalid,
         conversation: None,
         user: Some(user.clone()),
         message: format!("the device list the server gave for {user} is not validly signed by an account key: {e}"),
     })?;
+    let account_key = checked.list().account_key;
     match store.pinned_key(user)? {
-        None => store.pin_key(user, &list.account_key)?,
-        Some(pinned) if pinned == list.account_key => {}
+        None => store.pin_key(user, &account_key)?,
+        Some(pinned) if pinned == account_key => {}
         Some(pinned) => {
             // Kept so the user can compare safety numbers for it and, if it
             // is a genuine reset, accept it (`Client::confirm_safety_number`).
-            store.note_presented_key(user, &list.account_key, signed)?;
+            store.note_presented_key(user, &account_key, checked.signed())?;
             return Err(Alert {
                 code: AlertCode::AccountKeyChanged,
                 conversation: None,
@@ -95,13 +151,13 @@ pub(crate) fn verify(
                 message: format!(
                     "{user}'s account key changed from {} to {}; their devices are not trusted",
                     pinned.fingerprint(),
-                    list.account_key.fingerprint()
+                    account_key.fingerprint()
                 ),
             }
             .into());
         }
     }
-    Ok(VerifiedDeviceList { list })
+    Ok(checked)
 }
 
 /// How long a fetch waits for a user's pending device-list change to be
@@ -139,11 +195,14 @@ impl Client {
         let mut ask = Vec::with_capacity(users.len());
         for &user in &users {
             let cached = if user == &self.id.user {
-                Some(self.store.own_device_list()?)
+                Some((self.store.own_device_list()?, None))
             } else {
                 self.store.cached_device_list(user)?
             };
-            let version = match cached.map(|c| verify(&self.store, user, &c)).transpose() {
+            let cached = cached.map(|(signed, proven_at)| {
+                VerifiedDeviceList::from_store(&self.store, user, &signed, proven_at)
+            });
+            let version = match cached.transpose() {
                 Ok(Some(list)) => {
                     let version = list.version();
                     fetched.lists.insert(user.clone(), list);
@@ -187,7 +246,7 @@ impl Client {
                     });
                     continue;
                 };
-                let head = match self.accept_head(&pinned, &signed_head) {
+                let accepted = match self.accept_head(&pinned, &signed_head) {
                     Ok(head) => head,
                     Err(ClientError::Alert(alert)) => {
                         fetched.alerts.push(alert);
@@ -203,21 +262,24 @@ impl Client {
                     .filter(|l| users.contains(&l.user) && brings_new(l, &fetched.lists))
                     .map(|l| &l.user)
                     .collect();
-                if !newcomers.is_empty() {
-                    let brings = format!("new keys for {}", join_names(&newcomers));
-                    match self
-                        .await_quorum(&pinned, &head, &signed_head, &brings)
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(ClientError::Alert(mut alert)) => {
-                            alert.user = newcomers.first().map(|u| (*u).clone());
-                            fetched.alerts.push(alert);
-                            continue;
+                let head = match accepted {
+                    AcceptedHead::Checked(head) => head,
+                    // Nothing new to use: nothing can be proven under it,
+                    // and nothing needs to be.
+                    AcceptedHead::Uncosigned(_) if newcomers.is_empty() => continue,
+                    AcceptedHead::Uncosigned(uncosigned) => {
+                        let brings = format!("new keys for {}", join_names(&newcomers));
+                        match self.await_quorum(&pinned, &uncosigned, &brings).await {
+                            Ok(head) => head,
+                            Err(ClientError::Alert(mut alert)) => {
+                                alert.user = newcomers.first().map(|u| (*u).clone());
+                                fetched.alerts.push(alert);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
                     }
-                }
+                };
                 // One local transaction for all the pins and caches.
                 self.store.atomic(|| {
                     for lookup in response.lookups {
@@ -246,12 +308,12 @@ impl Client {
         }
     }
 
-    /// Verifies one lookup against `head` and, if it is newer than the list
-    /// held, caches it; failures are alerts in `fetched`.
+    /// Proves one lookup against the checked `head` and, if it is newer
+    /// than the list held, caches it; failures are alerts in `fetched`.
     fn accept_lookup(
         &self,
         pinned: &PinnedDirectory,
-        head: &DirectoryHead,
+        head: &CheckedHead,
         lookup: UserLookup,
         fetched: &mut Fetched,
     ) -> Result<(), ClientError> {
@@ -260,30 +322,41 @@ impl Client {
             proof,
             device_list: signed,
         } = lookup;
-        if let Err(e) =
-            rempart_kt::verify_lookup(&pinned.vrf_public_key, head, &user, &proof, &signed)
-        {
-            fetched.alerts.push(Alert {
-                code: AlertCode::KtProofInvalid,
-                conversation: None,
-                message: format!(
-                    "the server's key-transparency proof for {user}'s device list does not verify ({e}): it may be showing a list it did not publish for everyone"
-                ),
-                user: Some(user),
-            });
-            return Ok(());
-        }
+        let proven = match rempart_kt::prove_device_list(
+            &pinned.vrf_public_key,
+            head,
+            user.clone(),
+            &proof,
+            signed,
+        ) {
+            Ok(proven) => proven,
+            Err(e) => {
+                fetched.alerts.push(Alert {
+                    code: AlertCode::KtProofInvalid,
+                    conversation: None,
+                    message: format!(
+                        "the server's key-transparency proof for {user}'s device list does not verify ({e}): it may be showing a list it did not publish for everyone"
+                    ),
+                    user: Some(user),
+                });
+                return Ok(());
+            }
+        };
         let cached_version = fetched
             .lists
             .get(&user)
             .map_or(0, VerifiedDeviceList::version);
-        match verify(&self.store, &user, &signed) {
+        match VerifiedDeviceList::from_proven(&self.store, proven) {
             Ok(list) if list.version() > cached_version => {
                 if user == self.id.user {
-                    self.store.set_own_device_list(&signed)?;
+                    self.store.set_own_device_list(list.signed())?;
                 } else {
-                    self.store
-                        .cache_device_list(&user, list.version(), &signed)?;
+                    self.store.cache_device_list(
+                        &user,
+                        list.version(),
+                        list.signed(),
+                        head.epoch(),
+                    )?;
                 }
                 fetched.lists.insert(user, list);
             }
@@ -330,13 +403,19 @@ impl Client {
                         "the server sent a lookup proof without the head it is for".into(),
                     ));
                 };
-                let head = self.accept_head(&pinned, &signed_head)?;
-                rempart_kt::verify_lookup(
+                let head = match self.accept_head(&pinned, &signed_head)? {
+                    AcceptedHead::Checked(head) => head,
+                    AcceptedHead::Uncosigned(uncosigned) => {
+                        self.await_quorum(&pinned, &uncosigned, "this device's own account")
+                            .await?
+                    }
+                };
+                let proven = rempart_kt::prove_device_list(
                     &pinned.vrf_public_key,
                     &head,
-                    &lookup.user,
+                    lookup.user,
                     &lookup.proof,
-                    &lookup.device_list,
+                    lookup.device_list,
                 )
                 .map_err(|e| {
                     own_alert(
@@ -344,15 +423,13 @@ impl Client {
                         format!("the directory's proof for your own account does not verify: {e}"),
                     )
                 })?;
-                if lookup.device_list != own {
+                if proven.signed() != &own {
                     return Err(own_alert(
                         AlertCode::UnknownOwnDevice,
                         "the directory publishes a device list for your account other than the one this device signed".into(),
                     ));
                 }
-                return self
-                    .await_quorum(&pinned, &head, &signed_head, "this device's own account")
-                    .await;
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(ClientError::OwnAccountUnpublished);
@@ -430,6 +507,14 @@ mod tests {
         SignedDeviceList::sign(&list, account.signing_key()).unwrap()
     }
 
+    fn verify(
+        store: &Store,
+        user: &UserName,
+        signed: &SignedDeviceList,
+    ) -> Result<VerifiedDeviceList, ClientError> {
+        VerifiedDeviceList::from_store(store, user, signed, None)
+    }
+
     fn alert_code(result: Result<VerifiedDeviceList, ClientError>) -> AlertCode {
         match result {
             Err(ClientError::Alert(alert)) => alert.code,
@@ -453,6 +538,23 @@ mod tests {
         assert_eq!(code, AlertCode::AccountKeyChanged);
         // The pin did not move.
         assert_eq!(store.pinned_key(&bob).unwrap(), Some(first.public()));
+    }
+
+    #[test]
+    fn a_cached_list_keeps_the_epoch_of_its_proof() {
+        let home = tempfile::TempDir::new().unwrap();
+        let store = Store::create(home.path()).unwrap();
+        let bob: UserName = "bob".parse().unwrap();
+        let signed = signed_list("bob", &AccountKey::generate());
+        let list = verify(&store, &bob, &signed).unwrap();
+        store
+            .cache_device_list(&bob, list.version(), &signed, 7)
+            .unwrap();
+        let (cached, epoch) = store.cached_device_list(&bob).unwrap().unwrap();
+        assert_eq!((&cached, epoch), (&signed, Some(7)));
+        let reloaded = VerifiedDeviceList::from_store(&store, &bob, &cached, epoch).unwrap();
+        assert_eq!(reloaded.proven_at(), Some(7));
+        assert_eq!(reloaded.devices(), list.devices());
     }
 
     #[test]

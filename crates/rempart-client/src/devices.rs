@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::Client;
 use crate::api::{ServerApi, Signer, unix_now};
 use crate::conversation::Change;
-use crate::device_list::{self, VerifiedDeviceList};
+use crate::device_list::VerifiedDeviceList;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::keys::{AccountKey, DeviceKey};
@@ -423,7 +423,12 @@ impl Client {
 
     /// This device's copy of its account's device list, verified.
     fn own_list(&self) -> Result<VerifiedDeviceList, ClientError> {
-        device_list::verify(&self.store, &self.id.user, &self.store.own_device_list()?)
+        VerifiedDeviceList::from_store(
+            &self.store,
+            &self.id.user,
+            &self.store.own_device_list()?,
+            None,
+        )
     }
 
     /// Signs `list` with the account key, publishes it, and keeps it.

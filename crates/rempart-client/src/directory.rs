@@ -30,6 +30,7 @@
 
 use std::time::{Duration, Instant};
 
+use rempart_kt::{CheckedHead, HeadContext, HeadError, UncosignedHead, claimed_epoch};
 use rempart_proto::PublicKey;
 use rempart_proto::directory::{DirectoryHead, HeadWithCosignatures, SignedHead};
 use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
@@ -50,6 +51,48 @@ pub const DEFAULT_WITNESS_WAIT: Duration = Duration::from_secs(10);
 
 /// How often a head is fetched again while waiting for its cosignatures.
 const QUORUM_POLL: Duration = Duration::from_millis(200);
+
+/// A head accepted as the directory's current state.
+#[derive(Debug, Clone)]
+pub(crate) enum AcceptedHead {
+    /// Every check passed, witness quorum included: proofs may be checked
+    /// against it.
+    Checked(CheckedHead),
+    /// Every check but the quorum, within its grace period: the current
+    /// state, against which nothing new is proven.
+    Uncosigned(UncosignedHead),
+}
+
+impl AcceptedHead {
+    /// The head.
+    pub(crate) fn head(&self) -> &DirectoryHead {
+        match self {
+            Self::Checked(head) => head.head(),
+            Self::Uncosigned(head) => head.head(),
+        }
+    }
+
+    /// Its epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        match self {
+            Self::Checked(head) => head.epoch(),
+            Self::Uncosigned(head) => head.epoch(),
+        }
+    }
+}
+
+/// The `witness_quorum_missing` alert for `head`.
+fn uncosigned_alert(head: &UncosignedHead) -> Alert {
+    directory_alert(
+        AlertCode::WitnessQuorumMissing,
+        format!(
+            "directory epoch {} is cosigned by {} of the {} witnesses required: the server may be showing a directory its witnesses never saw",
+            head.epoch(),
+            head.cosigned(),
+            head.quorum()
+        ),
+    )
+}
 
 /// The directory this device pinned at set-up.
 #[derive(Debug, Clone)]
@@ -157,11 +200,11 @@ impl Client {
         };
         let latest = self.accept_head(&pinned, &latest)?;
         report.heads_checked += 1;
-        report.verified_to_epoch = start.min(latest.epoch);
+        report.verified_to_epoch = start.min(latest.epoch());
         let mut from = start;
-        while from < latest.epoch {
+        while from < latest.epoch() {
             let to = latest
-                .epoch
+                .epoch()
                 .min(from.saturating_add(MAX_HEADS_PER_REQUEST - 1));
             let served = self.api.heads(from, to).await?;
             let expected = to - from + 1;
@@ -234,32 +277,82 @@ impl Client {
     }
 
     /// Checks `latest`, a head the server presents as current, and records
-    /// it as seen. Alerts are returned as [`ClientError::Alert`].
+    /// it as seen: a [`CheckedHead`], or one whose only flaw is its missing
+    /// witness quorum, accepted for the grace period (nothing can be proven
+    /// against it). Alerts are returned as [`ClientError::Alert`].
     pub(crate) fn accept_head(
         &self,
         pinned: &PinnedDirectory,
         latest: &HeadWithCosignatures,
-    ) -> Result<DirectoryHead, ClientError> {
-        let head = self.check_past_head(pinned, &latest.head)?;
-        let newest = self.store.newest_head_epoch()?;
-        if head.epoch < newest {
-            return Err(directory_alert(
+    ) -> Result<AcceptedHead, ClientError> {
+        let (witnesses, quorum) = self.witnesses()?;
+        let before = match claimed_epoch(&latest.head) {
+            Some(epoch) => self.store.seen_head(epoch)?,
+            None => None,
+        };
+        let context = HeadContext {
+            directory_key: &pinned.directory_key,
+            server_id: &pinned.server_id,
+            newest_epoch: self.store.newest_head_epoch()?,
+            accepted: before.as_ref(),
+            witnesses: &witnesses,
+            quorum,
+        };
+        let accepted = match CheckedHead::check(latest, &context) {
+            Ok(head) => AcceptedHead::Checked(head),
+            Err(HeadError::QuorumMissing(head)) => {
+                if self.witness_grace_secs()? == 0 {
+                    return Err(uncosigned_alert(&head).into());
+                }
+                self.store.note_uncosigned(head.epoch(), unix_now())?;
+                AcceptedHead::Uncosigned(*head)
+            }
+            Err(refused) => return Err(self.head_refused(refused, latest, before.as_ref())),
+        };
+        self.store.see_head(accepted.epoch(), &latest.head)?;
+        Ok(accepted)
+    }
+
+    /// The error for a head refused for `refused` (all but the quorum):
+    /// an alert, with the conflicting heads kept as evidence.
+    fn head_refused(
+        &self,
+        refused: HeadError,
+        shown: &HeadWithCosignatures,
+        before: Option<&SignedHead>,
+    ) -> ClientError {
+        match refused {
+            HeadError::BadSignature => directory_alert(
+                AlertCode::DirectoryHeadSignatureInvalid,
+                "a directory head the server sent is not signed by the directory key pinned at set-up".into(),
+            )
+            .into(),
+            HeadError::Equivocation { epoch } => {
+                if let Some(before) = before
+                    && let Err(e) = self.store.keep_evidence(epoch, before, &shown.head)
+                {
+                    return e;
+                }
+                directory_alert(
+                    AlertCode::DirectoryEquivocation,
+                    format!(
+                        "the directory signed two different heads for epoch {epoch}: proof that it shows different people different directories (both kept as evidence)"
+                    ),
+                )
+                .into()
+            }
+            HeadError::Rollback { newest, found } => directory_alert(
                 AlertCode::DirectoryRollback,
                 format!(
-                    "the directory went back from epoch {newest} to epoch {}: the server restarted from older data or shows an old view",
-                    head.epoch
+                    "the directory went back from epoch {newest} to epoch {found}: the server restarted from older data or shows an old view"
                 ),
             )
-            .into());
+            .into(),
+            HeadError::QuorumMissing(head) => uncosigned_alert(&head).into(),
+            HeadError::AcceptedCorrupt { epoch } => ClientError::Corrupt(format!(
+                "the directory head kept for epoch {epoch} no longer verifies"
+            )),
         }
-        if !self.has_quorum(&head, latest)? {
-            if self.witness_grace_secs()? == 0 {
-                return Err(self.quorum_alert(&head, latest)?.into());
-            }
-            self.store.note_uncosigned(head.epoch, unix_now())?;
-        }
-        self.store.see_head(head.epoch, &latest.head)?;
-        Ok(head)
     }
 
     /// Checks a head's signature and server id, and that it is the head
@@ -341,52 +434,55 @@ impl Client {
         ))
     }
 
-    /// Waits until `head` (shown as `signed`) carries its witness quorum,
-    /// fetching it again, for at most the witness wait: new key material is
-    /// used only under such a head. Past the wait, the alert
+    /// Waits until the accepted but uncosigned `head` carries its witness
+    /// quorum, fetching it again, for at most the witness wait: new key
+    /// material is used only under such a head. Past the wait, the alert
     /// `witness_quorum_missing` naming `brings` (what the head would have
     /// brought) is returned as the error.
     pub(crate) async fn await_quorum(
         &self,
         pinned: &PinnedDirectory,
-        head: &DirectoryHead,
-        signed: &HeadWithCosignatures,
+        head: &UncosignedHead,
         brings: &str,
-    ) -> Result<(), ClientError> {
-        if self.has_quorum(head, signed)? {
-            return Ok(());
-        }
+    ) -> Result<CheckedHead, ClientError> {
+        let (witnesses, quorum) = self.witnesses()?;
+        let context = HeadContext {
+            directory_key: &pinned.directory_key,
+            server_id: &pinned.server_id,
+            // The same epoch again: only its cosignatures may have changed.
+            newest_epoch: 0,
+            accepted: Some(head.signed()),
+            witnesses: &witnesses,
+            quorum,
+        };
+        let epoch = head.epoch();
         let wait = self.witness_wait()?;
         let deadline = Instant::now() + wait;
-        let mut latest = signed.clone();
+        let mut cosigned = head.cosigned();
         while Instant::now() < deadline {
             tokio::time::sleep(QUORUM_POLL.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
-            let Some(fresh) = self
-                .api
-                .heads(head.epoch, head.epoch)
-                .await?
-                .into_iter()
-                .next()
-            else {
+            let Some(fresh) = self.api.heads(epoch, epoch).await?.into_iter().next() else {
                 continue;
             };
-            let checked = self.check_past_head(pinned, &fresh.head)?;
-            if checked.epoch == head.epoch && self.has_quorum(&checked, &fresh)? {
-                self.store.forget_uncosigned(head.epoch)?;
-                return Ok(());
+            match CheckedHead::check(&fresh, &context) {
+                Ok(checked) if checked.epoch() == epoch => {
+                    self.store.forget_uncosigned(epoch)?;
+                    return Ok(checked);
+                }
+                Ok(_) => {}
+                Err(HeadError::QuorumMissing(again)) => cosigned = again.cosigned(),
+                Err(refused) => {
+                    return Err(self.head_refused(refused, &fresh, Some(head.signed())));
+                }
             }
-            latest = fresh;
         }
         // Said now: not again when the grace of this head is over.
-        self.store.forget_uncosigned(head.epoch)?;
-        let (_, quorum) = self.witnesses()?;
-        let cosigned = self.cosigned(head, &latest)?;
+        self.store.forget_uncosigned(epoch)?;
         Err(directory_alert(
             AlertCode::WitnessQuorumMissing,
             format!(
-                "directory epoch {} brings {brings}, but after {} s it is cosigned by {cosigned} of the {quorum} witnesses required: the server may be showing a directory its witnesses never saw. Nothing was encrypted to it",
-                head.epoch,
+                "directory epoch {epoch} brings {brings}, but after {} s it is cosigned by {cosigned} of the {quorum} witnesses required: the server may be showing a directory its witnesses never saw. Nothing was encrypted to it",
                 wait.as_secs()
             ),
         )
@@ -540,7 +636,7 @@ impl Client {
         };
         let verified = match rempart_kt::verify_history(
             &pinned.vrf_public_key,
-            &head,
+            head.head(),
             user,
             &history.proof,
             &history.device_lists,
@@ -586,7 +682,7 @@ impl Client {
         if clean {
             self.store.set_setting(
                 SETTING_MONITORED,
-                i64::try_from(head.epoch).unwrap_or(i64::MAX),
+                i64::try_from(head.epoch()).unwrap_or(i64::MAX),
             )?;
         }
         Ok(())

@@ -27,7 +27,7 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` brings a store from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,9 @@ const MIGRATIONS: &[&str] = &[
     // Version 3: a device that joined from a Welcome skips the log entries
     // from before the commit that added it.
     "ALTER TABLE conversations ADD COLUMN join_epoch INTEGER;",
+    // Version 4: a cached device list keeps the directory epoch of its
+    // proof.
+    "ALTER TABLE contacts ADD COLUMN proven_epoch INTEGER;",
 ];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
@@ -67,7 +70,9 @@ CREATE TABLE IF NOT EXISTS contacts (
     verified_key TEXT,
     -- A different, validly signed account key the server now presents.
     presented_key TEXT,
-    presented_list TEXT
+    presented_list TEXT,
+    -- The directory epoch at which device_list was proven.
+    proven_epoch INTEGER
 );
 CREATE TABLE IF NOT EXISTS conversations (
     group_id TEXT PRIMARY KEY,
@@ -669,41 +674,45 @@ impl Store {
         Ok(deleted > 0)
     }
 
-    /// The cached device list of `user`, as last verified.
+    /// The device list of `user` cached here, with the directory epoch it
+    /// was proven at (`None` for a list cached before epochs were kept).
     pub fn cached_device_list(
         &self,
         user: &UserName,
-    ) -> Result<Option<SignedDeviceList>, ClientError> {
-        let list: Option<Option<String>> = self
+    ) -> Result<Option<(SignedDeviceList, Option<u64>)>, ClientError> {
+        let row: Option<(Option<String>, Option<i64>)> = self
             .conn
             .query_row(
-                "SELECT device_list FROM contacts WHERE user = ?1",
+                "SELECT device_list, proven_epoch FROM contacts WHERE user = ?1",
                 [user.as_str()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        list.flatten()
-            .map(|l| {
-                serde_json::from_str(&l)
-                    .map_err(|_| ClientError::Corrupt(format!("cached device list of {user}")))
-            })
-            .transpose()
+        let Some((Some(list), epoch)) = row else {
+            return Ok(None);
+        };
+        let list = serde_json::from_str(&list)
+            .map_err(|_| ClientError::Corrupt(format!("cached device list of {user}")))?;
+        Ok(Some((list, epoch.and_then(|e| u64::try_from(e).ok()))))
     }
 
-    /// Caches a verified device list of `user` (whose key is pinned).
+    /// Caches a verified device list of `user` (whose key is pinned),
+    /// proven at directory epoch `epoch`.
     pub fn cache_device_list(
         &self,
         user: &UserName,
         version: u64,
         list: &SignedDeviceList,
+        epoch: u64,
     ) -> Result<(), ClientError> {
         let json = serde_json::to_string(list).map_err(|e| ClientError::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "UPDATE contacts SET version = ?2, device_list = ?3 WHERE user = ?1",
+            "UPDATE contacts SET version = ?2, device_list = ?3, proven_epoch = ?4 WHERE user = ?1",
             params![
                 user.as_str(),
                 i64::try_from(version).unwrap_or(i64::MAX),
-                json
+                json,
+                i64::try_from(epoch).unwrap_or(i64::MAX)
             ],
         )?;
         Ok(())
@@ -1296,13 +1305,14 @@ mod tests {
             let store = Store::create(home.path()).unwrap();
             store.add_conversation(&group, "team", None, 7).unwrap();
         }
-        // What version 1 wrote: the same table without the two columns.
+        // What version 1 wrote: the same tables without the later columns.
         let conn = Connection::open(Store::path(home.path())).unwrap();
         conn.execute_batch(
             "CREATE TABLE c1 AS SELECT group_id, name, peer, is_group, cursor, active,
                  updated_at, sent_since_update FROM conversations;
              DROP TABLE conversations;
-             ALTER TABLE c1 RENAME TO conversations;",
+             ALTER TABLE c1 RENAME TO conversations;
+             ALTER TABLE contacts DROP COLUMN proven_epoch;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();

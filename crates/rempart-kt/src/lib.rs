@@ -11,12 +11,19 @@
 //! - auditors (witnesses, `rempart audit`), which check that each epoch only
 //!   added to the one before ([`verify_audit`]).
 //!
-//! Every function here takes a head whose signature the caller already
-//! checked against the pinned directory key ([`SignedHead::verify`]), and
-//! proofs in akd's protobuf encoding, as the server sends them. Nothing here
-//! does I/O.
+//! A client proves a device list only against a [`CheckedHead`] (signature,
+//! equivocation, rollback and witness quorum checked, [`head`]), and gets a
+//! [`ProvenDeviceList`] ([`prove_device_list`]), which only that function
+//! makes. The lower-level functions take a head whose signature the caller
+//! already checked against the pinned directory key ([`SignedHead::verify`]).
+//! Proofs come in akd's protobuf encoding, as the server sends them. Nothing
+//! here does I/O.
 //!
 //! [`SignedHead::verify`]: rempart_proto::directory::SignedHead::verify
+
+pub mod head;
+
+pub use head::{CheckedHead, HeadContext, HeadError, UncosignedHead, claimed_epoch};
 
 use akd::proto::specs::types as proto;
 use akd::{AkdLabel, HistoryParams, HistoryVerificationParams, WhatsAppV1Configuration};
@@ -68,6 +75,56 @@ pub struct ProvenVersion {
     pub version: u64,
     /// The epoch at which this version was published.
     pub epoch: u64,
+}
+
+/// A device list the directory proves to be its user's current one at a
+/// checked head. Made only by [`prove_device_list`]. Its account signature
+/// is not checked here: that, and whether the account key is the right
+/// one, are the client's to judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenDeviceList {
+    user: UserName,
+    signed: SignedDeviceList,
+    epoch: u64,
+}
+
+impl ProvenDeviceList {
+    /// The user.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// The list, as signed and published.
+    pub fn signed(&self) -> &SignedDeviceList {
+        &self.signed
+    }
+
+    /// The epoch of the checked head it was proven at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The user, the list and the epoch.
+    pub fn into_parts(self) -> (UserName, SignedDeviceList, u64) {
+        (self.user, self.signed, self.epoch)
+    }
+}
+
+/// Proves `list` as `user`'s current device list at the checked `head`,
+/// with `proof` under the directory's VRF key ([`verify_lookup`]).
+pub fn prove_device_list(
+    vrf_public_key: &[u8],
+    head: &CheckedHead,
+    user: UserName,
+    proof: &[u8],
+    list: SignedDeviceList,
+) -> Result<ProvenDeviceList, ProofError> {
+    verify_lookup(vrf_public_key, head.head(), &user, proof, &list)?;
+    Ok(ProvenDeviceList {
+        user,
+        signed: list,
+        epoch: head.epoch(),
+    })
 }
 
 /// Checks that `proof` proves `list` is `user`'s current device list at

@@ -207,6 +207,37 @@ impl SignedDeviceList {
     }
 }
 
+/// A device list whose signature by the account key it names, shape and
+/// user were checked: what that account key signed for that user, and no
+/// more. Whether the account key is the right one for the user is for its
+/// reader to decide (a client: pinning and key transparency; the server:
+/// the account's current key). Made only by
+/// [`AccountSignedDeviceList::verify`]; the server stores and serves these,
+/// and the client builds its trusted lists on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSignedDeviceList {
+    list: DeviceList,
+    signed: SignedDeviceList,
+}
+
+impl AccountSignedDeviceList {
+    /// Checks `signed` as a device list of `user` ([`SignedDeviceList::verify_for`]).
+    pub fn verify(signed: SignedDeviceList, user: &UserName) -> Result<Self, DeviceListError> {
+        let list = signed.verify_for(user)?;
+        Ok(Self { list, signed })
+    }
+
+    /// The checked content.
+    pub fn list(&self) -> &DeviceList {
+        &self.list
+    }
+
+    /// The bytes and signature, as signed.
+    pub fn signed(&self) -> &SignedDeviceList {
+        &self.signed
+    }
+}
+
 impl fmt::Debug for SignedDeviceList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignedDeviceList")

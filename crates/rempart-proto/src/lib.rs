@@ -36,5 +36,7 @@ pub mod ids;
 pub mod limits;
 pub mod local;
 
-pub use device_list::{DeviceEntry, DeviceList, DeviceListError, PublicKey, SignedDeviceList};
+pub use device_list::{
+    AccountSignedDeviceList, DeviceEntry, DeviceList, DeviceListError, PublicKey, SignedDeviceList,
+};
 pub use ids::{DeviceId, GroupId, IdError, LinkId, MessageId, UserName};

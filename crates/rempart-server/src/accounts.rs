@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{SignedRequest, Unverified, parse_json};
 use crate::error::ApiError;
-use crate::store::VerifiedDeviceList;
+use crate::store::AccountSignedDeviceList;
 
 /// Registers a user name with its first device list.
 ///
@@ -39,7 +39,7 @@ pub(crate) async fn register(
     request: Unverified,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let RegisterRequest { user, device_list } = parse_register(request.body())?;
-    let list = VerifiedDeviceList::verify(device_list, &user)?;
+    let list = AccountSignedDeviceList::verify(device_list, &user)?;
     if list.list().version != 1 {
         return Err(ApiError::NotFirstDeviceList(format!(
             "a new account's device list must have version 1, not {}",
@@ -114,7 +114,7 @@ pub(crate) async fn replace_device_list(
             request.device
         )));
     }
-    let list = VerifiedDeviceList::verify(request.json()?, &user)?;
+    let list = AccountSignedDeviceList::verify(request.json()?, &user)?;
     let version = list.list().version;
     let removed = state
         .store

@@ -20,8 +20,12 @@ use rempart_proto::api::{
     Appended, ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload,
     LogPage,
 };
-use rempart_proto::{DeviceId, DeviceList, DeviceListError, GroupId, LinkId, MessageId};
+use rempart_proto::{DeviceId, GroupId, LinkId, MessageId};
 use rempart_proto::{PublicKey, SignedDeviceList, UserName};
+
+/// The device lists the store keeps are account-signed ones, the type
+/// client and server share.
+pub use rempart_proto::AccountSignedDeviceList;
 
 pub use postgres::PostgresStore;
 pub(crate) use sqlite::SharedDatabase;
@@ -31,7 +35,7 @@ pub use sqlite::SqliteStore;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates an account with its first device list and all listed devices.
-    async fn register(&self, list: VerifiedDeviceList) -> Result<(), StoreError>;
+    async fn register(&self, list: AccountSignedDeviceList) -> Result<(), StoreError>;
 
     /// The user's current signed device list, if the user exists.
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError>;
@@ -43,7 +47,7 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_device_list(
         &self,
         signer: DeviceId,
-        list: VerifiedDeviceList,
+        list: AccountSignedDeviceList,
     ) -> Result<Vec<DeviceId>, StoreError>;
 
     /// A registered device's owner and key.
@@ -190,32 +194,6 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes the writes already queued and releases the write side of the
     /// database. Later writes fail with [`StoreError::Closed`].
     async fn close(&self);
-}
-
-/// A device list whose account-key signature and shape were checked, and
-/// which names the user it was checked for.
-#[derive(Debug, Clone)]
-pub struct VerifiedDeviceList {
-    list: DeviceList,
-    signed: SignedDeviceList,
-}
-
-impl VerifiedDeviceList {
-    /// Verifies `signed` as a device list of `user`.
-    pub fn verify(signed: SignedDeviceList, user: &UserName) -> Result<Self, DeviceListError> {
-        let list = signed.verify_for(user)?;
-        Ok(Self { list, signed })
-    }
-
-    /// The verified content.
-    pub fn list(&self) -> &DeviceList {
-        &self.list
-    }
-
-    /// The bytes and signature as received.
-    pub fn signed(&self) -> &SignedDeviceList {
-        &self.signed
-    }
 }
 
 /// A registered device.

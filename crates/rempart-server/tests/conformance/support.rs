@@ -10,7 +10,7 @@ use rempart_proto::api::{CommitUpload, InboxKind, KeyPackageUpload};
 use rempart_proto::limits::MAX_PAGE;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey};
 use rempart_proto::{SignedDeviceList, UserName};
-use rempart_server::store::{Store, VerifiedDeviceList};
+use rempart_server::store::{AccountSignedDeviceList, Store};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
@@ -99,7 +99,7 @@ impl Account {
     }
 
     /// The account's devices at `version`, signed by its account key.
-    pub fn list(&self, version: u64) -> VerifiedDeviceList {
+    pub fn list(&self, version: u64) -> AccountSignedDeviceList {
         self.list_of(version, &self.key, self.devices.iter())
     }
 
@@ -109,7 +109,7 @@ impl Account {
         version: u64,
         key: &SigningKey,
         devices: impl IntoIterator<Item = &'a Device>,
-    ) -> VerifiedDeviceList {
+    ) -> AccountSignedDeviceList {
         let list = DeviceList {
             user: self.user.clone(),
             account_key: PublicKey::new(key.verifying_key()),
@@ -118,7 +118,7 @@ impl Account {
             devices: devices.into_iter().map(Device::entry).collect(),
         };
         let signed = SignedDeviceList::sign(&list, key).unwrap();
-        VerifiedDeviceList::verify(signed, &self.user).unwrap()
+        AccountSignedDeviceList::verify(signed, &self.user).unwrap()
     }
 }
 

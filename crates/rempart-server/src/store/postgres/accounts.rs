@@ -12,13 +12,13 @@ use rempart_proto::limits::MAX_CLOCK_SKEW_SECS;
 use rempart_proto::{DeviceEntry, DeviceId, PublicKey, SignedDeviceList, UserName};
 
 use super::transaction::{device_ids, fixed, from_sql, to_sql};
-use crate::store::{DeviceRecord, StoreError, VerifiedDeviceList};
+use crate::store::{AccountSignedDeviceList, DeviceRecord, StoreError};
 
 /// [`Store::register`](crate::store::Store::register): the account, its
 /// devices and the directory update, or nothing.
 pub(super) async fn register(
     tx: &Transaction<'_>,
-    verified: &VerifiedDeviceList,
+    verified: &AccountSignedDeviceList,
 ) -> Result<(), StoreError> {
     let list = verified.list();
     let insert = tx
@@ -73,7 +73,7 @@ pub(super) async fn device_list(
 pub(super) async fn replace_device_list(
     tx: &Transaction<'_>,
     signer: DeviceId,
-    verified: &VerifiedDeviceList,
+    verified: &AccountSignedDeviceList,
 ) -> Result<Vec<DeviceId>, StoreError> {
     let list = verified.list();
     let user = &list.user;

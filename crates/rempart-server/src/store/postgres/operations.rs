@@ -10,11 +10,13 @@ use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, User
 
 use super::transaction::Pending;
 use super::{PostgresStore, accounts, delivery, inbox, keypackages, links};
-use crate::store::{AppendOutcome, DeviceRecord, Pruned, Store, StoreError, VerifiedDeviceList};
+use crate::store::{
+    AccountSignedDeviceList, AppendOutcome, DeviceRecord, Pruned, Store, StoreError,
+};
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn register(&self, list: VerifiedDeviceList) -> Result<(), StoreError> {
+    async fn register(&self, list: AccountSignedDeviceList) -> Result<(), StoreError> {
         self.write(&list, |tx, list| Box::pin(accounts::register(tx, list)))
             .await
     }
@@ -29,7 +31,7 @@ impl Store for PostgresStore {
     async fn replace_device_list(
         &self,
         signer: DeviceId,
-        list: VerifiedDeviceList,
+        list: AccountSignedDeviceList,
     ) -> Result<Vec<DeviceId>, StoreError> {
         self.write(&(signer, list), |tx, (signer, list)| {
             Box::pin(accounts::replace_device_list(tx, *signer, list))

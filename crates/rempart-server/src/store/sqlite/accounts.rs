@@ -5,9 +5,12 @@ use rempart_proto::{DeviceId, PublicKey, SignedDeviceList, UserName};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{from_sql, to_sql};
-use crate::store::{DeviceRecord, StoreError, VerifiedDeviceList};
+use crate::store::{AccountSignedDeviceList, DeviceRecord, StoreError};
 
-pub(super) fn register(conn: &Connection, verified: &VerifiedDeviceList) -> Result<(), StoreError> {
+pub(super) fn register(
+    conn: &Connection,
+    verified: &AccountSignedDeviceList,
+) -> Result<(), StoreError> {
     let list = verified.list();
     let taken: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_name = ?1)",
@@ -57,7 +60,7 @@ pub(super) fn device_list(
 pub(super) fn replace_device_list(
     conn: &Connection,
     signer: DeviceId,
-    verified: &VerifiedDeviceList,
+    verified: &AccountSignedDeviceList,
 ) -> Result<Vec<DeviceId>, StoreError> {
     let list = verified.list();
     let user = &list.user;

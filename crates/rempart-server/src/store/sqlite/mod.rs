@@ -26,7 +26,9 @@ use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, User
 use rusqlite::{Connection, OpenFlags};
 
 use self::writer::Writer;
-use crate::store::{AppendOutcome, DeviceRecord, Pruned, Store, StoreError, VerifiedDeviceList};
+use crate::store::{
+    AccountSignedDeviceList, AppendOutcome, DeviceRecord, Pruned, Store, StoreError,
+};
 
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
@@ -173,7 +175,7 @@ impl fmt::Debug for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn register(&self, list: VerifiedDeviceList) -> Result<(), StoreError> {
+    async fn register(&self, list: AccountSignedDeviceList) -> Result<(), StoreError> {
         self.writer
             .execute(move |conn| accounts::register(conn, &list))
             .await
@@ -188,7 +190,7 @@ impl Store for SqliteStore {
     async fn replace_device_list(
         &self,
         signer: DeviceId,
-        list: VerifiedDeviceList,
+        list: AccountSignedDeviceList,
     ) -> Result<Vec<DeviceId>, StoreError> {
         self.writer
             .execute(move |conn| accounts::replace_device_list(conn, signer, &list))
