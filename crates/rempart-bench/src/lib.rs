@@ -75,33 +75,12 @@
 //! # }
 //! ```
 //!
-//! # `rempart-bench client`
+//! # The client engine: `cargo bench --bench client`
 //!
-//! The client engine's overhead over openmls alone ([`client`]): at 2, 100
-//! and 1,000 members, each MLS operation (encrypt and decrypt a text
-//! message; commit an add, a remove, a self-update, and merge it; process
-//! and merge another member's add, remove and self-update commits) through
-//! `rempart-client`, with its SQLite store, its checks and openmls over its
-//! storage, against openmls with its in-memory storage doing the same
-//! operation on a group of the same size built the same way, in the same
-//! run, the server out of both. The target is an overhead of at most 1.2
-//! (`max_overhead_ratio` ≤ 1.2).
-//!
-//! ```
-//! use rempart_bench::client::{ClientOptions, measure};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let options = ClientOptions {
-//!     sizes: vec![2],
-//!     iterations: 1,
-//! };
-//! let report = measure(&options).await?;
-//! assert!(report.max_overhead_ratio() > 0.0);
-//! println!("{report}");
-//! # Ok(())
-//! # }
-//! ```
+//! The client engine's overhead over openmls alone, at 2, 100 and 1,000
+//! members, is a bench target (`benches/client`), not a subcommand: it
+//! uses `rempart-client`'s `bench` seams, which only a dev-dependency
+//! enables, so that no binary a user runs is built with them.
 //!
 //! # `rempart-bench first-contact`
 //!
@@ -120,7 +99,6 @@
 //!
 //! Timings depend on the machine and its load: nothing here asserts one.
 
-pub mod client;
 pub mod connections;
 pub mod delivery;
 pub mod device;

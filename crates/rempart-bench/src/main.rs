@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use rempart_bench::client::{self, ClientOptions};
 use rempart_bench::connections::{self, ConnectionsOptions};
 use rempart_bench::delivery::{self, DeliveryOptions};
 use rempart_bench::directory::{self, DirectoryOptions, StoreKind};
@@ -44,11 +43,6 @@ enum Benchmark {
     /// Idle push sessions: the server's memory per open WebSocket session,
     /// how fast sessions open and the server's CPU time doing it.
     Connections(ConnectionsArgs),
-    /// The client engine's overhead over openmls alone: each MLS operation
-    /// through rempart-client (its SQLite store, its checks) against raw
-    /// openmls with in-memory storage, at several group sizes, the server
-    /// out of both.
-    Client(ClientArgs),
     /// What waiting for the witnesses adds to a first message to a new
     /// contact: a server followed by a live witness against one without.
     FirstContact(FirstContactArgs),
@@ -124,18 +118,6 @@ struct ConnectionsArgs {
     /// binary.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
-}
-
-#[derive(Debug, Args)]
-struct ClientArgs {
-    /// Group sizes in members, comma-separated [default: 2,100,1000; 2,100
-    /// with --quick].
-    #[arg(long, value_delimiter = ',')]
-    sizes: Option<Vec<usize>>,
-    /// Times each operation is measured at each size; the median is
-    /// reported [default: 11, 5 with --quick].
-    #[arg(long)]
-    iterations: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -265,26 +247,6 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
             let server = ServerUnderTest::given_or_started(args.server.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(connections::measure(&server, &options))?;
-            if cli.json {
-                Ok(serde_json::to_string(&report)?)
-            } else {
-                Ok(report.to_string())
-            }
-        }
-        Benchmark::Client(args) => {
-            let defaults = if cli.quick {
-                ClientOptions::quick()
-            } else {
-                ClientOptions::full()
-            };
-            let options = ClientOptions {
-                sizes: args.sizes.clone().unwrap_or(defaults.sizes),
-                iterations: args.iterations.unwrap_or(defaults.iterations),
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let report = runtime.block_on(client::measure(&options))?;
             if cli.json {
                 Ok(serde_json::to_string(&report)?)
             } else {

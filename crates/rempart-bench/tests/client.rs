@@ -1,14 +1,15 @@
-//! Smoke tests of `rempart-bench client` at tiny sizes: the report has every
-//! figure of every operation, each a finite positive number, and each ratio
-//! is the engine's time over openmls's; in process and from the binary. No
+//! Smoke tests of the client benchmark (`cargo bench --bench client`) at
+//! tiny sizes: the report has every figure of every operation, each a finite
+//! positive number, and each ratio is the engine's time over openmls's. No
 //! timing or ratio bound is asserted: figures depend on the machine and its
 //! load.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+#[path = "../benches/client/measure.rs"]
+mod measure;
 
-use rempart_bench::client::{ClientOptions, Operation, measure};
+use measure::{ClientOptions, Operation, measure};
 use serde_json::Value;
 
 /// `report` is one JSON object of finite positive numbers holding, for
@@ -66,26 +67,15 @@ async fn a_tiny_run_in_process_reports_every_figure() {
     }
 }
 
-#[test]
-fn the_binary_prints_one_json_object() {
-    let output = Command::new(env!("CARGO_BIN_EXE_rempart-bench"))
-        .args(["--json", "client", "--sizes", "2,3", "--iterations", "1"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_every_figure(&report, &[2, 3], 1);
-}
-
-#[test]
-fn a_group_of_one_is_refused_with_the_reason() {
-    let output = Command::new(env!("CARGO_BIN_EXE_rempart-bench"))
-        .args(["client", "--sizes", "1"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("at least 2 members"), "{stderr}");
-    assert!(output.stdout.is_empty());
+#[tokio::test(flavor = "current_thread")]
+async fn a_group_of_one_is_refused_with_the_reason() {
+    let options = ClientOptions {
+        sizes: vec![1],
+        iterations: 1,
+    };
+    let refused = measure(&options).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("at least 2 members"),
+        "{refused}"
+    );
 }

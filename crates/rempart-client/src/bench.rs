@@ -1,5 +1,5 @@
 //! Seams for benchmarks of the engine's local work (the `bench` feature,
-//! for `rempart-bench client`). Not part of Rempart's API.
+//! for `cargo bench -p rempart-bench --bench client`). Not part of Rempart's API.
 //!
 //! Each function runs the code of one of the engine's operations with the
 //! network hop taken out, and nothing else changed: the same checks, the

@@ -1,4 +1,4 @@
-//! `rempart-bench client`: the client engine's local work on each MLS
+//! `cargo bench --bench client`: the client engine's local work on each MLS
 //! operation against openmls alone doing the same operation.
 //!
 //! At each group size (members, the measuring device included), two groups
