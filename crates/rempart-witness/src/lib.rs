@@ -344,14 +344,15 @@ pub fn server_id(directory_key: &PublicKey) -> String {
 }
 
 /// A head whose signature by the pinned directory key, server id and (when
-/// asked for one) epoch were checked.
+/// asked for one) epoch were checked: authentic, not yet judged against the
+/// witness's history (unlike a client's `rempart_kt::CheckedHead`).
 #[derive(Debug, Clone)]
-struct CheckedHead {
+struct AuthenticHead {
     signed: SignedHead,
     head: DirectoryHead,
 }
 
-impl CheckedHead {
+impl AuthenticHead {
     /// Checks `signed` against the pinned directory; `epoch` is the epoch
     /// asked for (`None`: the latest).
     fn check(signed: SignedHead, pinned: &Pinned, epoch: Option<u64>) -> Result<Self, Misbehavior> {
@@ -379,12 +380,12 @@ impl CheckedHead {
 /// first step) and those after it.
 #[derive(Debug)]
 struct Chain {
-    base: CheckedHead,
-    later: Vec<CheckedHead>,
+    base: AuthenticHead,
+    later: Vec<AuthenticHead>,
 }
 
 impl Chain {
-    fn last(&self) -> &CheckedHead {
+    fn last(&self) -> &AuthenticHead {
         self.later.last().unwrap_or(&self.base)
     }
 }
@@ -464,7 +465,7 @@ impl Witness {
         let Some(latest) = self.directory.latest_head().await? else {
             return Ok(StepOutcome::NothingPublished);
         };
-        let latest = CheckedHead::check(latest, &pinned, None)?;
+        let latest = AuthenticHead::check(latest, &pinned, None)?;
         let outcome = match self.store.verified_epoch().await? {
             Some(verified) if latest.head.epoch <= verified => {
                 self.judge_known(&latest, verified).await?;
@@ -515,7 +516,7 @@ impl Witness {
 
     /// Checks a latest head no newer than the last verified epoch: it must
     /// be the head verified for its epoch, and not older than the last.
-    async fn judge_known(&self, latest: &CheckedHead, verified: u64) -> Result<(), WitnessError> {
+    async fn judge_known(&self, latest: &AuthenticHead, verified: u64) -> Result<(), WitnessError> {
         let epoch = latest.head.epoch;
         let held = self.held(epoch).await?;
         if let Some(held) = held.filter(|held| held.head.root_hash != latest.head.root_hash) {
@@ -553,7 +554,7 @@ impl Witness {
         &self,
         pinned: &Pinned,
         verified: Option<u64>,
-        latest: &CheckedHead,
+        latest: &AuthenticHead,
     ) -> Result<StepOutcome, WitnessError> {
         let base = match verified {
             Some(verified) => self.held(verified).await?.ok_or_else(|| {
@@ -579,7 +580,7 @@ impl Witness {
                 let epoch = epochs.next().unwrap_or(target.saturating_add(1));
                 chain
                     .later
-                    .push(CheckedHead::check(signed, pinned, Some(epoch))?);
+                    .push(AuthenticHead::check(signed, pinned, Some(epoch))?);
             }
             if let Some(missing) = epochs.next() {
                 return Err(FetchError::Missing(missing).into());
@@ -592,7 +593,7 @@ impl Witness {
         if !chain.later.is_empty() {
             self.audit(pinned, &chain).await?;
         }
-        let newly: Vec<&CheckedHead> = match verified {
+        let newly: Vec<&AuthenticHead> = match verified {
             Some(_) => chain.later.iter().collect(),
             None => std::iter::once(&chain.base).chain(&chain.later).collect(),
         };
@@ -622,7 +623,7 @@ impl Witness {
         let audit = self.directory.audit(from, to).await?;
         // The proof's own copies of the end heads must be the ones checked.
         for (ours, served) in [(first, audit.start), (last, audit.end)] {
-            let served = CheckedHead::check(served, pinned, Some(ours.head.epoch))?;
+            let served = AuthenticHead::check(served, pinned, Some(ours.head.epoch))?;
             self.same_head(ours, &served).await?;
         }
         let heads: Vec<DirectoryHead> = std::iter::once(&chain.base)
@@ -638,8 +639,8 @@ impl Witness {
     /// Two checked heads of one epoch must have the same root.
     async fn same_head(
         &self,
-        first: &CheckedHead,
-        second: &CheckedHead,
+        first: &AuthenticHead,
+        second: &AuthenticHead,
     ) -> Result<(), WitnessError> {
         if first.head.root_hash == second.head.root_hash {
             return Ok(());
@@ -657,13 +658,13 @@ impl Witness {
     }
 
     /// Fetches and checks the head of `epoch`.
-    async fn fetch_head(&self, pinned: &Pinned, epoch: u64) -> Result<CheckedHead, WitnessError> {
+    async fn fetch_head(&self, pinned: &Pinned, epoch: u64) -> Result<AuthenticHead, WitnessError> {
         let signed = self.directory.head(epoch).await?;
-        Ok(CheckedHead::check(signed, pinned, Some(epoch))?)
+        Ok(AuthenticHead::check(signed, pinned, Some(epoch))?)
     }
 
     /// The head verified for `epoch`, read back from the state file.
-    async fn held(&self, epoch: u64) -> Result<Option<CheckedHead>, WitnessError> {
+    async fn held(&self, epoch: u64) -> Result<Option<AuthenticHead>, WitnessError> {
         let Some(signed) = self.store.head(epoch).await? else {
             return Ok(None);
         };
@@ -671,7 +672,7 @@ impl Witness {
         let head = signed
             .parse_unverified()
             .map_err(|_| StoreError::Corrupt(format!("head of epoch {epoch}")))?;
-        Ok(Some(CheckedHead { signed, head }))
+        Ok(Some(AuthenticHead { signed, head }))
     }
 
     /// Keeps `first` and `second` as evidence and returns `misbehavior` as
