@@ -390,13 +390,12 @@ fn two_nodes_on_postgres_and_one_dies() {
     assert_eq!(linked["kind"], "device_linked");
     assert_eq!(linked["device"], joined[0]["device"]);
     assert!(link.wait().unwrap().success());
-    json(&bob, &["sync"]);
-    assert!(has(
-        &json(&laptop, &["sync"]),
-        "member_added",
-        "bob",
-        "alice"
-    ));
+    let bob_saw = json(&bob, &["sync"]);
+    let laptop_saw = json(&laptop, &["sync"]);
+    assert!(
+        has(&laptop_saw, "member_added", "bob", "alice"),
+        "bob: {bob_saw:?}\nlaptop: {laptop_saw:?}"
+    );
 
     // Carol keeps sending while node A, hers, is killed: every message
     // acknowledged before or after the kill reaches the others.

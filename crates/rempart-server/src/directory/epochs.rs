@@ -489,6 +489,19 @@ impl DirectoryService {
             let known = lowest.entry(user).or_insert(version);
             *known = (*known).min(version);
         }
+        // Which users have a change queued, asked before the epoch is read:
+        // a change no longer queued now was published in an epoch stored
+        // before this point (the queue row goes with the head's write), so
+        // the epoch read below holds it. Asked only after, a change that
+        // another node publishes in between would be neither queued nor in
+        // the epoch read, and look like no change at all.
+        let queued_before: Vec<bool> = self
+            .db
+            .lookup_facts(lowest.keys().map(|user| (user.to_string(), None)).collect())
+            .await?
+            .into_iter()
+            .map(|facts| facts.pending)
+            .collect();
         let _reading = self.current().await?;
         let EpochHash(epoch, _) = self.akd.get_epoch_hash().await?;
         let labels: Vec<AkdLabel> = lowest
@@ -517,12 +530,14 @@ impl DirectoryService {
             unknown: Vec::new(),
         };
         let mut newer = Vec::new();
-        for ((user, known), facts) in lowest.into_iter().zip(facts) {
+        for (((user, known), facts), queued_before) in
+            lowest.into_iter().zip(facts).zip(queued_before)
+        {
             if !facts.exists {
                 answer.unknown.push(user);
                 continue;
             }
-            if facts.pending {
+            if facts.pending || queued_before {
                 answer.pending.push(user.clone());
             }
             if let Some(list) = facts.published {
