@@ -25,6 +25,7 @@ use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, KeyPackageRefusal, Metadata};
 use crate::store::{Conversation, StoredMessage};
+use crate::sync::Keep;
 use crate::{Client, MAX_TEXT_BYTES};
 
 /// How many times a commit is rebuilt after losing its epoch to another.
@@ -172,7 +173,14 @@ impl Client {
         check_text(text)?;
         let conversation = match self.store.conversation_with(to)? {
             Some(c) => c,
-            None => self.open_conversation(to).await?,
+            None => {
+                // A founding cancelled earlier may be this very conversation.
+                self.settle_pending_commits().await?;
+                match self.store.conversation_with(to)? {
+                    Some(c) => c,
+                    None => self.open_conversation(to).await?,
+                }
+            }
         };
         self.send_in(&conversation, text).await
     }
@@ -284,7 +292,8 @@ impl Client {
                         .store
                         .conversation(&group)?
                         .unwrap_or_else(|| conversation.clone());
-                    self.sync_conversation(&current, &mut learnt).await?;
+                    self.sync_conversation(&current, &mut learnt, Keep::InMemory)
+                        .await?;
                     self.store.queue_events(&learnt)?;
                     match self.store.conversation(&group)? {
                         Some(c) if c.active => {}
@@ -397,6 +406,8 @@ impl Client {
         members: &[UserName],
     ) -> Result<(), ClientError> {
         check_group_name(name)?;
+        // A founding cancelled earlier may be this very group.
+        self.settle_pending_commits().await?;
         if self.store.group_named(name)?.is_some_and(|c| c.active) {
             return Err(ClientError::GroupExists(name.to_owned()));
         }
@@ -450,9 +461,14 @@ impl Client {
     ) -> Result<(), ClientError> {
         let group = GroupId::random();
         let message_id = MessageId::random();
-        let upload = self
-            .store
-            .atomic(|| self.build_founding_commit(&group, message_id, &metadata, packages))?;
+        let upload = self.store.atomic(|| {
+            let upload = self.build_founding_commit(&group, message_id, &metadata, packages)?;
+            self.store
+                .set_pending_founding(&group, &upload, name, peer)?;
+            Ok(upload)
+        })?;
+        // Cancelled from here on, the founding is settled by the next
+        // operation (`settle_pending_commits`).
         let refused = match self.api.post_commit(self.signer(), &group, &upload).await {
             Ok(AppendOutcome::Accepted(appended)) => {
                 return self.store.atomic(|| {
@@ -460,15 +476,74 @@ impl Client {
                 });
             }
             Ok(AppendOutcome::Stale { .. }) => ClientError::CommitConflict,
-            Err(e) => e,
+            Err(ClientError::Server {
+                status,
+                code,
+                message,
+            }) => ClientError::Server {
+                status,
+                code,
+                message,
+            },
+            // The outcome is unknown: settled later, by sending it again.
+            Err(e) => return Err(e),
         };
-        // Nothing refers to the group's state yet: it goes with the refusal.
-        self.store.atomic(|| {
-            self.load_group(&group)?
-                .delete(self.provider().storage())
-                .map_err(ClientError::mls)
-        })?;
+        // Refused: nothing refers to the group's state yet, it goes too.
+        self.store.atomic(|| self.drop_founding(&group))?;
         Err(refused)
+    }
+
+    /// Forgets a group whose founding the server refused.
+    pub(crate) fn drop_founding(&self, group: &GroupId) -> Result<(), ClientError> {
+        self.store.set_pending_commit(group, None)?;
+        self.load_group(group)?
+            .delete(self.provider().storage())
+            .map_err(ClientError::mls)
+    }
+
+    /// Settles every commit of this device whose outcome is unknown (an
+    /// operation cancelled or cut off after it was built): sends it again,
+    /// which the server answers as the first time if it had it. Accepted,
+    /// it is merged (a group founded gets its conversation); refused by a
+    /// commit that won its epoch, or by the server, it is rolled back. A
+    /// network failure leaves it pending, for the next operation.
+    pub(crate) async fn settle_pending_commits(&mut self) -> Result<(), ClientError> {
+        for pending in self.store.pending_commits()? {
+            let group = pending.group;
+            let outcome = match self
+                .api
+                .post_commit(self.signer(), &group, &pending.upload)
+                .await
+            {
+                Ok(outcome) => Ok(outcome),
+                Err(ClientError::Server { .. }) => Err(()),
+                Err(e) => return Err(e),
+            };
+            match (outcome, &pending.founding) {
+                (Ok(AppendOutcome::Accepted(appended)), Some((name, peer))) => {
+                    self.store.atomic(|| {
+                        self.merge_founding_commit(
+                            &group,
+                            name,
+                            peer.as_ref(),
+                            &pending.upload,
+                            appended.seq,
+                        )
+                    })?;
+                }
+                (Ok(AppendOutcome::Accepted(_)), None) => {
+                    self.merge_own_commit(&group, &pending.upload)?;
+                }
+                (_, Some(_)) => self.store.atomic(|| self.drop_founding(&group))?,
+                (_, None) => self.store.atomic(|| {
+                    self.load_group(&group)?
+                        .clear_pending_commit(self.provider().storage())
+                        .map_err(ClientError::mls)?;
+                    self.store.set_pending_commit(&group, None)
+                })?,
+            }
+        }
+        Ok(())
     }
 
     /// Creates the MLS group and its first commit, which adds `packages`
@@ -537,6 +612,7 @@ impl Client {
         self.store.note_merged_commit(group, 0, &upload.commit)?;
         self.store.add_conversation(group, name, peer, unix_now())?;
         self.store.record_sent(group, &upload.message_id)?;
+        self.store.set_pending_commit(group, None)?;
         self.store.set_cursor(group, seq)
     }
 
@@ -596,7 +672,8 @@ impl Client {
     async fn caught_up(&mut self, name: &str) -> Result<(Conversation, Vec<Event>), ClientError> {
         let conversation = self.active_group(name)?;
         let mut events = Vec::new();
-        self.sync_conversation(&conversation, &mut events).await?;
+        self.sync_conversation(&conversation, &mut events, Keep::InMemory)
+            .await?;
         // Catching up may have shown this device its own removal.
         match self.active_group(name) {
             Ok(conversation) => Ok((conversation, events)),
@@ -812,6 +889,8 @@ impl Client {
     ) -> Result<(Option<Appended>, Vec<Event>), ClientError> {
         let group = conversation.group;
         let mut events = Vec::new();
+        // A commit of an earlier, cancelled operation would stand in the way.
+        self.settle_pending_commits().await?;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let Some(upload) = self.build_own_commit(&group, MessageId::random(), &build)? else {
                 return Ok((None, events));
@@ -834,7 +913,8 @@ impl Client {
                         .store
                         .conversation(&group)?
                         .unwrap_or_else(|| conversation.clone());
-                    self.sync_conversation(&current, &mut events).await?;
+                    self.sync_conversation(&current, &mut events, Keep::InMemory)
+                        .await?;
                 }
             }
         }
@@ -856,9 +936,7 @@ impl Client {
             let Some(built) = build(self, &mut mls_group)? else {
                 return Ok(None);
             };
-            self.store.set_pending_commit(group, Some(&message_id))?;
-            self.store.record_sent(group, &message_id)?;
-            Ok(Some(CommitUpload {
+            let upload = CommitUpload {
                 epoch,
                 message_id,
                 commit: built.commit.to_bytes().map_err(ClientError::mls)?,
@@ -868,7 +946,10 @@ impl Client {
                     .transpose()?,
                 add_devices: built.add_devices,
                 remove_devices: built.remove_devices,
-            }))
+            };
+            self.store.set_pending_commit(group, Some(&upload))?;
+            self.store.record_sent(group, &message_id)?;
+            Ok(Some(upload))
         })
     }
 

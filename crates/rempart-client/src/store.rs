@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use openmls_sqlite_storage::SqliteStorageProvider;
+use rempart_proto::api::CommitUpload;
 use rempart_proto::directory::SignedHead;
 use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,7 +28,7 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Migration `i` brings a store from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -43,6 +44,12 @@ const MIGRATIONS: &[&str] = &[
     // Version 4: a cached device list keeps the directory epoch of its
     // proof.
     "ALTER TABLE contacts ADD COLUMN proven_epoch INTEGER;",
+    // Version 5: a pending commit keeps what was uploaded (and, for a
+    // group being founded, its name and peer), to be settled after a
+    // cancelled operation.
+    "ALTER TABLE pending_commits ADD COLUMN upload TEXT;
+     ALTER TABLE pending_commits ADD COLUMN founding_name TEXT;
+     ALTER TABLE pending_commits ADD COLUMN founding_peer TEXT;",
 ];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
@@ -162,7 +169,12 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE TABLE IF NOT EXISTS pending_commits (
     group_id TEXT PRIMARY KEY,
-    message_id TEXT NOT NULL
+    message_id TEXT NOT NULL,
+    -- The CommitUpload as JSON, sent again to settle it after a cancel.
+    upload TEXT,
+    -- For a group being founded: its conversation's name and peer.
+    founding_name TEXT,
+    founding_peer TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     group_id TEXT NOT NULL,
@@ -209,6 +221,16 @@ pub(crate) struct Conversation {
     /// For a device that joined from a Welcome and has not yet found in the
     /// log the commit that added it: the MLS epoch it joined at.
     pub join_epoch: Option<u64>,
+}
+
+/// A commit of this device whose outcome is not known yet: built and kept
+/// as openmls's pending commit, uploaded or about to be.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCommit {
+    pub group: GroupId,
+    pub upload: CommitUpload,
+    /// For a group being founded: its conversation's name and peer.
+    pub founding: Option<(String, Option<UserName>)>,
 }
 
 /// What this device knows of a contact's account keys.
@@ -1213,22 +1235,89 @@ impl Store {
             .is_some())
     }
 
+    /// Records `upload` as this device's commit to `group` whose outcome
+    /// is not known yet (`None`: none is).
     pub fn set_pending_commit(
         &self,
         group: &GroupId,
-        message_id: Option<&MessageId>,
+        upload: Option<&CommitUpload>,
     ) -> Result<(), ClientError> {
-        match message_id {
-            Some(id) => self.conn.execute(
-                "INSERT OR REPLACE INTO pending_commits (group_id, message_id) VALUES (?1, ?2)",
-                params![group.to_string(), id.to_string()],
-            )?,
+        self.set_pending(group, upload, None)
+    }
+
+    /// [`Store::set_pending_commit`], for the commit founding `group`, with
+    /// the name and peer its conversation gets once the server accepts it.
+    pub fn set_pending_founding(
+        &self,
+        group: &GroupId,
+        upload: &CommitUpload,
+        name: &str,
+        peer: Option<&UserName>,
+    ) -> Result<(), ClientError> {
+        self.set_pending(group, Some(upload), Some((name, peer)))
+    }
+
+    fn set_pending(
+        &self,
+        group: &GroupId,
+        upload: Option<&CommitUpload>,
+        founding: Option<(&str, Option<&UserName>)>,
+    ) -> Result<(), ClientError> {
+        match upload {
+            Some(upload) => {
+                let json = serde_json::to_string(upload)
+                    .map_err(|e| ClientError::Corrupt(e.to_string()))?;
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO pending_commits
+                         (group_id, message_id, upload, founding_name, founding_peer)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        group.to_string(),
+                        upload.message_id.to_string(),
+                        json,
+                        founding.map(|(name, _)| name),
+                        founding.and_then(|(_, peer)| peer.map(UserName::as_str))
+                    ],
+                )?
+            }
             None => self.conn.execute(
                 "DELETE FROM pending_commits WHERE group_id = ?1",
                 [group.to_string()],
             )?,
         };
         Ok(())
+    }
+
+    /// Every commit of this device whose outcome is not known yet.
+    pub fn pending_commits(&self) -> Result<Vec<PendingCommit>, ClientError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT group_id, upload, founding_name, founding_peer FROM pending_commits
+             WHERE upload IS NOT NULL ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (group, upload, name, peer) = row?;
+            let corrupt = || ClientError::Corrupt("pending commit".into());
+            Ok(PendingCommit {
+                group: group.parse().map_err(|_| corrupt())?,
+                upload: serde_json::from_str(&upload).map_err(|_| corrupt())?,
+                founding: match name {
+                    Some(name) => Some((
+                        name,
+                        peer.map(|p| p.parse()).transpose().map_err(|_| corrupt())?,
+                    )),
+                    None => None,
+                },
+            })
+        })
+        .collect()
     }
 
     pub fn pending_commit(&self, group: &GroupId) -> Result<Option<MessageId>, ClientError> {
@@ -1312,7 +1401,12 @@ mod tests {
                  updated_at, sent_since_update FROM conversations;
              DROP TABLE conversations;
              ALTER TABLE c1 RENAME TO conversations;
-             ALTER TABLE contacts DROP COLUMN proven_epoch;",
+             ALTER TABLE contacts DROP COLUMN proven_epoch;
+             DROP TABLE pending_commits;
+             CREATE TABLE pending_commits (
+                 group_id TEXT PRIMARY KEY,
+                 message_id TEXT NOT NULL
+             );",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();

@@ -27,6 +27,50 @@ use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, CIPHERSUITE, Metadata};
 use crate::store::{Conversation, StoredMessage};
 
+/// The events a sync learns, before they are queued durably.
+#[derive(Default)]
+struct Journal {
+    /// Learnt since the last [`Journal::keep`].
+    events: Vec<Event>,
+    /// Every alert this sync raised so far: its code and the user it names.
+    alerts: Vec<(AlertCode, Option<UserName>)>,
+}
+
+impl Journal {
+    /// Queues the events learnt so far durably, for this sync's result or,
+    /// if it is cancelled, the next one's.
+    fn keep(&mut self, store: &crate::store::Store) -> Result<(), ClientError> {
+        for event in &self.events {
+            if let Event::Alert { code, sender, .. } = event {
+                self.alerts.push((*code, sender.clone()));
+            }
+        }
+        store.queue_events(&self.events)?;
+        self.events.clear();
+        Ok(())
+    }
+
+    /// Whether this sync already raised alert `code` about `user`.
+    fn said(&self, code: AlertCode, user: Option<&UserName>) -> bool {
+        let kept = self
+            .alerts
+            .iter()
+            .any(|(c, u)| *c == code && u.as_ref() == user);
+        kept || self.events.iter().any(|e| {
+            matches!(e, Event::Alert { code: c, sender, .. } if *c == code && sender.as_ref() == user)
+        })
+    }
+}
+
+/// Where the events a conversation's sync learns go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Left in the caller's list: the operation reports them itself.
+    InMemory,
+    /// Queued durably after each entry (see [`Client::sync`]).
+    Durably,
+}
+
 /// A Welcome staged for this device, or why it is skipped (with the event
 /// to report, if any).
 enum Staging {
@@ -55,15 +99,23 @@ impl Client {
     /// conversation's log. Returns the events in order; security alerts are
     /// [`Event::Alert`].
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
-        // Events learnt since the last sync (e.g. while a send caught up).
-        let (mut events, queued_up_to) = self.store.queued_events()?;
-        self.check_head(&mut events).await?;
-        self.monitor_own_history(&mut events).await?;
-        self.sync_inbox(&mut events).await?;
+        // Each step's events are queued durably as soon as the step has
+        // stored what it learnt, so that a sync cancelled midway (its
+        // future dropped at a network call) loses none: the next sync
+        // reports them. What an earlier operation queued comes first.
+        let mut journal = Journal::default();
+        self.settle_pending_commits().await?;
+        self.check_head(&mut journal.events).await?;
+        journal.keep(&self.store)?;
+        self.monitor_own_history(&mut journal.events).await?;
+        journal.keep(&self.store)?;
+        self.sync_inbox(&mut journal).await?;
         for conversation in self.store.active_conversations()? {
-            self.sync_conversation(&conversation, &mut events).await?;
+            self.sync_conversation(&conversation, &mut journal.events, Keep::Durably)
+                .await?;
         }
-        self.check_gossip(&mut events).await?;
+        self.check_gossip(&mut journal.events).await?;
+        journal.keep(&self.store)?;
 
         // Every device list this device relies on, its own included: a list
         // that fails verification is an alert (for the own account,
@@ -82,21 +134,23 @@ impl Client {
         let fetched = self.device_lists(users.iter()).await?;
         // The own account's key history may have said it already.
         for alert in fetched.alerts {
-            let said = events.iter().any(|e| {
-                matches!(e, Event::Alert { code, sender, .. } if *code == alert.code && sender.as_ref() == alert.user.as_ref())
-            });
-            if !said {
-                events.push(alert.into());
+            if !journal.said(alert.code, alert.user.as_ref()) {
+                journal.events.push(alert.into());
             }
         }
+        journal.keep(&self.store)?;
         for (conversation, leaves) in rosters {
-            self.reconcile(&conversation, &leaves, &fetched.lists, &mut events)
+            self.reconcile(&conversation, &leaves, &fetched.lists, &mut journal.events)
                 .await?;
+            journal.keep(&self.store)?;
         }
         for conversation in self.store.writable_conversations()? {
-            events.extend(self.maybe_self_update(&conversation).await?);
+            let updated = self.maybe_self_update(&conversation).await?;
+            journal.events.extend(updated);
+            journal.keep(&self.store)?;
         }
         self.replenish_key_packages().await?;
+        let (events, queued_up_to) = self.store.queued_events()?;
         self.store.drop_queued_events(queued_up_to)?;
         Ok(events)
     }
@@ -180,13 +234,14 @@ impl Client {
         self.self_update(&current).await
     }
 
-    async fn sync_inbox(&mut self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+    async fn sync_inbox(&mut self, journal: &mut Journal) -> Result<(), ClientError> {
         let page = self.api.read_inbox(self.signer(), 0).await?;
         let mut done = Vec::with_capacity(page.items.len());
         for item in page.items {
             match item.kind {
-                InboxKind::Welcome => self.join(&item, events).await?,
+                InboxKind::Welcome => self.join(&item, &mut journal.events).await?,
             }
+            journal.keep(&self.store)?;
             done.push(item.id);
         }
         if !done.is_empty() {
@@ -399,7 +454,15 @@ impl Client {
         &mut self,
         conversation: &Conversation,
         events: &mut Vec<Event>,
+        keep: Keep,
     ) -> Result<(), ClientError> {
+        let kept = |client: &Client, events: &mut Vec<Event>| -> Result<(), ClientError> {
+            if keep == Keep::Durably {
+                client.store.queue_events(events)?;
+                events.clear();
+            }
+            Ok(())
+        };
         let group = conversation.group;
         let name = &conversation.name;
         let mut cursor = conversation.cursor;
@@ -422,7 +485,7 @@ impl Client {
                             ),
                         ));
                     }
-                    return Ok(());
+                    return kept(self, events);
                 }
                 Err(e) => return Err(e),
             };
@@ -449,6 +512,7 @@ impl Client {
                     ));
                 }
                 self.process_entry(conversation, &entry, events).await?;
+                kept(self, events)?;
                 cursor = entry.seq;
                 if entry.kind == EntryKind::Commit && !self.is_active(&group)? {
                     // Removed by that commit: nothing after it is for us.

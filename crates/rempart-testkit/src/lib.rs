@@ -28,7 +28,7 @@ pub mod postgres;
 mod proxy;
 
 pub use people::{account, alerts, name, t, texts};
-pub use proxy::{Exchange, Proxy, sign_head};
+pub use proxy::{Exchange, Proxy, StallAt, sign_head};
 
 /// The directory epoch interval of test servers: short, so that a new
 /// account's keys are provable soon after it registers.

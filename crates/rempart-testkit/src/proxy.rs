@@ -28,11 +28,31 @@ pub struct Exchange {
 
 type Rewrite = Arc<dyn Fn(&mut Exchange) + Send + Sync>;
 
+/// Where a stalled request is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallAt {
+    /// Before it reaches the server: the server never sees it.
+    BeforeServer,
+    /// After the server answered: the server acted, the client never hears.
+    AfterServer,
+}
+
+/// Counts requests and may hold one of them for ever.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Requests seen since the last [`Proxy::stall`] or [`Proxy::count`].
+    seen: usize,
+    /// The request to hold (1 for the first after the reset), and where.
+    stall: Option<(usize, StallAt)>,
+}
+
 /// A proxy listening on 127.0.0.1 in front of `upstream`.
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`: give this to the client under attack.
     pub url: String,
     rewrite: Arc<Mutex<Option<Rewrite>>>,
+    gate: Arc<Mutex<Gate>>,
+    stalled: Arc<tokio::sync::Notify>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -47,16 +67,22 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     rewrite: Arc<Mutex<Option<Rewrite>>>,
+    gate: Arc<Mutex<Gate>>,
+    stalled: Arc<tokio::sync::Notify>,
 }
 
 impl Proxy {
     /// Starts an honest proxy to `upstream` (call inside a tokio runtime).
     pub async fn start(upstream: &str) -> Self {
         let rewrite = Arc::new(Mutex::new(None));
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let stalled = Arc::new(tokio::sync::Notify::new());
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             rewrite: rewrite.clone(),
+            gate: gate.clone(),
+            stalled: stalled.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,8 +99,33 @@ impl Proxy {
         Self {
             url,
             rewrite,
+            gate,
+            stalled,
             stop: Some(stop),
         }
+    }
+
+    /// From now on, counts requests afresh and holds the `n`-th (from 1)
+    /// for ever, at `at`; [`Proxy::stalled`] resolves once it is held.
+    pub fn stall(&self, n: usize, at: StallAt) {
+        let mut gate = self.gate.lock().unwrap();
+        gate.seen = 0;
+        gate.stall = Some((n, at));
+    }
+
+    /// Resolves once the request named by [`Proxy::stall`] is held.
+    pub async fn stalled(&self) {
+        self.stalled.notified().await;
+    }
+
+    /// Holds nothing any more, and counts requests afresh.
+    pub fn release(&self) {
+        *self.gate.lock().unwrap() = Gate::default();
+    }
+
+    /// Requests seen since the last [`Proxy::stall`] or [`Proxy::release`].
+    pub fn requests(&self) -> usize {
+        self.gate.lock().unwrap().seen
     }
 
     /// From now on, every response passes through `rewrite`.
@@ -96,7 +147,28 @@ impl Drop for Proxy {
     }
 }
 
+/// Whether this request is the one to hold at `at` (counting it once, when
+/// it arrives).
+fn hold(shared: &Shared, at: StallAt, arriving: bool, number: &mut usize) -> bool {
+    let mut gate = shared.gate.lock().unwrap();
+    if arriving {
+        gate.seen += 1;
+        *number = gate.seen;
+    }
+    gate.stall == Some((*number, at))
+}
+
+async fn stall_for_ever(shared: &Shared) -> Response {
+    shared.stalled.notify_one();
+    std::future::pending::<()>().await;
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
 async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+    let mut number = 0;
+    if hold(&shared, StallAt::BeforeServer, true, &mut number) {
+        return stall_for_ever(&shared).await;
+    }
     let (parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -119,6 +191,9 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let status = answer.status().as_u16();
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
     let body = answer.bytes().await.unwrap_or_default().to_vec();
+    if hold(&shared, StallAt::AfterServer, false, &mut number) {
+        return stall_for_ever(&shared).await;
+    }
     let mut exchange = Exchange {
         method: parts.method.to_string(),
         path,
