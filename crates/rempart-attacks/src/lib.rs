@@ -190,4 +190,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "answers every read of a conversation's log with a full page of entries the device already has, always saying there is more",
         user_sees: "the sync ends with a typed error (the log is not well-formed) after one such page, with no hang; served honestly again, the conversation goes on",
     },
+    Attack {
+        number: 28,
+        test: "tampered_link_request",
+        attacker: "answers a device waiting to link a new one with a sealed request of its own: one replayed from an earlier link, then one with a byte changed",
+        user_sees: "the typed error that the link was tampered with, each time; no device is added to the account",
+    },
 ];

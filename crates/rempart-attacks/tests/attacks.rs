@@ -13,7 +13,7 @@ use ed25519_dalek::SigningKey;
 use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
 use rempart_client::{AlertCode, Client, ClientError, Event};
-use rempart_proto::api::{Appended, EntryKind, ErrorBody, LogPage, error_code};
+use rempart_proto::api::{Appended, EntryKind, ErrorBody, LinkState, LogPage, error_code};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
 use rempart_proto::{DeviceId, PublicKey};
 use rempart_testkit::{
@@ -65,6 +65,7 @@ fn main() {
         ),
         attack("replayed_device_list", replayed_device_list),
         attack("endless_log_page", endless_log_page),
+        attack("tampered_link_request", tampered_link_request),
     ];
     assert_eq!(
         trials.len(),
@@ -1312,4 +1313,82 @@ async fn endless_log_page() {
         texts(&bob.sync().await.unwrap()),
         [t("alice", "alice", "two")]
     );
+}
+
+/// Links a new device of `phone`'s account, through `scene`, with `home`.
+async fn link_laptop(scene: &Scene, phone: &mut Client, home: &str) -> rempart_proto::DeviceId {
+    let pending = phone.start_link().await.unwrap();
+    let code = pending.code().to_owned();
+    let laptop_home = scene.homes.path().join(home);
+    let (linked, laptop) = tokio::join!(
+        phone.finish_link(pending, Duration::from_millis(20)),
+        Client::link_device(
+            &laptop_home,
+            &scene.server.url,
+            &code,
+            Duration::from_millis(20)
+        ),
+    );
+    drop(laptop.unwrap());
+    linked.unwrap()
+}
+
+async fn tampered_link_request() {
+    let scene = Scene::start().await;
+    let phones_view = &scene.view;
+    let mut phone = scene.watched("alice").await;
+    // The server keeps the sealed request of an honest link.
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+    {
+        let kept = kept.clone();
+        phones_view.rewrite(move |exchange| {
+            if exchange.method == "GET"
+                && exchange.path.starts_with("/v1/links/")
+                && !exchange.path.ends_with("/response")
+                && exchange.status == 200
+                && let Ok(state) = serde_json::from_slice::<LinkState>(&exchange.body)
+                && let Some(sealed) = state.sealed
+            {
+                *kept.lock().unwrap() = Some(sealed);
+            }
+        });
+    }
+    link_laptop(&scene, &mut phone, "alice-laptop").await;
+    let replayed = kept
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the honest request was seen");
+    let devices = phone.devices().await.unwrap();
+    assert_eq!(devices.len(), 2);
+
+    // At the next link, the server answers the phone's wait with a sealed
+    // request of its own: the one of the earlier link (a replay), then that
+    // one with a byte changed (a substitution). No new device posted one.
+    let mut substituted = replayed.clone();
+    substituted[0] ^= 1;
+    for sealed in [replayed, substituted] {
+        phones_view.rewrite(move |exchange| {
+            if exchange.method == "GET"
+                && exchange.path.starts_with("/v1/links/")
+                && !exchange.path.ends_with("/response")
+            {
+                exchange.status = 200;
+                exchange.body = serde_json::to_vec(&LinkState {
+                    sealed: Some(sealed.clone()),
+                })
+                .unwrap();
+            }
+        });
+        let pending = phone.start_link().await.unwrap();
+        let refused = phone.finish_link(pending, Duration::from_millis(20)).await;
+        assert!(
+            matches!(refused, Err(ClientError::LinkTampered)),
+            "{refused:?}"
+        );
+        // No device was added: the account's list is what it was.
+        phones_view.honest();
+        assert_eq!(phone.devices().await.unwrap(), devices);
+        assert!(alerts(&phone.sync().await.unwrap()).is_empty());
+    }
 }
