@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
+use rempart_client::session::Live;
 use rempart_client::{Client, ClientError, Event};
 use rempart_proto::{DeviceId, PublicKey, UserName};
 use serde_json::json;
@@ -81,6 +82,9 @@ enum Command {
     },
     /// Fetch and show everything new.
     Sync,
+    /// Stay connected and print events as they arrive, until interrupted
+    /// (Ctrl-C or SIGTERM).
+    Listen,
     /// Show the safety number with a user, or confirm it after comparing.
     Verify {
         /// The contact.
@@ -293,6 +297,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::Sync => Client::open(&home)?.sync().await?,
+        Command::Listen => return listen(Client::open(&home)?, out).await,
         Command::Verify { user, confirm } => {
             let client = Client::open(&home)?;
             let number = match confirm {
@@ -548,6 +553,33 @@ fn default_home() -> Result<PathBuf, ClientError> {
         .ok_or_else(|| ClientError::NoAccount {
             home: PathBuf::from("(no data directory: set --home or REMPART_HOME)"),
         })
+}
+
+/// Runs the client live and prints each event as it arrives, until SIGINT
+/// or SIGTERM (exit 0), or until the session stops.
+async fn listen(client: Client, out: &Output) -> Result<ExitCode, ClientError> {
+    let mut live = Live::start(client).map_err(|e| ClientError::Io {
+        path: PathBuf::from("(live session)"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| ClientError::Io {
+        path: PathBuf::from("(signals)"),
+        source,
+    })?;
+    loop {
+        tokio::select! {
+            event = live.next_event() => match event {
+                Some(event) => out.event(&event),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    // Closing is best effort: the store is consistent at every step.
+    let _ = live.stop().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The error's message, with a hint where the engine's own words need one.

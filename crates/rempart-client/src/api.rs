@@ -421,6 +421,36 @@ impl ServerApi {
         }
     }
 
+    /// Opens this device's authenticated WebSocket session (a signed
+    /// upgrade of `GET /v1/ws`), with the preferred node first and then the
+    /// others, as requests fail over. The error of the last node tried.
+    pub async fn connect_session(&self, signer: Signer<'_>) -> Result<WebSocket, ClientError> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let count = self.nodes.len();
+        let mut failure = None;
+        for attempt in 0..count {
+            let index = (first + attempt) % count;
+            let node = &self.nodes[index];
+            match connect_node(node, signer).await {
+                Ok(socket) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(socket);
+                }
+                Err(reason) => {
+                    tracing::warn!(node, %reason, "no live session with this server node");
+                    failure = Some(ClientError::Network {
+                        url: node.clone(),
+                        reason: format!("the live session could not be opened: {reason}"),
+                    });
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| ClientError::Network {
+            url: self.spec.clone(),
+            reason: "no server node".into(),
+        }))
+    }
+
     /// Sends one request to one node; returns its status and body.
     async fn send(
         &self,
@@ -453,6 +483,42 @@ impl ServerApi {
         let answer = response.bytes().await?;
         Ok((status, answer.to_vec()))
     }
+}
+
+/// This device's WebSocket session with a server node.
+pub(crate) type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the signed WebSocket upgrade at `node` (its `http` scheme becomes
+/// `ws`, `https` becomes `wss`).
+async fn connect_node(node: &str, signer: Signer<'_>) -> Result<WebSocket, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let url = match node.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}{}", api::WS_PATH),
+        None => format!(
+            "ws://{}{}",
+            node.trim_start_matches("http://"),
+            api::WS_PATH
+        ),
+    };
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let auth = RequestAuth::sign(
+        signer.key.signing_key(),
+        signer.device,
+        "GET",
+        api::WS_PATH,
+        b"",
+        unix_now(),
+    );
+    for (name, value) in auth.headers() {
+        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        request.headers_mut().insert(name, value);
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(socket)
 }
 
 /// Checks one node URL; returns it without a trailing slash.

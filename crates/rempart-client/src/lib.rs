@@ -40,6 +40,7 @@ mod event;
 mod keys;
 mod mls;
 mod safety;
+pub mod session;
 mod store;
 mod sync;
 

@@ -1,0 +1,134 @@
+//! The engine running live against a real server: pushes over the device's
+//! WebSocket session bring messages without any `sync` call, a restart of
+//! the server loses and repeats nothing, and sends go out while the event
+//! stream runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use rempart_client::session::{Live, SessionState};
+use rempart_testkit::{TestServer, account, name, t, texts};
+use tempfile::TempDir;
+
+/// A guard against a hang, not a measure: generous on any machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The next `n` messages the live session reports (other events skipped).
+async fn messages(live: &mut Live, n: usize) -> Vec<(String, String, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let event = tokio::time::timeout(PATIENCE, live.next_event())
+            .await
+            .expect("the live session went quiet")
+            .expect("the live session stopped");
+        seen.extend(texts(std::slice::from_ref(&event)));
+        assert!(!event.is_alert(), "{event:?}");
+    }
+    seen
+}
+
+/// Waits until the session says it is live.
+async fn until_live(live: &Live) {
+    tokio::time::timeout(PATIENCE, async {
+        while live.state() != SessionState::Live {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session never went live");
+}
+
+#[tokio::test]
+async fn a_listening_device_receives_five_messages_with_no_sync() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut live = Live::start(bob).unwrap();
+    until_live(&live).await;
+    for i in 1..=5 {
+        alice
+            .send_text(&name("bob"), &format!("message {i}"))
+            .await
+            .unwrap();
+    }
+    let expected: Vec<_> = (1..=5)
+        .map(|i| t("alice", "alice", &format!("message {i}")))
+        .collect();
+    assert_eq!(messages(&mut live, 5).await, expected);
+
+    // Bob answers while the stream runs.
+    live.send_text(&name("alice"), "got them all")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [t("bob", "bob", "got them all")]
+    );
+    let bob = live.stop().await.unwrap();
+    assert_eq!(bob.user().as_str(), "bob");
+}
+
+#[tokio::test]
+async fn a_server_restart_loses_and_repeats_nothing() {
+    let mut server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut live = Live::start(bob).unwrap();
+    until_live(&live).await;
+    alice.send_text(&name("bob"), "before").await.unwrap();
+    assert_eq!(
+        messages(&mut live, 1).await,
+        [t("alice", "alice", "before")]
+    );
+
+    // The server stops and starts again on its own data: the session drops,
+    // and the listener comes back by itself.
+    let data = server.snapshot();
+    server.restart_from(data.path()).await;
+    for i in 1..=3 {
+        alice
+            .send_text(&name("bob"), &format!("after {i}"))
+            .await
+            .unwrap();
+    }
+    let expected: Vec<_> = (1..=3)
+        .map(|i| t("alice", "alice", &format!("after {i}")))
+        .collect();
+    assert_eq!(messages(&mut live, 3).await, expected);
+    until_live(&live).await;
+    // Nothing more comes: no message twice.
+    alice.send_text(&name("bob"), "last").await.unwrap();
+    assert_eq!(messages(&mut live, 1).await, [t("alice", "alice", "last")]);
+    live.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_session_it_polls_and_still_delivers() {
+    let server = TestServer::start().await;
+    // The test proxy forwards requests but cannot carry a WebSocket upgrade.
+    let proxy = rempart_testkit::Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob =
+        rempart_client::Client::create_account(&homes.path().join("bob"), &proxy.url, name("bob"))
+            .await
+            .unwrap();
+    let mut live = Live::start(bob).unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while live.state() != SessionState::Polling {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session never fell back to polling");
+    alice.send_text(&name("bob"), "polled").await.unwrap();
+    assert_eq!(
+        messages(&mut live, 1).await,
+        [t("alice", "alice", "polled")]
+    );
+    assert_eq!(live.state(), SessionState::Polling);
+    live.stop().await.unwrap();
+}
