@@ -132,3 +132,71 @@ async fn without_a_session_it_polls_and_still_delivers() {
     assert_eq!(live.state(), SessionState::Polling);
     live.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_thousand_messages_all_arrive_in_order() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut live = Live::start(bob).unwrap();
+    until_live(&live).await;
+    const COUNT: usize = 1000;
+    // Sent while Bob's session takes them in, on its own thread.
+    for i in 0..COUNT {
+        alice
+            .send_text(&name("bob"), &format!("{i:04}"))
+            .await
+            .unwrap();
+    }
+    let seen = messages(&mut live, COUNT).await;
+    let expected: Vec<_> = (0..COUNT)
+        .map(|i| t("alice", "alice", &format!("{i:04}")))
+        .collect();
+    assert_eq!(seen, expected);
+    live.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_listener_fails_over_when_its_node_dies() {
+    let Some(schema) = rempart_testkit::postgres::TestSchema::create("live_failover").await else {
+        return;
+    };
+    let database: rempart_server::Database = schema.url().parse().unwrap();
+    let node_a = TestServer::start_node(database.clone(), None).await;
+    let node_b = TestServer::start_node(database, Some(node_a.data_dir())).await;
+    let homes = TempDir::new().unwrap();
+    let both = format!("{},{}", node_a.url, node_b.url);
+    let bob = rempart_client::Client::create_account(&homes.path().join("bob"), &both, name("bob"))
+        .await
+        .unwrap();
+    let mut alice = rempart_client::Client::create_account(
+        &homes.path().join("alice"),
+        &node_b.url,
+        name("alice"),
+    )
+    .await
+    .unwrap();
+    let mut live = Live::start(bob).unwrap();
+    until_live(&live).await;
+    alice.send_text(&name("bob"), "through a").await.unwrap();
+    assert_eq!(
+        messages(&mut live, 1).await,
+        [t("alice", "alice", "through a")]
+    );
+
+    // Node A, which Bob's session is on, goes away; B carries on.
+    node_a.stop().await;
+    alice.send_text(&name("bob"), "through b").await.unwrap();
+    assert_eq!(
+        messages(&mut live, 1).await,
+        [t("alice", "alice", "through b")]
+    );
+    until_live(&live).await;
+    alice.send_text(&name("bob"), "pushed by b").await.unwrap();
+    assert_eq!(
+        messages(&mut live, 1).await,
+        [t("alice", "alice", "pushed by b")]
+    );
+    live.stop().await.unwrap();
+}
