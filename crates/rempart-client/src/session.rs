@@ -17,20 +17,23 @@
 //! A UI or a script sends while the stream runs ([`Live::send_text`],
 //! [`Live::send_to_group`]): the session's task runs each request between
 //! two catch-ups, on the same store, so nothing runs concurrently on it.
+//! While connected, a text goes over the session itself, without a
+//! signature per message (the session was opened by a signed request);
+//! otherwise over HTTP, as without the session.
 //! [`Live::stop`] gives the [`Client`] back.
 
 use std::time::Duration;
 
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rand::Rng as _;
-use rempart_proto::api::PushEvent;
+use rempart_proto::api::{PushEvent, SessionRequest};
 use rempart_proto::{MessageId, UserName};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Client;
-use crate::api::WebSocket;
+use crate::api::{AppendOutcome, WebSocket};
 use crate::error::ClientError;
 use crate::event::Event;
 
@@ -251,6 +254,8 @@ async fn serve(
     events: &mpsc::UnboundedSender<Event>,
     requests: &mut mpsc::Receiver<Request>,
 ) -> Ended {
+    // Ids of this session's requests.
+    let mut outbound = 0;
     loop {
         tokio::select! {
             message = socket.next() => {
@@ -264,19 +269,170 @@ async fn serve(
                 while let Some(Some(Ok(_))) = socket.next().now_or_never() {}
                 catch_up(client, events).await;
             }
-            request = requests.recv() => match request {
-                Some(request) => {
-                    if let Ended::Stopped(reply) = handle(client, request).await {
-                        return Ended::Stopped(reply);
+            request = requests.recv() => {
+                let outcome = match request {
+                    Some(Request::SendText { to, text, reply }) => {
+                        let target = Target::Peer(to);
+                        let sent = send_over(client, &mut socket, &mut outbound, target, &text).await;
+                        let _ = reply.send(sent.result);
+                        sent.after
                     }
+                    Some(Request::SendToGroup { group, text, reply }) => {
+                        let target = Target::Group(group);
+                        let sent = send_over(client, &mut socket, &mut outbound, target, &text).await;
+                        let _ = reply.send(sent.result);
+                        sent.after
+                    }
+                    Some(Request::Stop { reply }) => return Ended::Stopped(Some(reply)),
+                    None => return Ended::Stopped(None),
+                };
+                match outcome {
+                    After::Nothing => {}
+                    After::CatchUp => catch_up(client, events).await,
+                    After::Reconnect => return Ended::Disconnected,
                 }
-                None => return Ended::Stopped(None),
-            },
+            }
         }
         if events.is_closed() {
             return Ended::Stopped(None);
         }
     }
+}
+
+/// Where a text goes.
+enum Target {
+    Peer(UserName),
+    Group(String),
+}
+
+/// What the session does after a send over it.
+enum After {
+    Nothing,
+    /// Pushes came while waiting for the answer.
+    CatchUp,
+    /// The connection dropped.
+    Reconnect,
+}
+
+/// The outcome of a send over the session.
+struct SentOver {
+    result: Result<MessageId, ClientError>,
+    after: After,
+}
+
+/// Sends a text over the session: encrypted and recorded as sent in one
+/// local transaction, then sent as a session request, without a signature
+/// of its own, and recorded in the history once the server answers that it
+/// is durably in the log. A conversation that does not exist yet is founded
+/// over HTTP first, as without the session. If the connection drops before
+/// the answer, the same message (same id, same ciphertext) goes again over
+/// HTTP, which the server treats as a repeat if it had it; if the server
+/// refuses it (another commit won the epoch), it is sent again over HTTP
+/// the usual way, which catches up first.
+async fn send_over(
+    client: &mut Client,
+    socket: &mut WebSocket,
+    outbound: &mut u64,
+    target: Target,
+    text: &str,
+) -> SentOver {
+    let done = |result| SentOver {
+        result,
+        after: After::Nothing,
+    };
+    let conversation = match &target {
+        Target::Peer(to) => match client.store.conversation_with(to) {
+            Ok(Some(conversation)) => conversation,
+            Ok(None) => return done(client.send_text(to, text).await),
+            Err(e) => return done(Err(e)),
+        },
+        Target::Group(name) => match client.active_group(name) {
+            Ok(conversation) => conversation,
+            Err(e) => return done(Err(e)),
+        },
+    };
+    let sealed = crate::conversation::check_text(text).and_then(|()| {
+        let outgoing = client.prepare_text(&conversation, text)?;
+        let plaintext = outgoing.envelope.plaintext()?;
+        let (epoch, data) =
+            client.encrypt_envelope(&conversation.group, &outgoing.id, &plaintext)?;
+        Ok((outgoing, epoch, data))
+    });
+    let (outgoing, epoch, data) = match sealed {
+        Ok(sealed) => sealed,
+        Err(e) => return done(Err(e)),
+    };
+    *outbound += 1;
+    let id = *outbound;
+    let request = SessionRequest::Send {
+        id,
+        group: conversation.group,
+        message_id: outgoing.id,
+        epoch,
+        data: data.clone(),
+    };
+    let frame = match serde_json::to_string(&request) {
+        Ok(frame) => frame,
+        Err(e) => return done(Err(ClientError::Corrupt(e.to_string()))),
+    };
+    let mut after = After::Nothing;
+    let mut answered = None;
+    if socket.send(Message::text(frame)).await.is_ok() {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = &message else {
+                continue;
+            };
+            match serde_json::from_str::<PushEvent>(text.as_str()) {
+                Ok(PushEvent::Sent { id: answer, .. }) if answer == id => {
+                    answered = Some(true);
+                    break;
+                }
+                Ok(PushEvent::Refused { id: answer, .. }) if answer == id => {
+                    answered = Some(false);
+                    break;
+                }
+                Ok(PushEvent::Group { .. } | PushEvent::Inbox) => after = After::CatchUp,
+                _ => {}
+            }
+        }
+    }
+    let result = match answered {
+        Some(true) => client
+            .store
+            .atomic(|| client.record_text(&conversation, &outgoing))
+            .map(|()| outgoing.id),
+        // Refused, nothing stored: the usual way, which catches up first.
+        Some(false) => match &target {
+            Target::Peer(to) => client.send_text(to, text).await,
+            Target::Group(name) => client.send_to_group(name, text).await,
+        },
+        // Cut off: the same message again, over HTTP.
+        None => {
+            after = After::Reconnect;
+            match client
+                .api
+                .put_message(
+                    client.signer(),
+                    &conversation.group,
+                    &outgoing.id,
+                    epoch,
+                    data,
+                )
+                .await
+            {
+                Ok(AppendOutcome::Accepted(_)) => client
+                    .store
+                    .atomic(|| client.record_text(&conversation, &outgoing))
+                    .map(|()| outgoing.id),
+                Ok(AppendOutcome::Stale { .. }) => match &target {
+                    Target::Peer(to) => client.send_text(to, text).await,
+                    Target::Group(name) => client.send_to_group(name, text).await,
+                },
+                Err(e) => Err(e),
+            }
+        }
+    };
+    SentOver { result, after }
 }
 
 /// Whether `message` is a push that calls for a catch-up.

@@ -200,3 +200,30 @@ async fn the_listener_fails_over_when_its_node_dies() {
     );
     live.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn two_live_devices_talk_over_their_sessions() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let mut alice = Live::start(alice).unwrap();
+    let mut bob = Live::start(bob).unwrap();
+    until_live(&alice).await;
+    until_live(&bob).await;
+    for i in 1..=3 {
+        alice.send_to_group("team", &format!("a{i}")).await.unwrap();
+        bob.send_to_group("team", &format!("b{i}")).await.unwrap();
+    }
+    let from = |sender: &str| -> Vec<_> {
+        (1..=3)
+            .map(|i| t("team", sender, &format!("{}{i}", &sender[..1])))
+            .collect()
+    };
+    assert_eq!(messages(&mut bob, 3).await, from("alice"));
+    assert_eq!(messages(&mut alice, 3).await, from("bob"));
+    alice.stop().await.unwrap();
+    bob.stop().await.unwrap();
+}
