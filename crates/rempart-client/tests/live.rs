@@ -28,15 +28,20 @@ async fn messages(live: &mut Live, n: usize) -> Vec<(String, String, String)> {
     seen
 }
 
-/// Waits until the session says it is live.
-async fn until_live(live: &Live) {
+/// Waits until the session says it is `state`.
+async fn until(live: &Live, state: SessionState) {
     tokio::time::timeout(PATIENCE, async {
-        while live.state() != SessionState::Live {
+        while live.state() != state {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the session never went live");
+    .unwrap_or_else(|_| panic!("the session never became {state:?}"));
+}
+
+/// Waits until the session says it is live.
+async fn until_live(live: &Live) {
+    until(live, SessionState::Live).await;
 }
 
 #[tokio::test]
@@ -117,13 +122,7 @@ async fn without_a_session_it_polls_and_still_delivers() {
             .await
             .unwrap();
     let mut live = Live::start(bob).unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while live.state() != SessionState::Polling {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the session never fell back to polling");
+    until(&live, SessionState::Polling).await;
     alice.send_text(&name("bob"), "polled").await.unwrap();
     assert_eq!(
         messages(&mut live, 1).await,

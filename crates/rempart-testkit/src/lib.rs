@@ -56,13 +56,21 @@ impl TestServer {
 
     /// Starts a server publishing directory epochs every `interval`.
     pub async fn start_with_epochs(interval: std::time::Duration) -> Self {
-        let data = TempDir::new().unwrap();
+        Self::launched(TempDir::new().unwrap(), interval, None).await
+    }
+
+    /// A server on `data`, started.
+    async fn launched(
+        data: TempDir,
+        interval: std::time::Duration,
+        database: Option<Database>,
+    ) -> Self {
         let mut server = Self {
             url: String::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             interval,
             data,
-            database: None,
+            database,
             stop: None,
             running: None,
         };
@@ -79,17 +87,7 @@ impl TestServer {
         if let Some(keys) = keys_from {
             copy_keys(keys, data.path());
         }
-        let mut server = Self {
-            url: String::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            interval: TEST_EPOCH_INTERVAL,
-            data,
-            database: Some(database),
-            stop: None,
-            running: None,
-        };
-        server.launch().await;
-        server
+        Self::launched(data, TEST_EPOCH_INTERVAL, Some(database)).await
     }
 
     /// Starts a second server on a copy of another's data (see
@@ -102,17 +100,7 @@ impl TestServer {
             let path = entry.unwrap().path();
             std::fs::copy(&path, data.path().join(path.file_name().unwrap())).unwrap();
         }
-        let mut server = Self {
-            url: String::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            interval: TEST_EPOCH_INTERVAL,
-            data,
-            database: None,
-            stop: None,
-            running: None,
-        };
-        server.launch().await;
-        server
+        Self::launched(data, TEST_EPOCH_INTERVAL, None).await
     }
 
     /// Stops the server and waits until it has stopped.

@@ -263,7 +263,10 @@ impl DirectoryService {
         interval: Duration,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let mut ticks = tokio::time::interval(interval);
+        // The first turn one interval after the start, like every other:
+        // an immediate one would publish whatever arrives while the node
+        // starts, at a moment that depends on scheduling.
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
