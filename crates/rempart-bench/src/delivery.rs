@@ -47,6 +47,9 @@ pub struct DeliveryOptions {
     pub server: Option<String>,
     /// Also run the same workload through NATS JetStream, as a reference.
     pub nats: Option<String>,
+    /// Also run this many real client engines live against the same server
+    /// ([`crate::end_to_end`]), after the server-only mode.
+    pub end_to_end: Option<usize>,
 }
 
 impl DeliveryOptions {
@@ -60,6 +63,7 @@ impl DeliveryOptions {
             in_flight: 8,
             server: None,
             nats: None,
+            end_to_end: None,
         }
     }
 
@@ -106,6 +110,19 @@ pub struct DeliveryReport {
     pub ceiling_rows_per_s: f64,
     /// `msgs_per_s / ceiling_rows_per_s`.
     pub ratio_to_ceiling: f64,
+    /// End-to-end mode, from the same run: real client engines running
+    /// live, texts delivered per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_msgs_per_s: Option<f64>,
+    /// Its start of a send to arrival as an event, median, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_p50_ms: Option<f64>,
+    /// Its 99th percentile, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_p99_ms: Option<f64>,
+    /// Its devices (half of them send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_devices: Option<usize>,
     /// The same workload through a NATS JetStream stream, members reading
     /// from the stream: acknowledged publishes/s.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,6 +265,10 @@ pub async fn measure(options: &DeliveryOptions) -> Result<DeliveryReport, BenchE
         server_rss_bytes,
         ceiling_rows_per_s: ceiling,
         ratio_to_ceiling: msgs_per_s / ceiling,
+        e2e_msgs_per_s: None,
+        e2e_p50_ms: None,
+        e2e_p99_ms: None,
+        e2e_devices: None,
         nats_msgs_per_s: None,
         nats_p50_ms: None,
         nats_p99_ms: None,
@@ -256,6 +277,13 @@ pub async fn measure(options: &DeliveryOptions) -> Result<DeliveryReport, BenchE
         nats_subscribed_p99_ms: None,
         nats_durability: None,
     };
+    if let Some(devices) = options.end_to_end {
+        let figures = crate::end_to_end::measure(server.url(), devices, options.duration).await?;
+        report.e2e_msgs_per_s = Some(figures.msgs_per_s);
+        report.e2e_p50_ms = Some(figures.p50_ms);
+        report.e2e_p99_ms = Some(figures.p99_ms);
+        report.e2e_devices = Some(figures.devices);
+    }
     drop(server);
 
     if let Some(url) = &options.nats {
@@ -541,6 +569,17 @@ impl fmt::Display for DeliveryReport {
             "  storage ceiling       {:>10.0} rows/s  (ratio {:.3})",
             self.ceiling_rows_per_s, self.ratio_to_ceiling
         )?;
+        if let (Some(devices), Some(rate), Some(p50), Some(p99)) = (
+            self.e2e_devices,
+            self.e2e_msgs_per_s,
+            self.e2e_p50_ms,
+            self.e2e_p99_ms,
+        ) {
+            writeln!(
+                f,
+                "  end to end            {rate:>10.0} msgs/s  ({devices} live client engines; send → delivered p50 {p50:.2} ms, p99 {p99:.2} ms)"
+            )?;
+        }
         if let (Some(rate), Some(p50), Some(p99)) =
             (self.nats_msgs_per_s, self.nats_p50_ms, self.nats_p99_ms)
         {

@@ -14,7 +14,8 @@
 //! second acknowledged durably, the latency from send to receipt at each
 //! other member, the server's CPU and memory, and the ratio to the storage
 //! ceiling measured in the same run. `--peer nats` runs the same workload
-//! through a NATS JetStream stream ([`nats`]). [`fanout`] measures the
+//! through a NATS JetStream stream ([`nats`]). `--end-to-end N` also runs
+//! real client engines, live, in the same run ([`end_to_end`]). [`fanout`] measures the
 //! server's CPU time per message as the group grows from 2 to 10,000
 //! members.
 //!
@@ -103,6 +104,7 @@ pub mod connections;
 pub mod delivery;
 pub mod device;
 pub mod directory;
+pub mod end_to_end;
 pub mod error;
 pub mod fanout;
 pub mod first_contact;

@@ -79,6 +79,10 @@ struct DeliveryArgs {
     /// Also run the workload through this reference relay.
     #[arg(long, value_enum)]
     peer: Option<Peer>,
+    /// Also run this many real client engines, live, against the same
+    /// server (end-to-end mode: real MLS, real stores).
+    #[arg(long, value_name = "DEVICES")]
+    end_to_end: Option<usize>,
     /// Where NATS listens, for `--peer nats`.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -188,6 +192,7 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
                 in_flight: args.in_flight.unwrap_or(defaults.in_flight),
                 server: args.server.clone(),
                 nats: args.peer.map(|Peer::Nats| args.nats_url.clone()),
+                end_to_end: args.end_to_end,
             };
             let report = tokio::runtime::Runtime::new()?.block_on(delivery::measure(&options))?;
             Ok(print(serde_json::to_string(&report)?, report.to_string()))

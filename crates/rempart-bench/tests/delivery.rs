@@ -93,3 +93,23 @@ async fn fanout_reports_a_cost_per_size_and_their_ratio() {
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_to_end_mode_delivers_through_live_client_engines() {
+    let options = DeliveryOptions {
+        devices: 2,
+        group_size: 2,
+        duration: Duration::from_millis(500),
+        in_flight: 1,
+        end_to_end: Some(2),
+        ..DeliveryOptions::quick()
+    };
+    let Some(report) = unless_missing(delivery::measure(&options).await) else {
+        return;
+    };
+    assert_eq!(report.e2e_devices, Some(2));
+    let rate = report.e2e_msgs_per_s.unwrap();
+    assert!(rate.is_finite() && rate > 0.0, "{report:?}");
+    let (p50, p99) = (report.e2e_p50_ms.unwrap(), report.e2e_p99_ms.unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{report:?}");
+}
