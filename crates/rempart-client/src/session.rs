@@ -17,6 +17,9 @@
 //! A UI or a script sends while the stream runs ([`Live::send_text`],
 //! [`Live::send_to_group`]): the session's task runs each request between
 //! two catch-ups, on the same store, so nothing runs concurrently on it.
+//! The group operations run the same way ([`Live::create_group`],
+//! [`Live::add_member`], [`Live::remove_member`], [`Live::leave_group`]);
+//! what they learn on the way comes out as events.
 //! While connected, a text goes over the session itself, without a
 //! signature per message (the session was opened by a signed request);
 //! otherwise over HTTP, as without the session.
@@ -85,8 +88,34 @@ enum Request {
         text: String,
         reply: oneshot::Sender<Result<MessageId, ClientError>>,
     },
+    /// A group operation, run on the client in turn; what it learnt on the
+    /// way comes out as events.
+    Group {
+        change: GroupChange,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     Stop {
         reply: oneshot::Sender<Client>,
+    },
+}
+
+/// A group operation asked of the live session.
+#[derive(Debug)]
+enum GroupChange {
+    Create {
+        name: String,
+        members: Vec<UserName>,
+    },
+    Add {
+        name: String,
+        user: UserName,
+    },
+    Remove {
+        name: String,
+        user: UserName,
+    },
+    Leave {
+        name: String,
     },
 }
 
@@ -103,6 +132,7 @@ impl std::fmt::Debug for Request {
         f.write_str(match self {
             Self::SendText { .. } => "SendText",
             Self::SendToGroup { .. } => "SendToGroup",
+            Self::Group { .. } => "Group",
             Self::Stop { .. } => "Stop",
         })
     }
@@ -161,6 +191,47 @@ impl Live {
             reply,
         })
         .await?;
+        Ok(answer.await.map_err(|_| SessionError::Stopped)??)
+    }
+
+    /// Creates the group `name` with `members` ([`Client::create_group`]).
+    pub async fn create_group(&self, name: &str, members: &[UserName]) -> Result<(), SessionError> {
+        self.change(GroupChange::Create {
+            name: name.to_owned(),
+            members: members.to_vec(),
+        })
+        .await
+    }
+
+    /// Adds `user` to the group `name` ([`Client::add_member`]).
+    pub async fn add_member(&self, name: &str, user: &UserName) -> Result<(), SessionError> {
+        self.change(GroupChange::Add {
+            name: name.to_owned(),
+            user: user.clone(),
+        })
+        .await
+    }
+
+    /// Removes `user` from the group `name` ([`Client::remove_member`]).
+    pub async fn remove_member(&self, name: &str, user: &UserName) -> Result<(), SessionError> {
+        self.change(GroupChange::Remove {
+            name: name.to_owned(),
+            user: user.clone(),
+        })
+        .await
+    }
+
+    /// Leaves the group `name` ([`Client::leave_group`]).
+    pub async fn leave_group(&self, name: &str) -> Result<(), SessionError> {
+        self.change(GroupChange::Leave {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    async fn change(&self, change: GroupChange) -> Result<(), SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Group { change, reply }).await?;
         Ok(answer.await.map_err(|_| SessionError::Stopped)??)
     }
 
@@ -282,6 +353,12 @@ async fn serve(
                         let sent = send_over(client, &mut socket, &mut outbound, target, &text).await;
                         let _ = reply.send(sent.result);
                         sent.after
+                    }
+                    Some(Request::Group { change, reply }) => {
+                        let (result, learnt) = run_change(client, change).await;
+                        let _ = reply.send(result);
+                        keep_learnt(client, &learnt);
+                        After::CatchUp
                     }
                     Some(Request::Stop { reply }) => return Ended::Stopped(Some(reply)),
                     None => return Ended::Stopped(None),
@@ -471,7 +548,41 @@ async fn handle(client: &mut Client, request: Request) -> Ended {
         Request::SendToGroup { group, text, reply } => {
             let _ = reply.send(client.send_to_group(&group, &text).await);
         }
+        Request::Group { change, reply } => {
+            let (result, learnt) = run_change(client, change).await;
+            let _ = reply.send(result);
+            keep_learnt(client, &learnt);
+        }
         Request::Stop { reply } => return Ended::Stopped(Some(reply)),
     }
     Ended::Disconnected
+}
+
+/// Runs a group operation: its result, and the events it learnt on the
+/// way (other members' changes it caught up with).
+async fn run_change(
+    client: &mut Client,
+    change: GroupChange,
+) -> (Result<(), ClientError>, Vec<Event>) {
+    let result = match change {
+        GroupChange::Create { name, members } => client
+            .create_group(&name, &members)
+            .await
+            .map(|()| Vec::new()),
+        GroupChange::Add { name, user } => client.add_member(&name, &user).await,
+        GroupChange::Remove { name, user } => client.remove_member(&name, &user).await,
+        GroupChange::Leave { name } => client.leave_group(&name).await.map(|()| Vec::new()),
+    };
+    match result {
+        Ok(learnt) => (Ok(()), learnt),
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// Queues what an operation learnt on the way, for the next catch-up to
+/// report with everything else.
+fn keep_learnt(client: &Client, learnt: &[Event]) {
+    if let Err(e) = client.store.queue_events(learnt) {
+        tracing::warn!(error = %e, "could not keep what a group operation learnt");
+    }
 }

@@ -226,3 +226,42 @@ async fn two_live_devices_talk_over_their_sessions() {
     alice.stop().await.unwrap();
     bob.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn group_operations_run_while_the_stream_runs() {
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let mut carol = account(&server, &homes.path().join("carol"), "carol").await;
+    let mut alice = Live::start(alice).unwrap();
+    until_live(&alice).await;
+    alice.create_group("team", &[name("bob")]).await.unwrap();
+    alice.add_member("team", &name("carol")).await.unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    bob.send_to_group("team", "hi all").await.unwrap();
+    assert_eq!(messages(&mut alice, 1).await, [t("team", "bob", "hi all")]);
+    alice.remove_member("team", &name("carol")).await.unwrap();
+    alice.send_to_group("team", "just us").await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        [t("team", "alice", "just us")]
+    );
+    // Carol reads what was sent before her removal, and nothing after.
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        [t("team", "bob", "hi all")]
+    );
+    alice.leave_group("team").await.unwrap();
+    bob.sync().await.unwrap();
+    let mut users: Vec<String> = bob
+        .group_members("team")
+        .unwrap()
+        .iter()
+        .map(|m| m.user.to_string())
+        .collect();
+    users.dedup();
+    assert_eq!(users, ["bob"]);
+    alice.stop().await.unwrap();
+}
