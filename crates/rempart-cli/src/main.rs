@@ -82,6 +82,17 @@ enum Command {
     },
     /// Fetch and show everything new.
     Sync,
+    /// Show a conversation's messages, oldest first, and mark it read.
+    History {
+        /// A user name (your 1:1 conversation with them) or a group name.
+        conversation: String,
+        /// How many messages [default: 50].
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only the messages before this one (its id, from an earlier page).
+        #[arg(long, value_name = "ID")]
+        before: Option<rempart_proto::MessageId>,
+    },
     /// Stay connected and print events as they arrive, until interrupted
     /// (Ctrl-C or SIGTERM).
     Listen,
@@ -298,6 +309,22 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Sync => Client::open(&home)?.sync().await?,
         Command::Listen => return listen(Client::open(&home)?, out).await,
+        Command::History {
+            conversation,
+            limit,
+            before,
+        } => {
+            let client = Client::open(&home)?;
+            for m in client.history(&conversation, limit, before.as_ref())? {
+                out.line(
+                    json!({"kind": "history", "conversation": conversation, "id": m.id,
+                           "sender": m.sender, "time": m.time, "text": m.text,
+                           "state": m.state}),
+                    format!("[{}] {}: {}", m.time, m.sender, m.text),
+                );
+            }
+            Vec::new()
+        }
         Command::Verify { user, confirm } => {
             let client = Client::open(&home)?;
             let number = match confirm {
@@ -454,11 +481,17 @@ async fn group(
                     Some(by) => format!(" [ended: removed by {by}]"),
                     None => " [ended]".to_owned(),
                 };
+                let unread = if c.unread > 0 {
+                    format!(" ({} unread)", c.unread)
+                } else {
+                    String::new()
+                };
                 out.line(
                     json!({"kind": "conversation", "name": c.name, "is_group": c.is_group,
-                           "members": c.members, "ended": c.ended, "ended_by": c.ended_by}),
+                           "members": c.members, "ended": c.ended, "ended_by": c.ended_by,
+                           "unread": c.unread, "last_activity": c.last_activity}),
                     format!(
-                        "{} ({}): {}{ended}",
+                        "{} ({}): {}{ended}{unread}",
                         c.name,
                         if c.is_group { "group" } else { "direct" },
                         members.join(", ")

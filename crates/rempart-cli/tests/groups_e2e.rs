@@ -222,7 +222,7 @@ fn three_people_one_with_two_devices() {
     assert!(has(&seen, "member_removed", "bob", "carol"), "{seen:?}");
     assert_eq!(
         text(&carol, &["group", "list"]),
-        "team (group): alice, bob [ended: removed by bob]\n"
+        "team (group): alice, bob [ended: removed by bob] (2 unread)\n"
     );
     let refused = rempart(&carol)
         .args(["send", "--group", "team", "let me in"])
@@ -262,6 +262,19 @@ fn three_people_one_with_two_devices() {
     json(&phone, &["sync"]);
     let seen = json(&laptop, &["sync"]);
     assert!(has(&seen, "member_removed", "bob", "bob"), "{seen:?}");
+    assert_eq!(
+        text(&phone, &["group", "list"]),
+        "team (group): alice (3 unread)\n"
+    );
+    // Reading the history marks it read.
+    let history = json(&phone, &["history", "team", "--limit", "3"]);
+    assert_eq!(history.len(), 3, "{history:?}");
+    let states: Vec<&str> = history
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    // The laptop's message and the phone's are this account's: sent.
+    assert_eq!(states, ["sent", "sent", "received"], "{history:?}");
     assert_eq!(text(&phone, &["group", "list"]), "team (group): alice\n");
 
     // Device removal: the laptop leaves the account and every conversation.

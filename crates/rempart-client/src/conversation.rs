@@ -114,6 +114,10 @@ pub struct ConversationInfo {
     /// Who ended it here, once ended: the member who removed this device,
     /// or this account's own user if it left.
     pub ended_by: Option<UserName>,
+    /// Received messages not read yet (see [`Client::history`]).
+    pub unread: u64,
+    /// The time of its newest message (Unix seconds; 0 if none).
+    pub last_activity: i64,
 }
 
 /// A leaf of the MLS tree, as Rempart reads it.
@@ -259,6 +263,7 @@ impl Client {
             sender_device: &self.id.device,
             text: outgoing.text,
             sent_at: outgoing.sent_at,
+            unread: false,
         })?;
         self.store
             .note_counter(&conversation.group, &self.id.device, outgoing.counter)?;
@@ -760,6 +765,7 @@ impl Client {
             .all_conversations()?
             .into_iter()
             .map(|c| {
+                let (unread, last_activity) = self.unread_and_last(&c.group.to_string())?;
                 let members: BTreeSet<UserName> = roster(&self.load_group(&c.group)?)
                     .into_iter()
                     .map(|l| l.user)
@@ -770,6 +776,8 @@ impl Client {
                     members: members.into_iter().collect(),
                     ended: !c.active,
                     ended_by: c.ended_by,
+                    unread,
+                    last_activity,
                 })
             })
             .collect()

@@ -132,6 +132,9 @@ pub enum ClientError {
         "the server's directory does not publish your account yet: nothing can be proven for it; try again in a minute"
     )]
     OwnAccountUnpublished,
+    /// The history could not be read.
+    #[error(transparent)]
+    History(Box<crate::history::HistoryError>),
     /// A commit kept conflicting with others.
     #[error("the conversation kept changing under this device; try again")]
     CommitConflict,
@@ -178,5 +181,14 @@ impl ClientError {
 impl From<Alert> for ClientError {
     fn from(alert: Alert) -> Self {
         ClientError::Alert(alert)
+    }
+}
+
+impl From<crate::history::HistoryError> for ClientError {
+    fn from(error: crate::history::HistoryError) -> Self {
+        match error {
+            crate::history::HistoryError::Store(inner) => inner,
+            other => Self::History(Box::new(other)),
+        }
     }
 }

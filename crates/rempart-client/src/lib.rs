@@ -37,6 +37,7 @@ mod devices;
 mod directory;
 mod error;
 mod event;
+pub mod history;
 mod keys;
 mod mls;
 mod safety;

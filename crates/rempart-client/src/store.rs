@@ -28,7 +28,7 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Migration `i` brings a store from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE pending_commits ADD COLUMN upload TEXT;
      ALTER TABLE pending_commits ADD COLUMN founding_name TEXT;
      ALTER TABLE pending_commits ADD COLUMN founding_peer TEXT;",
+    // Version 6: a received message is unread until its conversation's
+    // history is read.
+    "ALTER TABLE messages ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;",
 ];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
@@ -183,6 +186,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sender_device TEXT NOT NULL,
     text TEXT NOT NULL,
     sent_at INTEGER NOT NULL,
+    -- 1 for a received message not read yet (see the history component).
+    unread INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (group_id, message_id)
 );
 ";
@@ -253,6 +258,8 @@ pub(crate) struct StoredMessage<'a> {
     pub sender_device: &'a DeviceId,
     pub text: &'a str,
     pub sent_at: i64,
+    /// Received and not read yet.
+    pub unread: bool,
 }
 
 /// A transaction of the store (see [`Store::begin`]).
@@ -1340,15 +1347,17 @@ impl Store {
     /// there (a duplicate).
     pub fn store_message(&self, m: &StoredMessage<'_>) -> Result<bool, ClientError> {
         let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO messages (group_id, message_id, sender, sender_device, text, sent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO messages
+                 (group_id, message_id, sender, sender_device, text, sent_at, unread)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 m.group.to_string(),
                 m.message_id.to_string(),
                 m.sender.as_str(),
                 m.sender_device.to_string(),
                 m.text,
-                m.sent_at
+                m.sent_at,
+                m.unread
             ],
         )?;
         Ok(inserted == 1)
@@ -1406,6 +1415,16 @@ mod tests {
              CREATE TABLE pending_commits (
                  group_id TEXT PRIMARY KEY,
                  message_id TEXT NOT NULL
+             );
+             DROP TABLE messages;
+             CREATE TABLE messages (
+                 group_id TEXT NOT NULL,
+                 message_id TEXT NOT NULL,
+                 sender TEXT NOT NULL,
+                 sender_device TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 sent_at INTEGER NOT NULL,
+                 PRIMARY KEY (group_id, message_id)
              );",
         )
         .unwrap();

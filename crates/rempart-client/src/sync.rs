@@ -873,6 +873,8 @@ impl Client {
                     sender_device: &sender_device,
                     text: &text,
                     sent_at,
+                    // Another device of this account wrote it: read here.
+                    unread: sender != self.id.user,
                 })?;
                 if fresh {
                     events.push(Event::Message {

@@ -1,0 +1,163 @@
+//! The history: every conversation's messages as this device keeps them,
+//! read back page by page, with what is unread.
+//!
+//! Messages enter the history as they are sent (once the server accepted
+//! them) and as `sync` or a live session receives them, received ones
+//! unread. Reading a conversation's history ([`Client::history`]) marks it
+//! read.
+
+use rempart_proto::{MessageId, UserName};
+use rusqlite::{OptionalExtension as _, params};
+use serde::Serialize;
+
+use crate::Client;
+use crate::error::ClientError;
+use crate::store::Conversation;
+
+/// The most messages one page holds.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// One message of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Its id.
+    pub id: MessageId,
+    /// Who wrote it.
+    pub sender: UserName,
+    /// When its sender wrote it (Unix seconds, the sender's clock).
+    pub time: i64,
+    /// The text.
+    pub text: String,
+    /// Where it stands.
+    pub state: MessageState,
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Written by this account and accepted by the server.
+    Sent,
+    /// Written by someone else and received here.
+    Received,
+}
+
+/// Why the history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// No conversation here by that name (a user for a 1:1, or a group).
+    #[error("no conversation named {0:?} here: see `rempart group list`")]
+    UnknownConversation(String),
+    /// `before` names no message of the conversation.
+    #[error("no message {0} in this conversation")]
+    UnknownMessage(MessageId),
+    /// A page of no message, or of more than [`MAX_HISTORY_PAGE`].
+    #[error("a page holds 1 to {MAX_HISTORY_PAGE} messages, not {0}")]
+    BadLimit(usize),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] ClientError),
+}
+
+impl From<rusqlite::Error> for HistoryError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+impl Client {
+    /// The last `limit` messages of `conversation` (a user name for a 1:1
+    /// conversation, or a group name), or the `limit` before message
+    /// `before`, oldest first; and the conversation is marked read.
+    pub fn history(
+        &self,
+        conversation: &str,
+        limit: usize,
+        before: Option<&MessageId>,
+    ) -> Result<Vec<HistoryEntry>, HistoryError> {
+        if limit == 0 || limit > MAX_HISTORY_PAGE {
+            return Err(HistoryError::BadLimit(limit));
+        }
+        let found = self.named_conversation(conversation)?;
+        let group = found.group.to_string();
+        let conn = self.store.conn();
+        let bound: i64 = match before {
+            Some(id) => conn
+                .query_row(
+                    "SELECT rowid FROM messages WHERE group_id = ?1 AND message_id = ?2",
+                    params![group, id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or(HistoryError::UnknownMessage(*id))?,
+            None => i64::MAX,
+        };
+        let mut stmt = conn.prepare(
+            "SELECT message_id, sender, sent_at, text FROM messages
+             WHERE group_id = ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![group, bound, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        let mut page = Vec::with_capacity(limit);
+        for row in rows {
+            let (id, sender, time, text) = row?;
+            let corrupt = || ClientError::Corrupt("a message of the history".into());
+            let sender: UserName = sender.parse().map_err(|_| corrupt())?;
+            page.push(HistoryEntry {
+                id: id.parse().map_err(|_| corrupt())?,
+                state: if sender == self.id.user {
+                    MessageState::Sent
+                } else {
+                    MessageState::Received
+                },
+                sender,
+                time,
+                text,
+            });
+        }
+        page.reverse();
+        conn.execute(
+            "UPDATE messages SET unread = 0 WHERE group_id = ?1 AND unread = 1",
+            [group],
+        )?;
+        Ok(page)
+    }
+
+    /// How many received messages of `group` are unread, and the time of
+    /// its newest message (0 if none).
+    pub(crate) fn unread_and_last(&self, group: &str) -> Result<(u64, i64), ClientError> {
+        Ok(self.store.conn().query_row(
+            "SELECT coalesce(sum(unread), 0), coalesce(max(sent_at), 0) FROM messages
+             WHERE group_id = ?1",
+            [group],
+            |r| {
+                Ok((
+                    u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    r.get::<_, i64>(1)?,
+                ))
+            },
+        )?)
+    }
+
+    /// The conversation a user names: a group of that name, else the 1:1
+    /// conversation with that user.
+    fn named_conversation(&self, name: &str) -> Result<Conversation, HistoryError> {
+        if let Some(group) = self.store.group_named(name)? {
+            return Ok(group);
+        }
+        let peer = name.parse::<UserName>().ok();
+        match peer.map(|p| self.store.conversation_with(&p)).transpose()? {
+            Some(Some(conversation)) => Ok(conversation),
+            _ => Err(HistoryError::UnknownConversation(name.to_owned())),
+        }
+    }
+}
