@@ -628,21 +628,7 @@ async fn withheld_removal() {
 async fn delivery_to_a_removed_member() {
     let scene = Scene::start().await;
     let (server, carols_view) = (&scene.server, &scene.view);
-    let mut alice = scene.direct("alice").await;
-    let mut bob = scene.direct("bob").await;
-    let mut carol = scene.watched("carol").await;
-    alice
-        .create_group("team", &[name("bob"), name("carol")])
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
-    alice.send_to_group("team", "before").await.unwrap();
-    assert_eq!(
-        texts(&carol.sync().await.unwrap()),
-        [t("team", "alice", "before")]
-    );
-    bob.sync().await.unwrap();
+    let (mut alice, mut bob, mut carol) = team_with_carol_watched(&scene).await;
 
     // The server keeps serving Carol the whole log after her removal.
     let data_dir = server.data_dir().to_owned();
