@@ -526,7 +526,7 @@ fn micros_since(start: Instant) -> u64 {
 }
 
 /// The `q` quantile of sorted microseconds, in milliseconds.
-fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }

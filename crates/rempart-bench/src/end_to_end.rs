@@ -20,7 +20,7 @@ use rempart_proto::UserName;
 use serde::Serialize;
 use tempfile::TempDir;
 
-use crate::delivery::run_prefix;
+use crate::delivery::{percentile_ms, run_prefix};
 use crate::error::BenchError;
 
 /// How long receivers keep reading after the senders stopped.
@@ -145,20 +145,18 @@ pub async fn measure(
             }
         }
     }
+    // Microseconds, as the server-only mode keeps them.
+    let mut latencies: Vec<u32> = latencies
+        .into_iter()
+        .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+        .collect();
     latencies.sort_unstable();
-    let percentile = |q: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = ((latencies.len() - 1) as f64 * q).round() as usize;
-        latencies[rank.min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
     Ok(EndToEnd {
         devices: pairs * 2,
         sent,
         delivered: latencies.len() as u64,
         msgs_per_s: latencies.len() as f64 / seconds.max(f64::MIN_POSITIVE),
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
     })
 }

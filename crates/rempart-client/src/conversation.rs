@@ -481,15 +481,7 @@ impl Client {
                 });
             }
             Ok(AppendOutcome::Stale { .. }) => ClientError::CommitConflict,
-            Err(ClientError::Server {
-                status,
-                code,
-                message,
-            }) => ClientError::Server {
-                status,
-                code,
-                message,
-            },
+            Err(refused @ ClientError::Server { .. }) => refused,
             // The outcome is unknown: settled later, by sending it again.
             Err(e) => return Err(e),
         };

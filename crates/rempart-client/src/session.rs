@@ -479,10 +479,7 @@ async fn send_over(
             .atomic(|| client.record_text(&conversation, &outgoing))
             .map(|()| outgoing.id),
         // Refused, nothing stored: the usual way, which catches up first.
-        Some(false) => match &target {
-            Target::Peer(to) => client.send_text(to, text).await,
-            Target::Group(name) => client.send_to_group(name, text).await,
-        },
+        Some(false) => send_over_http(client, &target, text).await,
         // Cut off: the same message again, over HTTP.
         None => {
             after = After::Reconnect;
@@ -501,15 +498,25 @@ async fn send_over(
                     .store
                     .atomic(|| client.record_text(&conversation, &outgoing))
                     .map(|()| outgoing.id),
-                Ok(AppendOutcome::Stale { .. }) => match &target {
-                    Target::Peer(to) => client.send_text(to, text).await,
-                    Target::Group(name) => client.send_to_group(name, text).await,
-                },
+                Ok(AppendOutcome::Stale { .. }) => send_over_http(client, &target, text).await,
                 Err(e) => Err(e),
             }
         }
     };
     SentOver { result, after }
+}
+
+/// Sends `text` the usual way, over HTTP, which catches up first when
+/// another commit won the epoch.
+async fn send_over_http(
+    client: &mut Client,
+    target: &Target,
+    text: &str,
+) -> Result<MessageId, ClientError> {
+    match target {
+        Target::Peer(to) => client.send_text(to, text).await,
+        Target::Group(name) => client.send_to_group(name, text).await,
+    }
 }
 
 /// Whether `message` is a push that calls for a catch-up.
