@@ -26,6 +26,18 @@ pub enum BenchError {
         /// Where it was expected: beside the running executable.
         path: PathBuf,
     },
+    /// Another binary of the workspace is not where the benchmark looks
+    /// for it.
+    #[error(
+        "no {name} binary at {}: build it with `cargo build --release --workspace`",
+        path.display()
+    )]
+    BinaryMissing {
+        /// The binary.
+        name: &'static str,
+        /// Where it was expected: beside the running executable.
+        path: PathBuf,
+    },
     /// The server process did not come up as expected.
     #[error("rempart-server did not start: {reason} (its log: {})", log.display())]
     ServerStart {

@@ -90,6 +90,14 @@
 //! a live witness, which the sender requires, and on a server without one,
 //! in the same run.
 //!
+//! # `rempart-bench catch-up`
+//!
+//! The client engine catching up and staying live ([`catch_up`]): a
+//! device's `sync` over a backlog of 10,000 messages in one conversation,
+//! against the same log read without the engine in the same run; and the
+//! resident memory of `rempart listen` with 100 conversations, against one
+//! with a single conversation.
+//!
 //! # Building blocks
 //!
 //! Benchmarks that drive a server share [`server::ServerUnderTest`] (a
@@ -100,6 +108,7 @@
 //!
 //! Timings depend on the machine and its load: nothing here asserts one.
 
+pub mod catch_up;
 pub mod connections;
 pub mod delivery;
 pub mod device;

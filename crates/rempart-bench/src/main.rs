@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
+use rempart_bench::catch_up::{self, CatchUpOptions};
 use rempart_bench::connections::{self, ConnectionsOptions};
 use rempart_bench::delivery::{self, DeliveryOptions};
 use rempart_bench::directory::{self, DirectoryOptions, StoreKind};
@@ -46,6 +47,20 @@ enum Benchmark {
     /// What waiting for the witnesses adds to a first message to a new
     /// contact: a server followed by a live witness against one without.
     FirstContact(FirstContactArgs),
+    /// The client engine: a device's catch-up on a backlog of messages, and
+    /// the memory of `rempart listen` with many conversations (needs the
+    /// `rempart` and `rempart-server` binaries beside this one).
+    CatchUp(CatchUpArgs),
+}
+
+#[derive(Debug, Args)]
+struct CatchUpArgs {
+    /// Messages in the backlog [default: 10000, 1000 with --quick].
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Conversations of the live client [default: 100, 10 with --quick].
+    #[arg(long)]
+    conversations: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +272,19 @@ fn run(cli: &Cli) -> Result<String, Box<dyn Error>> {
             } else {
                 Ok(report.to_string())
             }
+        }
+        Benchmark::CatchUp(args) => {
+            let defaults = if cli.quick {
+                CatchUpOptions::quick()
+            } else {
+                CatchUpOptions::full()
+            };
+            let options = CatchUpOptions {
+                messages: args.messages.unwrap_or(defaults.messages),
+                conversations: args.conversations.unwrap_or(defaults.conversations),
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(catch_up::measure(&options))?;
+            Ok(print(serde_json::to_string(&report)?, report.to_string()))
         }
         Benchmark::FirstContact(args) => {
             let defaults = if cli.quick {

@@ -218,17 +218,24 @@ impl Drop for ServerUnderTest {
 /// Where the server binary should be: beside the running executable, or
 /// beside the directory of a test binary (`target/<profile>/deps`).
 fn server_binary() -> Result<PathBuf, BenchError> {
+    binary_beside_this_one(SERVER_BINARY)
+}
+
+/// The binary `name` built beside the running executable
+/// (`target/<profile>/NAME`, also for a test binary in
+/// `target/<profile>/deps`).
+pub(crate) fn binary_beside_this_one(name: &'static str) -> Result<PathBuf, BenchError> {
     let exe =
         std::env::current_exe().map_err(BenchError::io("finding the running executable's path"))?;
     let mut dir = exe.parent().unwrap_or(Path::new(".")).to_path_buf();
     if dir.file_name().is_some_and(|name| name == "deps") {
         dir.pop();
     }
-    let path = dir.join(SERVER_BINARY);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(BenchError::ServerBinaryMissing { path })
+    let path = dir.join(name);
+    match (path.is_file(), name) {
+        (true, _) => Ok(path),
+        (false, SERVER_BINARY) => Err(BenchError::ServerBinaryMissing { path }),
+        (false, _) => Err(BenchError::BinaryMissing { name, path }),
     }
 }
 

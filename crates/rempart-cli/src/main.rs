@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
+use rempart_client::history::MessageState;
 use rempart_client::session::Live;
-use rempart_client::{Client, ClientError, Event};
+use rempart_client::{Client, ClientError, DeliveryState, Event};
 use rempart_proto::{DeviceId, PublicKey, UserName};
 use serde_json::json;
 
@@ -290,20 +291,30 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Send { to, group, text } => {
             let mut client = Client::open(&home)?;
-            let (conversation, id) = match (to, group) {
+            let (conversation, outgoing) = match (to, group) {
                 (Some(to), _) => {
-                    let id = client.send_text(&to, &text).await?;
-                    (to.to_string(), id)
+                    let outgoing = client.send_text(&to, &text).await?;
+                    (to.to_string(), outgoing)
                 }
                 (None, Some(group)) => {
-                    let id = client.send_to_group(&group, &text).await?;
-                    (group, id)
+                    let outgoing = client.send_to_group(&group, &text).await?;
+                    (group, outgoing)
                 }
                 (None, None) => unreachable_usage()?,
             };
+            let (kind, said) = match outgoing.state {
+                DeliveryState::Sent => ("sent", format!("sent to {conversation}")),
+                DeliveryState::Queued => (
+                    "queued",
+                    format!(
+                        "queued for {conversation}: the server cannot be reached; the next command that reaches it (or `rempart listen`) sends it"
+                    ),
+                ),
+            };
             out.line(
-                json!({"kind": "sent", "conversation": conversation, "message_id": id}),
-                format!("sent to {conversation}"),
+                json!({"kind": kind, "conversation": conversation, "message_id": outgoing.id,
+                       "state": outgoing.state}),
+                said,
             );
             Vec::new()
         }
@@ -319,8 +330,20 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
                 out.line(
                     json!({"kind": "history", "conversation": conversation, "id": m.id,
                            "sender": m.sender, "time": m.time, "text": m.text,
-                           "state": m.state}),
-                    format!("[{}] {}: {}", m.time, m.sender, m.text),
+                           "state": m.state, "reason": m.reason}),
+                    match (m.state, &m.reason) {
+                        (MessageState::Queued, _) => {
+                            format!("[{}] {}: {} (queued)", m.time, m.sender, m.text)
+                        }
+                        (MessageState::Failed, reason) => format!(
+                            "[{}] {}: {} (not sent: {})",
+                            m.time,
+                            m.sender,
+                            m.text,
+                            reason.as_deref().unwrap_or("refused")
+                        ),
+                        _ => format!("[{}] {}: {}", m.time, m.sender, m.text),
+                    },
                 );
             }
             Vec::new()
@@ -691,6 +714,24 @@ fn describe(event: &Event) -> String {
             reason,
             ..
         } => format!("[{conversation}] could not read an entry: {reason}"),
+        Event::MessageQueued {
+            conversation,
+            message_id,
+            ..
+        } => format!(
+            "[{conversation}] message {message_id} queued: the server cannot be reached; it will be sent when it can"
+        ),
+        Event::MessageSent {
+            conversation,
+            message_id,
+            ..
+        } => format!("[{conversation}] message {message_id}, queued earlier, was sent"),
+        Event::MessageFailed {
+            conversation,
+            message_id,
+            reason,
+            ..
+        } => format!("[{conversation}] message {message_id} could not be sent: {reason}"),
         Event::Alert { code, message, .. } => format!("SECURITY ALERT [{code}]: {message}"),
     }
 }

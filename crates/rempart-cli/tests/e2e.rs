@@ -150,3 +150,97 @@ fn two_people_talk_and_nothing_is_lost_across_restarts() {
     }
     assert!(files > 0, "the server stored nothing?");
 }
+
+/// Runs `rempart ARGS` (JSON); it must succeed. Its lines.
+fn run(home: &Path, args: &[&str]) -> Vec<Value> {
+    let output = rempart(home).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `state` of each message of a conversation's history, oldest first.
+fn states(home: &Path, conversation: &str) -> Vec<String> {
+    run(home, &["history", conversation])
+        .iter()
+        .map(|m| m["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn messages_written_while_the_server_is_down_are_queued_and_delivered_once_it_returns() {
+    let data = TempDir::new().unwrap();
+    let homes = TempDir::new().unwrap();
+    let home = |name: &str| homes.path().join(name);
+    let (alice, bob, carol) = (home("alice"), home("bob"), home("carol"));
+    let server = ServerProcess::start(&server_binary(), "127.0.0.1:0", data.path());
+    let addr = server.addr.to_string();
+    for (home, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        run(home, &["init", "--server", &server.url(), "--name", name]);
+    }
+    send(&alice, "bob", "before the outage");
+    assert_eq!(texts(&events(&bob)).len(), 1);
+
+    assert!(server.terminate());
+    // To Bob, in their conversation, and to Carol, whose conversation
+    // cannot be opened yet: both kept, and the command succeeds.
+    let mut queued = Vec::new();
+    for (to, text) in [
+        ("bob", "written offline 1"),
+        ("bob", "written offline 2"),
+        ("carol", "first words to carol"),
+    ] {
+        let said = run(&alice, &["send", "--to", to, text]);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0]["kind"], "queued", "{said:?}");
+        assert_eq!(said[0]["state"], "queued", "{said:?}");
+        queued.push(said[0]["message_id"].clone());
+    }
+    assert_eq!(states(&alice, "bob"), ["sent", "queued", "queued"]);
+    // Without the server, the next command cannot send them: still queued.
+    let offline = rempart(&alice).arg("sync").output().unwrap();
+    assert_eq!(offline.status.code(), Some(1));
+    assert_eq!(states(&alice, "bob"), ["sent", "queued", "queued"]);
+
+    let server = ServerProcess::start(&server_binary(), &addr, data.path());
+    // The next command that reaches the server sends them, in order, and
+    // says so.
+    let reported = run(&alice, &["sync"]);
+    let sent: Vec<&Value> = reported
+        .iter()
+        .filter(|e| e["kind"] == "message_sent")
+        .map(|e| &e["message_id"])
+        .collect();
+    assert_eq!(sent, queued.iter().collect::<Vec<_>>(), "{reported:?}");
+    assert_eq!(states(&alice, "bob"), ["sent", "sent", "sent"]);
+    assert_eq!(states(&alice, "carol"), ["sent"]);
+    assert!(
+        run(&alice, &["sync"])
+            .iter()
+            .all(|e| e["kind"] != "message_sent"),
+        "reported twice"
+    );
+
+    // Delivered exactly once.
+    let bob_saw = texts(&events(&bob));
+    assert_eq!(
+        bob_saw,
+        [
+            ("alice".to_owned(), "written offline 1".to_owned()),
+            ("alice".to_owned(), "written offline 2".to_owned())
+        ]
+    );
+    assert_eq!(
+        texts(&events(&carol)),
+        [("alice".to_owned(), "first words to carol".to_owned())]
+    );
+    assert!(texts(&events(&bob)).is_empty());
+    assert!(server.terminate());
+}

@@ -1,7 +1,7 @@
-//! The `rempart` process killed with SIGKILL in the middle of a send and of
-//! a group change, at each of its network steps, then the same command run
-//! again: it completes, nothing is sent twice, nothing is lost, and the
-//! members agree on the group.
+//! The `rempart` process killed with SIGKILL in the middle of a send, of
+//! the delivery of queued messages and of a group change, at each of its
+//! network steps, then the same command run again: it completes, nothing
+//! is sent twice, nothing is lost, and the members agree on the group.
 //!
 //! Alice's commands go through a proxy that holds their `n`-th request,
 //! before it reaches the server or after the server answered; once it is
@@ -131,7 +131,7 @@ impl Scene {
 }
 
 #[test]
-fn a_killed_send_is_delivered_at_most_once_and_the_next_goes_out() {
+fn a_killed_send_is_delivered_exactly_once_before_the_next() {
     let scene = Scene::start();
     let alice = scene.home("alice", true);
     let bob = scene.home("bob", false);
@@ -143,19 +143,63 @@ fn a_killed_send_is_delivered_at_most_once_and_the_next_goes_out() {
             let finished = scene.kill_at(&alice, &["send", "--to", "bob", &killed], n, at);
             let next = format!("next {at:?} {n}");
             run(&alice, &["send", "--to", "bob", &next]);
-            let seen = texts(&run(&bob, &["sync"]));
-            let killed_seen = seen.iter().filter(|t| **t == killed).count();
-            assert!(killed_seen <= 1, "{seen:?}");
-            if finished || at == StallAt::AfterServer {
-                assert_eq!(killed_seen, 1, "the server had it: {seen:?}");
-            }
-            assert_eq!(seen.iter().filter(|t| **t == next).count(), 1, "{seen:?}");
+            // The killed message was in the outbox before anything went on
+            // the network: the next send delivers it first.
+            assert_eq!(texts(&run(&bob, &["sync"])), [killed, next], "{at:?} {n}");
             run(&alice, &["sync"]);
             if finished {
                 break;
             }
         }
     }
+    drop(scene.runtime);
+}
+
+/// The `state` of each message of a conversation's history, oldest first.
+fn states(home: &Path, conversation: &str) -> Vec<String> {
+    run(home, &["history", conversation])
+        .iter()
+        .map(|m| m["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_client_killed_while_messages_are_queued_sends_each_exactly_once() {
+    let scene = Scene::start();
+    let alice = scene.home("alice", true);
+    let bob = scene.home("bob", false);
+    run(&alice, &["send", "--to", "bob", "hello"]);
+    assert_eq!(texts(&run(&bob, &["sync"])), ["hello"]);
+
+    // Three sends, each killed at its first request, before the server
+    // has anything: the outbox goes oldest first, so that request is
+    // always the first message's upload, and all three stay queued.
+    let queued = ["one", "two", "three"];
+    for text in queued {
+        let finished = scene.kill_at(
+            &alice,
+            &["send", "--to", "bob", text],
+            1,
+            StallAt::BeforeServer,
+        );
+        assert!(!finished, "{text} went out");
+    }
+    assert_eq!(
+        states(&alice, "bob"),
+        ["sent", "queued", "queued", "queued"]
+    );
+
+    // Then syncs, each killed after the server took its `n`-th request:
+    // every upload the server stored is sent again by the next run, and
+    // taken as the same message.
+    for n in 1.. {
+        if scene.kill_at(&alice, &["sync"], n, StallAt::AfterServer) {
+            break;
+        }
+    }
+    assert_eq!(texts(&run(&bob, &["sync"])), queued);
+    assert_eq!(states(&alice, "bob"), ["sent"; 4]);
+    assert!(texts(&run(&bob, &["sync"])).is_empty());
     drop(scene.runtime);
 }
 

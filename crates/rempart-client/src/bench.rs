@@ -5,9 +5,9 @@
 //! network hop taken out, and nothing else changed: the same checks, the
 //! same SQLite transactions, openmls over the same storage provider.
 //!
-//! - [`send_text`] is `Client::send_to_group` once the server accepted the
-//!   message: its checks, the encryption's transaction, then the
-//!   transaction that records the text.
+//! - [`send_text`] is `Client::send_to_group` with a server that accepts
+//!   the message at once: its checks, the outbox's transaction, the
+//!   encryption's transaction, then the one that closes the outbox entry.
 //! - [`receive`] is what `Client::sync` does with one entry of a log: the
 //!   decryption or the commit, with its checks, in the entry's transaction.
 //! - [`add_device`], [`remove_user`] and [`self_update`] are
@@ -33,13 +33,17 @@ use rempart_proto::directory::{DirectoryHead, SignedHead};
 use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, UserName};
 use sha2::{Digest as _, Sha256};
 
-use crate::api::{ServerApi, unix_now};
-use crate::conversation::{Change, Envelope, check_text};
+use futures_util::FutureExt as _;
+use rempart_proto::api::Appended;
+
+use crate::api::{AppendOutcome, ServerApi, unix_now};
+use crate::conversation::{Change, Envelope};
 use crate::device_list::VerifiedDeviceList;
 use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::mls::{self, Metadata};
+use crate::outbox::{Courier, DeliveryState, Recipient};
 use crate::store::{Conversation, Store};
 use crate::{Client, new_identity};
 
@@ -161,18 +165,41 @@ pub fn text_plaintext(
 }
 
 /// Sends `text` in the group `name` as `Client::send_to_group` does, the
-/// server accepting it: the checks, the encryption with its transaction,
-/// and the transaction that records the text. Returns the MLS message.
+/// server accepting it: the checks, the outbox's transaction, the
+/// encryption with its transaction, and the transaction that closes the
+/// outbox entry. Returns the MLS message.
 pub fn send_text(client: &mut Client, name: &str, text: &str) -> Result<Vec<u8>, ClientError> {
-    check_text(text)?;
-    let conversation = client.group(name)?;
-    let outgoing = client.prepare_text(&conversation, text)?;
-    let plaintext = outgoing.envelope.plaintext()?;
-    let (_, ciphertext) = client.encrypt_envelope(&conversation.group, &outgoing.id, &plaintext)?;
-    client
-        .store
-        .atomic(|| client.record_text(&conversation, &outgoing))?;
-    Ok(ciphertext)
+    let mut server = Accepting::default();
+    // Nothing in it waits: the conversation exists and the "server"
+    // answers at once, so the future completes on its first poll.
+    let sent = client
+        .send_through(&mut server, Recipient::Group(name), text)
+        .now_or_never()
+        .ok_or_else(|| ClientError::Corrupt("a local send waited".into()))??;
+    match (sent.state, server.last) {
+        (DeliveryState::Sent, Some(ciphertext)) => Ok(ciphertext),
+        _ => Err(ClientError::Corrupt("a local send was not accepted".into())),
+    }
+}
+
+/// A server that takes every message at once, and keeps the last.
+#[derive(Default)]
+struct Accepting {
+    last: Option<Vec<u8>>,
+}
+
+impl Courier for Accepting {
+    async fn put(
+        &mut self,
+        _client: &Client,
+        _group: &GroupId,
+        _id: &MessageId,
+        epoch: u64,
+        data: Vec<u8>,
+    ) -> Result<AppendOutcome, ClientError> {
+        self.last = Some(data);
+        Ok(AppendOutcome::Accepted(Appended { seq: 0, epoch }))
+    }
 }
 
 /// Processes `entry` of `conversation`'s log as `Client::sync` does, and

@@ -24,12 +24,13 @@ use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, KeyPackageRefusal, Metadata};
-use crate::store::{Conversation, StoredMessage};
+use crate::outbox::{Http, Outgoing, Recipient};
+use crate::store::Conversation;
 use crate::sync::Keep;
 use crate::{Client, MAX_TEXT_BYTES};
 
 /// How many times a commit is rebuilt after losing its epoch to another.
-const MAX_COMMIT_ATTEMPTS: usize = 8;
+pub(crate) const MAX_COMMIT_ATTEMPTS: usize = 8;
 
 /// The plaintext of an application message, encrypted by MLS. Its id is
 /// inside the encryption, so the server can neither forge nor alter it.
@@ -79,13 +80,10 @@ impl Envelope {
     }
 }
 
-/// A text message about to be sent: its envelope, and what is kept once
-/// the server accepted it.
-pub(crate) struct OutgoingText<'t> {
-    pub id: MessageId,
-    pub sent_at: i64,
+/// A text message about to be encrypted: its envelope, and this
+/// device's message counter inside it.
+pub(crate) struct OutgoingText {
     pub counter: u64,
-    pub text: &'t str,
     pub envelope: Envelope,
 }
 
@@ -171,63 +169,39 @@ pub(crate) struct BuiltCommit {
 }
 
 impl Client {
-    /// Sends `text` in the 1:1 conversation with `to`, creating it if needed.
-    /// Returns the message's id once the server durably accepted it.
-    pub async fn send_text(&mut self, to: &UserName, text: &str) -> Result<MessageId, ClientError> {
-        check_text(text)?;
-        let conversation = match self.store.conversation_with(to)? {
-            Some(c) => c,
-            None => {
-                // A founding cancelled earlier may be this very conversation.
-                self.settle_pending_commits().await?;
-                match self.store.conversation_with(to)? {
-                    Some(c) => c,
-                    None => self.open_conversation(to).await?,
-                }
-            }
-        };
-        self.send_in(&conversation, text).await
+    /// Sends `text` in the 1:1 conversation with `to`, creating it if
+    /// needed, through the outbox: once this returns, the message is kept
+    /// whatever happens. It is [`Sent`](crate::outbox::DeliveryState::Sent) once the server
+    /// durably accepted it, or [`Queued`](crate::outbox::DeliveryState::Queued) if the server
+    /// could not be reached (the next sync or send delivers it). A message
+    /// the server refused is kept as failed, and its error returned.
+    pub async fn send_text(&mut self, to: &UserName, text: &str) -> Result<Outgoing, ClientError> {
+        self.send_through(&mut Http, Recipient::Peer(to), text)
+            .await
     }
 
-    /// Sends `text` in the group named `name`.
-    pub async fn send_to_group(
-        &mut self,
-        name: &str,
-        text: &str,
-    ) -> Result<MessageId, ClientError> {
-        check_text(text)?;
-        let conversation = self.active_group(name)?;
-        self.send_in(&conversation, text).await
-    }
-
-    async fn send_in(
-        &mut self,
-        conversation: &Conversation,
-        text: &str,
-    ) -> Result<MessageId, ClientError> {
-        let outgoing = self.prepare_text(conversation, text)?;
-        self.upload_envelope(conversation, &outgoing.envelope, |client| {
-            client.record_text(conversation, &outgoing)
-        })
-        .await?;
-        Ok(outgoing.id)
+    /// Sends `text` in the group named `name`, as [`Client::send_text`]
+    /// does.
+    pub async fn send_to_group(&mut self, name: &str, text: &str) -> Result<Outgoing, ClientError> {
+        self.send_through(&mut Http, Recipient::Group(name), text)
+            .await
     }
 
     /// What is checked and read before a text is encrypted: no member's
     /// account key changed since the user verified it, this device's next
     /// message counter, and the newest directory head to gossip.
-    pub(crate) fn prepare_text<'t>(
+    pub(crate) fn prepare_text(
         &self,
         conversation: &Conversation,
-        text: &'t str,
-    ) -> Result<OutgoingText<'t>, ClientError> {
+        id: MessageId,
+        sent_at: i64,
+        text: &str,
+    ) -> Result<OutgoingText, ClientError> {
         let members: BTreeSet<UserName> = roster(&self.load_group(&conversation.group)?)
             .into_iter()
             .map(|l| l.user)
             .collect();
         self.check_verified_keys(&members, &conversation.name)?;
-        let id = MessageId::random();
-        let sent_at = unix_now();
         let counter = self
             .store
             .last_counter(&conversation.group, &self.id.device)?
@@ -240,40 +214,13 @@ impl Client {
             head: self.store.newest_head()?,
             counter,
         };
-        Ok(OutgoingText {
-            id,
-            sent_at,
-            counter,
-            text,
-            envelope,
-        })
-    }
-
-    /// Keeps a text the server accepted in the local history, with its
-    /// counter, and counts it towards the next self-update.
-    pub(crate) fn record_text(
-        &self,
-        conversation: &Conversation,
-        outgoing: &OutgoingText<'_>,
-    ) -> Result<(), ClientError> {
-        self.store.store_message(&StoredMessage {
-            group: &conversation.group,
-            message_id: &outgoing.id,
-            sender: &self.id.user,
-            sender_device: &self.id.device,
-            text: outgoing.text,
-            sent_at: outgoing.sent_at,
-            unread: false,
-        })?;
-        self.store
-            .note_counter(&conversation.group, &self.id.device, outgoing.counter)?;
-        self.store.note_sent(&conversation.group)
+        Ok(OutgoingText { counter, envelope })
     }
 
     /// Encrypts and uploads one application message, in the group's current
-    /// epoch: if the server says a commit landed first, catches up (queueing
-    /// what it learnt for the next sync) and encrypts again. `record` runs in
-    /// the same local transaction as the accepted encryption's bookkeeping.
+    /// epoch: if the server says a commit landed first, catches up and
+    /// encrypts again. `record` runs in the same local transaction as the
+    /// accepted encryption's bookkeeping.
     async fn upload_envelope(
         &mut self,
         conversation: &Conversation,
@@ -282,8 +229,9 @@ impl Client {
     ) -> Result<(), ClientError> {
         let id = envelope.id();
         let plaintext = envelope.plaintext()?;
-        let group = conversation.group;
+        let mut conversation = conversation.clone();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let group = conversation.group;
             let (epoch, ciphertext) = self.encrypt_envelope(&group, &id, &plaintext)?;
             match self
                 .api
@@ -292,27 +240,35 @@ impl Client {
             {
                 AppendOutcome::Accepted(_) => return self.store.atomic(|| record(self)),
                 AppendOutcome::Stale { .. } => {
-                    let mut learnt = Vec::new();
-                    let current = self
-                        .store
-                        .conversation(&group)?
-                        .unwrap_or_else(|| conversation.clone());
-                    self.sync_conversation(&current, &mut learnt, Keep::InMemory)
-                        .await?;
-                    self.store.queue_events(&learnt)?;
-                    match self.store.conversation(&group)? {
-                        Some(c) if c.active => {}
-                        Some(c) => return Err(self.ended(&c)),
-                        None => {
-                            return Err(ClientError::UnknownConversation(
-                                conversation.name.clone(),
-                            ));
-                        }
-                    }
+                    conversation = self.catch_up_after_stale(&conversation).await?;
                 }
             }
         }
         Err(ClientError::CommitConflict)
+    }
+
+    /// After the server refused a message as encrypted in a stale epoch:
+    /// catches up with the conversation (queueing what it learnt for the
+    /// next sync). Returns the conversation, still active, or the error
+    /// for writing to it.
+    pub(crate) async fn catch_up_after_stale(
+        &mut self,
+        conversation: &Conversation,
+    ) -> Result<Conversation, ClientError> {
+        let group = conversation.group;
+        let mut learnt = Vec::new();
+        let current = self
+            .store
+            .conversation(&group)?
+            .unwrap_or_else(|| conversation.clone());
+        self.sync_conversation(&current, &mut learnt, Keep::InMemory)
+            .await?;
+        self.store.queue_events(&learnt)?;
+        match self.store.conversation(&group)? {
+            Some(c) if c.active => Ok(c),
+            Some(c) => Err(self.ended(&c)),
+            None => Err(ClientError::UnknownConversation(conversation.name.clone())),
+        }
     }
 
     /// The server's epoch counter for the group at MLS epoch `mls_epoch`:
@@ -436,7 +392,10 @@ impl Client {
     }
 
     /// Starts the 1:1 conversation with `peer`.
-    async fn open_conversation(&mut self, peer: &UserName) -> Result<Conversation, ClientError> {
+    pub(crate) async fn open_conversation(
+        &mut self,
+        peer: &UserName,
+    ) -> Result<Conversation, ClientError> {
         if peer == &self.id.user {
             return Err(ClientError::SelfConversation);
         }

@@ -184,6 +184,39 @@ pub enum Event {
         /// What failed.
         reason: String,
     },
+    /// A message this device wrote was kept in the outbox: the server
+    /// could not be reached. It goes when the server can be.
+    MessageQueued {
+        /// The conversation.
+        conversation: String,
+        /// This account's user.
+        sender: UserName,
+        /// The message's id.
+        message_id: MessageId,
+    },
+    /// A message this device wrote earlier left the outbox: the server has
+    /// it in the conversation's log.
+    MessageSent {
+        /// The conversation.
+        conversation: String,
+        /// This account's user.
+        sender: UserName,
+        /// The message's id.
+        message_id: MessageId,
+    },
+    /// A message this device wrote could not be delivered: the server or
+    /// the conversation refused it. It stays in the outbox, failed, until
+    /// the user retries it.
+    MessageFailed {
+        /// The conversation.
+        conversation: String,
+        /// This account's user.
+        sender: UserName,
+        /// The message's id.
+        message_id: MessageId,
+        /// Why, in plain words.
+        reason: String,
+    },
     /// A security alert.
     Alert {
         /// The conversation concerned, if any.

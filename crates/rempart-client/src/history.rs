@@ -1,9 +1,9 @@
 //! The history: every conversation's messages as this device keeps them,
 //! read back page by page, with what is unread.
 //!
-//! Messages enter the history as they are sent (once the server accepted
-//! them) and as `sync` or a live session receives them, received ones
-//! unread. Reading a conversation's history ([`Client::history`]) marks it
+//! Messages enter the history as they are written (with the outbox, which
+//! tells whether they are still queued or failed) and as `sync` or a live
+//! session receives them, received ones unread. Reading a conversation's history ([`Client::history`]) marks it
 //! read.
 
 use rempart_proto::{MessageId, UserName};
@@ -30,12 +30,20 @@ pub struct HistoryEntry {
     pub text: String,
     /// Where it stands.
     pub state: MessageState,
+    /// Why it failed, for [`MessageState::Failed`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
+    /// Written here, in the outbox until the server can be reached.
+    Queued,
+    /// Written here and refused (see the entry's `reason`); kept in the
+    /// outbox until retried.
+    Failed,
     /// Written by this account and accepted by the server.
     Sent,
     /// Written by someone else and received here.
@@ -93,8 +101,9 @@ impl Client {
             None => i64::MAX,
         };
         let mut stmt = conn.prepare(
-            "SELECT message_id, sender, sent_at, text FROM messages
-             WHERE group_id = ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
+            "SELECT m.message_id, m.sender, m.sent_at, m.text, o.state, o.reason
+             FROM messages m LEFT JOIN outbox o ON o.message_id = m.message_id
+             WHERE m.group_id = ?1 AND m.rowid < ?2 ORDER BY m.rowid DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
             params![group, bound, i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -104,21 +113,27 @@ impl Client {
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             },
         )?;
         let mut page = Vec::with_capacity(limit);
         for row in rows {
-            let (id, sender, time, text) = row?;
+            let (id, sender, time, text, outbox, reason) = row?;
             let corrupt = || ClientError::Corrupt("a message of the history".into());
             let sender: UserName = sender.parse().map_err(|_| corrupt())?;
+            let state = match outbox.as_deref() {
+                Some("queued") => MessageState::Queued,
+                Some("failed") => MessageState::Failed,
+                Some(_) => return Err(corrupt().into()),
+                None if sender == self.id.user => MessageState::Sent,
+                None => MessageState::Received,
+            };
             page.push(HistoryEntry {
                 id: id.parse().map_err(|_| corrupt())?,
-                state: if sender == self.id.user {
-                    MessageState::Sent
-                } else {
-                    MessageState::Received
-                },
+                state,
+                reason,
                 sender,
                 time,
                 text,

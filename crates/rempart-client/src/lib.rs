@@ -40,6 +40,7 @@ mod event;
 pub mod history;
 mod keys;
 mod mls;
+pub mod outbox;
 mod safety;
 pub mod session;
 mod store;
@@ -57,6 +58,7 @@ pub use crate::devices::{DeviceInfo, PendingLink};
 pub use crate::directory::{AuditReport, DEFAULT_WITNESS_GRACE, DEFAULT_WITNESS_WAIT};
 pub use crate::error::ClientError;
 pub use crate::event::{Alert, AlertCode, Event};
+pub use crate::outbox::{DeliveryState, Outgoing};
 pub use crate::safety::{SafetyNumber, safety_number};
 pub use crate::store::STORE_FILE;
 

@@ -20,17 +20,19 @@
 //! The group operations run the same way ([`Live::create_group`],
 //! [`Live::add_member`], [`Live::remove_member`], [`Live::leave_group`]);
 //! what they learn on the way comes out as events.
-//! While connected, a text goes over the session itself, without a
-//! signature per message (the session was opened by a signed request);
-//! otherwise over HTTP, as without the session.
+//! A text goes through the outbox ([`crate::outbox`]): while connected,
+//! over the session itself, without a signature per message (the session
+//! was opened by a signed request); otherwise over HTTP, as without the
+//! session. With the server out of reach it waits in the outbox, and the
+//! catch-up after the next (re)connection or poll sends it.
 //! [`Live::stop`] gives the [`Client`] back.
 
 use std::time::Duration;
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rand::Rng as _;
-use rempart_proto::api::{PushEvent, SessionRequest};
-use rempart_proto::{MessageId, UserName};
+use rempart_proto::api::{Appended, PushEvent, SessionRequest};
+use rempart_proto::{GroupId, MessageId, UserName};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -39,6 +41,7 @@ use crate::Client;
 use crate::api::{AppendOutcome, WebSocket};
 use crate::error::ClientError;
 use crate::event::Event;
+use crate::outbox::{Courier, DeliveryState, Http, Outgoing, Recipient};
 
 /// The first pause before reconnecting (and between polls).
 pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
@@ -78,15 +81,10 @@ pub enum SessionError {
 
 /// A request to the session's task.
 enum Request {
-    SendText {
-        to: UserName,
+    Send {
+        to: Target,
         text: String,
-        reply: oneshot::Sender<Result<MessageId, ClientError>>,
-    },
-    SendToGroup {
-        group: String,
-        text: String,
-        reply: oneshot::Sender<Result<MessageId, ClientError>>,
+        reply: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     /// A group operation, run on the client in turn; what it learnt on the
     /// way comes out as events.
@@ -130,8 +128,7 @@ pub struct Live {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::SendText { .. } => "SendText",
-            Self::SendToGroup { .. } => "SendToGroup",
+            Self::Send { .. } => "Send",
             Self::Group { .. } => "Group",
             Self::Stop { .. } => "Stop",
         })
@@ -170,23 +167,23 @@ impl Live {
         *self.state.borrow()
     }
 
-    /// Sends `text` to `to` ([`Client::send_text`]).
-    pub async fn send_text(&self, to: &UserName, text: &str) -> Result<MessageId, SessionError> {
-        let (reply, answer) = oneshot::channel();
-        self.ask(Request::SendText {
-            to: to.clone(),
-            text: text.to_owned(),
-            reply,
-        })
-        .await?;
-        Ok(answer.await.map_err(|_| SessionError::Stopped)??)
+    /// Sends `text` to `to` through the outbox ([`Client::send_text`]):
+    /// queued if the server cannot be reached, which the event stream also
+    /// reports ([`Event::MessageQueued`]).
+    pub async fn send_text(&self, to: &UserName, text: &str) -> Result<Outgoing, SessionError> {
+        self.send(Target::Peer(to.clone()), text).await
     }
 
-    /// Sends `text` to the group `group` ([`Client::send_to_group`]).
-    pub async fn send_to_group(&self, group: &str, text: &str) -> Result<MessageId, SessionError> {
+    /// Sends `text` to the group `group` ([`Client::send_to_group`]), as
+    /// [`Live::send_text`] does.
+    pub async fn send_to_group(&self, group: &str, text: &str) -> Result<Outgoing, SessionError> {
+        self.send(Target::Group(group.to_owned()), text).await
+    }
+
+    async fn send(&self, to: Target, text: &str) -> Result<Outgoing, SessionError> {
         let (reply, answer) = oneshot::channel();
-        self.ask(Request::SendToGroup {
-            group: group.to_owned(),
+        self.ask(Request::Send {
+            to,
             text: text.to_owned(),
             reply,
         })
@@ -296,7 +293,7 @@ async fn run(
                 () = tokio::time::sleep_until(deadline) => break,
                 request = requests.recv() => match request {
                     Some(request) => {
-                        if let Ended::Stopped(reply) = handle(&mut client, request).await {
+                        if let Ended::Stopped(reply) = handle(&mut client, request, &events).await {
                             return give_back(client, reply);
                         }
                     }
@@ -342,17 +339,17 @@ async fn serve(
             }
             request = requests.recv() => {
                 let outcome = match request {
-                    Some(Request::SendText { to, text, reply }) => {
-                        let target = Target::Peer(to);
-                        let sent = send_over(client, &mut socket, &mut outbound, target, &text).await;
-                        let _ = reply.send(sent.result);
-                        sent.after
-                    }
-                    Some(Request::SendToGroup { group, text, reply }) => {
-                        let target = Target::Group(group);
-                        let sent = send_over(client, &mut socket, &mut outbound, target, &text).await;
-                        let _ = reply.send(sent.result);
-                        sent.after
+                    Some(Request::Send { to, text, reply }) => {
+                        let mut courier = OverSession {
+                            socket: &mut socket,
+                            outbound: &mut outbound,
+                            after: After::Nothing,
+                        };
+                        let result = client.send_through(&mut courier, to.recipient(), &text).await;
+                        let after = courier.after;
+                        report_queued(&result, &to, client, events);
+                        let _ = reply.send(result);
+                        after
                     }
                     Some(Request::Group { change, reply }) => {
                         let (result, learnt) = run_change(client, change).await;
@@ -382,6 +379,15 @@ enum Target {
     Group(String),
 }
 
+impl Target {
+    fn recipient(&self) -> Recipient<'_> {
+        match self {
+            Self::Peer(peer) => Recipient::Peer(peer),
+            Self::Group(name) => Recipient::Group(name),
+        }
+    }
+}
+
 /// What the session does after a send over it.
 enum After {
     Nothing,
@@ -391,131 +397,109 @@ enum After {
     Reconnect,
 }
 
-/// The outcome of a send over the session.
-struct SentOver {
-    result: Result<MessageId, ClientError>,
+/// The answer to a send over the session.
+enum Answer {
+    /// Durably in the log.
+    Sent(Appended),
+    /// Refused, nothing stored.
+    Refused,
+    /// The connection dropped before the answer.
+    Cut,
+}
+
+/// Carries the outbox's messages over the session: without a signature of
+/// their own (the session was opened by a signed request). A message the
+/// session refused goes again over HTTP, whose answer says why (another
+/// commit won the epoch, or the error); one cut off goes again over HTTP
+/// with the same id and bytes, which the server answers as the first time
+/// if it had it. Once cut off, the rest goes over HTTP.
+struct OverSession<'s> {
+    socket: &'s mut WebSocket,
+    /// The last request id of this session.
+    outbound: &'s mut u64,
     after: After,
 }
 
-/// Sends a text over the session: encrypted and recorded as sent in one
-/// local transaction, then sent as a session request, without a signature
-/// of its own, and recorded in the history once the server answers that it
-/// is durably in the log. A conversation that does not exist yet is founded
-/// over HTTP first, as without the session. If the connection drops before
-/// the answer, the same message (same id, same ciphertext) goes again over
-/// HTTP, which the server treats as a repeat if it had it; if the server
-/// refuses it (another commit won the epoch), it is sent again over HTTP
-/// the usual way, which catches up first.
-async fn send_over(
-    client: &mut Client,
-    socket: &mut WebSocket,
-    outbound: &mut u64,
-    target: Target,
-    text: &str,
-) -> SentOver {
-    let done = |result| SentOver {
-        result,
-        after: After::Nothing,
-    };
-    let conversation = match &target {
-        Target::Peer(to) => match client.store.conversation_with(to) {
-            Ok(Some(conversation)) => conversation,
-            Ok(None) => return done(client.send_text(to, text).await),
-            Err(e) => return done(Err(e)),
-        },
-        Target::Group(name) => match client.active_group(name) {
-            Ok(conversation) => conversation,
-            Err(e) => return done(Err(e)),
-        },
-    };
-    let sealed = crate::conversation::check_text(text).and_then(|()| {
-        let outgoing = client.prepare_text(&conversation, text)?;
-        let plaintext = outgoing.envelope.plaintext()?;
-        let (epoch, data) =
-            client.encrypt_envelope(&conversation.group, &outgoing.id, &plaintext)?;
-        Ok((outgoing, epoch, data))
-    });
-    let (outgoing, epoch, data) = match sealed {
-        Ok(sealed) => sealed,
-        Err(e) => return done(Err(e)),
-    };
-    *outbound += 1;
-    let id = *outbound;
-    let request = SessionRequest::Send {
-        id,
-        group: conversation.group,
-        message_id: outgoing.id,
-        epoch,
-        data: data.clone(),
-    };
-    let frame = match serde_json::to_string(&request) {
-        Ok(frame) => frame,
-        Err(e) => return done(Err(ClientError::Corrupt(e.to_string()))),
-    };
-    let mut after = After::Nothing;
-    let mut answered = None;
-    if socket.send(Message::text(frame)).await.is_ok() {
-        while let Some(Ok(message)) = socket.next().await {
+impl OverSession<'_> {
+    /// Sends session request `id` (`frame`) and waits for its answer.
+    async fn send(&mut self, id: u64, frame: String) -> Answer {
+        if self.socket.send(Message::text(frame)).await.is_err() {
+            return Answer::Cut;
+        }
+        while let Some(Ok(message)) = self.socket.next().await {
             let Message::Text(text) = &message else {
                 continue;
             };
             match serde_json::from_str::<PushEvent>(text.as_str()) {
-                Ok(PushEvent::Sent { id: answer, .. }) if answer == id => {
-                    answered = Some(true);
-                    break;
+                Ok(PushEvent::Sent {
+                    id: answer,
+                    appended,
+                }) if answer == id => {
+                    return Answer::Sent(appended);
                 }
                 Ok(PushEvent::Refused { id: answer, .. }) if answer == id => {
-                    answered = Some(false);
-                    break;
+                    return Answer::Refused;
                 }
-                Ok(PushEvent::Group { .. } | PushEvent::Inbox) => after = After::CatchUp,
+                Ok(PushEvent::Group { .. } | PushEvent::Inbox) => self.after = After::CatchUp,
                 _ => {}
             }
         }
+        Answer::Cut
     }
-    let result = match answered {
-        Some(true) => client
-            .store
-            .atomic(|| client.record_text(&conversation, &outgoing))
-            .map(|()| outgoing.id),
-        // Refused, nothing stored: the usual way, which catches up first.
-        Some(false) => send_over_http(client, &target, text).await,
-        // Cut off: the same message again, over HTTP.
-        None => {
-            after = After::Reconnect;
-            match client
-                .api
-                .put_message(
-                    client.signer(),
-                    &conversation.group,
-                    &outgoing.id,
-                    epoch,
-                    data,
-                )
-                .await
-            {
-                Ok(AppendOutcome::Accepted(_)) => client
-                    .store
-                    .atomic(|| client.record_text(&conversation, &outgoing))
-                    .map(|()| outgoing.id),
-                Ok(AppendOutcome::Stale { .. }) => send_over_http(client, &target, text).await,
-                Err(e) => Err(e),
-            }
-        }
-    };
-    SentOver { result, after }
 }
 
-/// Sends `text` the usual way, over HTTP, which catches up first when
-/// another commit won the epoch.
-async fn send_over_http(
-    client: &mut Client,
-    target: &Target,
-    text: &str,
-) -> Result<MessageId, ClientError> {
-    match target {
-        Target::Peer(to) => client.send_text(to, text).await,
-        Target::Group(name) => client.send_to_group(name, text).await,
+impl Courier for OverSession<'_> {
+    async fn put(
+        &mut self,
+        client: &Client,
+        group: &GroupId,
+        id: &MessageId,
+        epoch: u64,
+        data: Vec<u8>,
+    ) -> Result<AppendOutcome, ClientError> {
+        if !matches!(self.after, After::Reconnect) {
+            *self.outbound += 1;
+            let request = *self.outbound;
+            let frame = serde_json::to_string(&SessionRequest::Send {
+                id: request,
+                group: *group,
+                message_id: *id,
+                epoch,
+                data: data.clone(),
+            })
+            .map_err(|e| ClientError::Corrupt(e.to_string()))?;
+            match self.send(request, frame).await {
+                Answer::Sent(appended) => return Ok(AppendOutcome::Accepted(appended)),
+                Answer::Refused => {}
+                Answer::Cut => self.after = After::Reconnect,
+            }
+        }
+        Http.put(client, group, id, epoch, data).await
+    }
+}
+
+/// Tells the event stream that a send was queued: the server could not be
+/// reached.
+fn report_queued(
+    result: &Result<Outgoing, ClientError>,
+    to: &Target,
+    client: &Client,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    if let Ok(Outgoing {
+        id,
+        state: DeliveryState::Queued,
+    }) = result
+    {
+        let conversation = match to {
+            Target::Peer(peer) => peer.to_string(),
+            Target::Group(name) => name.clone(),
+        };
+        let _ = events.send(Event::MessageQueued {
+            conversation,
+            sender: client.id.user.clone(),
+            message_id: *id,
+        });
     }
 }
 
@@ -547,13 +531,16 @@ async fn catch_up(client: &mut Client, events: &mpsc::UnboundedSender<Event>) {
 }
 
 /// Runs one request; [`Ended::Stopped`] once asked to stop.
-async fn handle(client: &mut Client, request: Request) -> Ended {
+async fn handle(
+    client: &mut Client,
+    request: Request,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Ended {
     match request {
-        Request::SendText { to, text, reply } => {
-            let _ = reply.send(client.send_text(&to, &text).await);
-        }
-        Request::SendToGroup { group, text, reply } => {
-            let _ = reply.send(client.send_to_group(&group, &text).await);
+        Request::Send { to, text, reply } => {
+            let result = client.send_through(&mut Http, to.recipient(), &text).await;
+            report_queued(&result, &to, client, events);
+            let _ = reply.send(result);
         }
         Request::Group { change, reply } => {
             let (result, learnt) = run_change(client, change).await;

@@ -28,7 +28,7 @@ pub const STORE_FILE: &str = "rempart.db";
 
 /// The layout of the store this version writes (`PRAGMA user_version`).
 /// A change of layout raises it, with a migration from the one before.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Migration `i` brings a store from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
     // Version 6: a received message is unread until its conversation's
     // history is read.
     "ALTER TABLE messages ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;",
+    // Version 7: the outbox (its table is created with the schema, by
+    // `crate::outbox::SCHEMA`).
+    "",
 ];
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool, ClientError> {
@@ -390,6 +393,7 @@ impl Store {
             }
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::outbox::SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()

@@ -25,6 +25,7 @@ use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, CIPHERSUITE, Metadata};
+use crate::outbox::Http;
 use crate::store::{Conversation, StoredMessage};
 
 /// The events a sync learns, before they are queued durably.
@@ -105,6 +106,11 @@ impl Client {
         // reports them. What an earlier operation queued comes first.
         let mut journal = Journal::default();
         self.settle_pending_commits().await?;
+        // What was written while the server was away goes first.
+        for attempt in self.deliver_outbox(&mut Http).await? {
+            journal.events.push(attempt.event(&self.id.user));
+        }
+        journal.keep(&self.store)?;
         self.check_head(&mut journal.events).await?;
         journal.keep(&self.store)?;
         self.monitor_own_history(&mut journal.events).await?;

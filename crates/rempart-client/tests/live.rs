@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use rempart_client::session::{Live, SessionState};
+use rempart_client::{DeliveryState, Event};
 use rempart_testkit::{TestServer, account, name, t, texts};
 use tempfile::TempDir;
 
@@ -129,6 +130,61 @@ async fn without_a_session_it_polls_and_still_delivers() {
         [t("alice", "alice", "polled")]
     );
     assert_eq!(live.state(), SessionState::Polling);
+    live.stop().await.unwrap();
+}
+
+/// The next event the live session reports that `pick` keeps.
+async fn next_such<T>(live: &mut Live, pick: impl Fn(&Event) -> Option<T>) -> T {
+    loop {
+        let event = tokio::time::timeout(PATIENCE, live.next_event())
+            .await
+            .expect("the live session went quiet")
+            .expect("the live session stopped");
+        assert!(!event.is_alert(), "{event:?}");
+        if let Some(picked) = pick(&event) {
+            return picked;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_text_written_while_the_server_is_away_is_queued_then_sent_by_the_session() {
+    let server = TestServer::start().await;
+    let proxy = rempart_testkit::Proxy::start(&server.url).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob =
+        rempart_client::Client::create_account(&homes.path().join("bob"), &proxy.url, name("bob"))
+            .await
+            .unwrap();
+    let mut live = Live::start(bob).unwrap();
+    alice.send_text(&name("bob"), "hello").await.unwrap();
+    assert_eq!(messages(&mut live, 1).await, [t("alice", "alice", "hello")]);
+
+    // The server is away: every request answered 503, none reaching it.
+    proxy.refuse(|_, _| Some((503, br#"{"error":"unavailable","message":"away"}"#.to_vec())));
+    let sent = live.send_text(&name("alice"), "while away").await.unwrap();
+    assert_eq!(sent.state, DeliveryState::Queued);
+    let queued = next_such(&mut live, |e| match e {
+        Event::MessageQueued { message_id, .. } => Some(*message_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(queued, sent.id);
+
+    // Back: the session's next catch-up sends it, and says so.
+    proxy.honest();
+    let delivered = next_such(&mut live, |e| match e {
+        Event::MessageSent { message_id, .. } => Some(*message_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(delivered, sent.id);
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        [t("bob", "bob", "while away")]
+    );
+    assert!(texts(&alice.sync().await.unwrap()).is_empty());
     live.stop().await.unwrap();
 }
 

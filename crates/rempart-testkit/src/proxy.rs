@@ -28,6 +28,10 @@ pub struct Exchange {
 
 type Rewrite = Arc<dyn Fn(&mut Exchange) + Send + Sync>;
 
+/// Given a request's method and path, the status and body to answer it
+/// with instead of the server, if any.
+type Refusal = Arc<dyn Fn(&str, &str) -> Option<(u16, Vec<u8>)> + Send + Sync>;
+
 /// Where a stalled request is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StallAt {
@@ -51,6 +55,7 @@ pub struct Proxy {
     /// `http://127.0.0.1:PORT`: give this to the client under attack.
     pub url: String,
     rewrite: Arc<Mutex<Option<Rewrite>>>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
     gate: Arc<Mutex<Gate>>,
     stalled: Arc<tokio::sync::Notify>,
     stop: Option<oneshot::Sender<()>>,
@@ -67,6 +72,7 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     rewrite: Arc<Mutex<Option<Rewrite>>>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
     gate: Arc<Mutex<Gate>>,
     stalled: Arc<tokio::sync::Notify>,
 }
@@ -75,12 +81,14 @@ impl Proxy {
     /// Starts an honest proxy to `upstream` (call inside a tokio runtime).
     pub async fn start(upstream: &str) -> Self {
         let rewrite = Arc::new(Mutex::new(None));
+        let refusal = Arc::new(Mutex::new(None));
         let gate = Arc::new(Mutex::new(Gate::default()));
         let stalled = Arc::new(tokio::sync::Notify::new());
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             rewrite: rewrite.clone(),
+            refusal: refusal.clone(),
             gate: gate.clone(),
             stalled: stalled.clone(),
         };
@@ -99,6 +107,7 @@ impl Proxy {
         Self {
             url,
             rewrite,
+            refusal,
             gate,
             stalled,
             stop: Some(stop),
@@ -133,9 +142,19 @@ impl Proxy {
         *self.rewrite.lock().unwrap() = Some(Arc::new(rewrite));
     }
 
+    /// From now on, a request for which `refuse(method, path)` gives a
+    /// status and body is answered with them and never reaches the server.
+    pub fn refuse(
+        &self,
+        refuse: impl Fn(&str, &str) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static,
+    ) {
+        *self.refusal.lock().unwrap() = Some(Arc::new(refuse));
+    }
+
     /// Back to forwarding honestly.
     pub fn honest(&self) {
         *self.rewrite.lock().unwrap() = None;
+        *self.refusal.lock().unwrap() = None;
     }
 }
 
@@ -174,6 +193,16 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         .uri
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let refusal = shared.refusal.lock().unwrap().clone();
+    if let Some((status, body)) = refusal.and_then(|refuse| refuse(parts.method.as_str(), &path)) {
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     let body = to_bytes(body, usize::MAX).await.unwrap();
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
     let mut outgoing = shared
