@@ -26,7 +26,7 @@ use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
 use crate::mls::{self, CIPHERSUITE, Metadata};
 use crate::outbox::Http;
-use crate::store::{Conversation, StoredMessage};
+use crate::store::{Conversation, StoredMessage, Transaction};
 
 /// The events a sync learns, before they are queued durably.
 #[derive(Default)]
@@ -501,9 +501,26 @@ impl Client {
             }
             let count = page.entries.len();
             let before = cursor;
+            // A run of application messages is processed in one local
+            // transaction, so that a backlog costs one write to disk per
+            // page rather than one per message. Only a commit may call the
+            // network (for the device lists of the leaves it brings): the
+            // run ends before it. Dropped uncommitted (an error, a future
+            // cancelled), the run is rolled back whole, cursor included.
+            let mut run: Option<Transaction<'_>> = None;
             for entry in page.entries {
                 if entry.seq <= cursor {
                     continue; // Served twice; already processed.
+                }
+                match (entry.kind, run.take()) {
+                    (EntryKind::Commit, Some(open)) => open.commit()?,
+                    (EntryKind::Commit, None) => {}
+                    (EntryKind::Application, open) => {
+                        run = Some(match open {
+                            Some(open) => open,
+                            None => self.store.begin()?,
+                        });
+                    }
                 }
                 // `cursor < entry.seq`, so neither bound over- or underflows.
                 let (first_missing, last_missing) = (cursor.saturating_add(1), entry.seq - 1);
@@ -524,6 +541,9 @@ impl Client {
                     // Removed by that commit: nothing after it is for us.
                     return Ok(());
                 }
+            }
+            if let Some(open) = run {
+                open.commit()?;
             }
             if count < rempart_proto::limits::MAX_PAGE as usize {
                 if cursor == page.last_seq {
@@ -616,7 +636,7 @@ impl Client {
     }
 
     pub(crate) async fn process_entry(
-        &mut self,
+        &self,
         conversation: &Conversation,
         entry: &LogEntry,
         events: &mut Vec<Event>,
