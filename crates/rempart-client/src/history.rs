@@ -6,13 +6,28 @@
 //! session receives them, received ones unread. Reading a conversation's history ([`Client::history`]) marks it
 //! read.
 
-use rempart_proto::{MessageId, UserName};
+use rempart_proto::{DeviceId, GroupId, MessageId, UserName};
 use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
 use crate::Client;
 use crate::error::ClientError;
 use crate::store::Conversation;
+
+/// The history's table.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    group_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    sender_device TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    -- 1 for a received message not read yet.
+    unread INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (group_id, message_id)
+);
+";
 
 /// The most messages one page holds.
 pub const MAX_HISTORY_PAGE: usize = 1000;
@@ -73,7 +88,40 @@ impl From<rusqlite::Error> for HistoryError {
     }
 }
 
+/// A message kept in the local history.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage<'a> {
+    pub group: &'a GroupId,
+    pub message_id: &'a MessageId,
+    pub sender: &'a UserName,
+    pub sender_device: &'a DeviceId,
+    pub text: &'a str,
+    pub sent_at: i64,
+    /// Received and not read yet.
+    pub unread: bool,
+}
+
 impl Client {
+    /// Stores a message in the history. Returns false if its id was already
+    /// there (a duplicate).
+    pub(crate) fn keep_message(&self, m: &StoredMessage<'_>) -> Result<bool, ClientError> {
+        let inserted = self.store.conn().execute(
+            "INSERT OR IGNORE INTO messages
+                 (group_id, message_id, sender, sender_device, text, sent_at, unread)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                m.group.to_string(),
+                m.message_id.to_string(),
+                m.sender.as_str(),
+                m.sender_device.to_string(),
+                m.text,
+                m.sent_at,
+                m.unread
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
     /// The last `limit` messages of `conversation` (a user name for a 1:1
     /// conversation, or a group name), or the `limit` before message
     /// `before`, oldest first; and the conversation is marked read.

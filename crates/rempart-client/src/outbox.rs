@@ -33,7 +33,8 @@ use crate::api::{AppendOutcome, unix_now};
 use crate::conversation::{self, MAX_COMMIT_ATTEMPTS};
 use crate::error::ClientError;
 use crate::event::Event;
-use crate::store::{Conversation, StoredMessage};
+use crate::history::StoredMessage;
+use crate::store::Conversation;
 
 /// The outbox's table.
 pub(crate) const SCHEMA: &str = "
@@ -435,7 +436,7 @@ impl Client {
         text: &str,
         time: i64,
     ) -> Result<(), ClientError> {
-        self.store.store_message(&StoredMessage {
+        self.keep_message(&StoredMessage {
             group,
             message_id: id,
             sender: &self.id.user,

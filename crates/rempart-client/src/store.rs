@@ -182,17 +182,6 @@ CREATE TABLE IF NOT EXISTS pending_commits (
     founding_name TEXT,
     founding_peer TEXT
 );
-CREATE TABLE IF NOT EXISTS messages (
-    group_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    sender_device TEXT NOT NULL,
-    text TEXT NOT NULL,
-    sent_at INTEGER NOT NULL,
-    -- 1 for a received message not read yet (see the history component).
-    unread INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (group_id, message_id)
-);
 ";
 
 /// The identity of this device, as stored.
@@ -250,19 +239,6 @@ pub(crate) struct ContactKeys {
     pub verified: Option<PublicKey>,
     /// A different key the server presents, validly signed, not accepted.
     pub presented: Option<PublicKey>,
-}
-
-/// A message kept in the local history.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredMessage<'a> {
-    pub group: &'a GroupId,
-    pub message_id: &'a MessageId,
-    pub sender: &'a UserName,
-    pub sender_device: &'a DeviceId,
-    pub text: &'a str,
-    pub sent_at: i64,
-    /// Received and not read yet.
-    pub unread: bool,
 }
 
 /// A transaction of the store (see [`Store::begin`]).
@@ -393,6 +369,7 @@ impl Store {
             }
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::history::SCHEMA)?;
         conn.execute_batch(crate::outbox::SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
@@ -1345,26 +1322,6 @@ impl Store {
                 .map_err(|_| ClientError::Corrupt("pending commit id".into()))
         })
         .transpose()
-    }
-
-    /// Stores a message in the history. Returns false if its id was already
-    /// there (a duplicate).
-    pub fn store_message(&self, m: &StoredMessage<'_>) -> Result<bool, ClientError> {
-        let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO messages
-                 (group_id, message_id, sender, sender_device, text, sent_at, unread)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                m.group.to_string(),
-                m.message_id.to_string(),
-                m.sender.as_str(),
-                m.sender_device.to_string(),
-                m.text,
-                m.sent_at,
-                m.unread
-            ],
-        )?;
-        Ok(inserted == 1)
     }
 }
 

@@ -24,9 +24,10 @@ use crate::conversation::{Change, Envelope, Leaf, roster};
 use crate::device_list::DeviceLists;
 use crate::error::ClientError;
 use crate::event::{Alert, AlertCode, Event};
+use crate::history::StoredMessage;
 use crate::mls::{self, CIPHERSUITE, Metadata};
 use crate::outbox::Http;
-use crate::store::{Conversation, StoredMessage, Transaction};
+use crate::store::{Conversation, Transaction};
 
 /// The events a sync learns, before they are queued durably.
 #[derive(Default)]
@@ -892,7 +893,7 @@ impl Client {
                             return Ok(true);
                         }
                     };
-                let fresh = self.store.store_message(&StoredMessage {
+                let fresh = self.keep_message(&StoredMessage {
                     group: &conversation.group,
                     message_id: &id,
                     sender: &sender,
