@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use rempart_client::history::MessageState;
+mod chat;
+
 use rempart_client::session::Live;
 use rempart_client::{Client, ClientError, DeliveryState, Event};
 use rempart_proto::{DeviceId, PublicKey, UserName};
@@ -83,6 +85,8 @@ enum Command {
     },
     /// Fetch and show everything new.
     Sync,
+    /// The terminal messenger: your conversations, live (see README).
+    Chat,
     /// Show a conversation's messages, oldest first, and mark it read.
     History {
         /// A user name (your 1:1 conversation with them) or a group name.
@@ -320,6 +324,10 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Sync => Client::open(&home)?.sync().await?,
         Command::Listen => return listen(Client::open(&home)?, out).await,
+        Command::Chat => {
+            chat::run(Client::open(&home)?).await?;
+            Vec::new()
+        }
         Command::History {
             conversation,
             limit,

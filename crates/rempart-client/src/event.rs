@@ -99,6 +99,60 @@ impl AlertCode {
     }
 }
 
+impl AlertCode {
+    /// What the alert means and what to do, in plain words, for a user
+    /// interface to show with it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::UnauthorizedMember => {
+                "A device whose key its owner's account did not sign was about to join; it was refused. Ask the people concerned, on another channel, whether they added a device."
+            }
+            Self::AccountKeyChanged => {
+                "This contact's account key is not the one you first saw: their devices are not trusted. Compare safety numbers with them on another channel (`/verify USER`) before you trust the new key."
+            }
+            Self::DeviceListSignatureInvalid => {
+                "A device list is not signed by its account key: the server showed a list its owner never made. Nothing was encrypted to it."
+            }
+            Self::CiphersuiteDowngrade => {
+                "Someone offered weaker cryptography than Rempart's; it was refused."
+            }
+            Self::MessageGap => {
+                "The server skipped part of this conversation: some messages or changes were withheld from you. Tell the others on another channel."
+            }
+            Self::UnknownOwnDevice => {
+                "Your account shows a device you did not add: a ghost device or a fake reset. Check `rempart device list` and remove what you do not know."
+            }
+            Self::DirectoryHeadSignatureInvalid => {
+                "The key directory's head is not signed by the directory key pinned when you set up: the server is not the one you started with, or it is forging."
+            }
+            Self::DirectoryRollback => {
+                "The key directory went back in time: the server is showing you an older state."
+            }
+            Self::DirectoryEquivocation => {
+                "The key directory signed two different states for one moment: it shows different people different keys. Both are kept as evidence."
+            }
+            Self::WitnessQuorumMissing => {
+                "The witnesses did not confirm the key directory: new keys were refused and nothing was encrypted to them. Try again later; if it lasts, the server may be forked away from its witnesses."
+            }
+            Self::KtProofInvalid => {
+                "A key-transparency proof failed: the server showed keys the directory does not prove, or rewrote its past."
+            }
+            Self::LastResortUsed => {
+                "You were added with your reused last-resort key: the server had none of your one-time keys left, or withheld them. The conversation works."
+            }
+            Self::ConversationFork => {
+                "The server split this conversation in two: members on the other side cannot read you. Tell them on another channel."
+            }
+            Self::ConversationWithheld => {
+                "The server refuses you this conversation although nobody removed you: a silent eviction. It is kept and checked again at every sync."
+            }
+            Self::InvalidCommit => {
+                "A change of this conversation was malformed or forged; every member rejected it alike, and the conversation goes on without it."
+            }
+        }
+    }
+}
+
 impl fmt::Display for AlertCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -92,6 +92,8 @@ enum Request {
         change: GroupChange,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    /// A local read or write of the client, run in turn.
+    Local(Box<dyn FnOnce(&Client) + Send>),
     Stop {
         reply: oneshot::Sender<Client>,
     },
@@ -130,6 +132,7 @@ impl std::fmt::Debug for Request {
         f.write_str(match self {
             Self::Send { .. } => "Send",
             Self::Group { .. } => "Group",
+            Self::Local(_) => "Local",
             Self::Stop { .. } => "Stop",
         })
     }
@@ -230,6 +233,21 @@ impl Live {
         let (reply, answer) = oneshot::channel();
         self.ask(Request::Group { change, reply }).await?;
         Ok(answer.await.map_err(|_| SessionError::Stopped)??)
+    }
+
+    /// Runs `read` on the client, between two of the session's own steps
+    /// (the store is used by one thread at a time), and returns what it
+    /// gives: the conversation list, a page of history, a roster.
+    pub async fn local<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Client) -> T + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Local(Box::new(move |client: &Client| {
+            let _ = reply.send(read(client));
+        })))
+        .await?;
+        answer.await.map_err(|_| SessionError::Stopped)
     }
 
     /// Closes the session and gives the client back.
@@ -356,6 +374,10 @@ async fn serve(
                         let _ = reply.send(result);
                         keep_learnt(client, &learnt);
                         After::CatchUp
+                    }
+                    Some(Request::Local(read)) => {
+                        read(client);
+                        After::Nothing
                     }
                     Some(Request::Stop { reply }) => return Ended::Stopped(Some(reply)),
                     None => return Ended::Stopped(None),
@@ -547,6 +569,7 @@ async fn handle(
             let _ = reply.send(result);
             keep_learnt(client, &learnt);
         }
+        Request::Local(read) => read(client),
         Request::Stop { reply } => return Ended::Stopped(Some(reply)),
     }
     Ended::Disconnected

@@ -1,0 +1,172 @@
+//! `rempart chat` end to end: two chat processes in tmux against a real
+//! `rempart-server` process. What one types reaches the other's screen with
+//! no key pressed there; a group created with `/group create` appears on the
+//! other's screen; a forged directory head opens the alert panel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rempart_testkit::{ServerProcess, forge_unsigned_head, sibling_binary};
+use tempfile::TempDir;
+
+/// A guard against a hang, not a measure: generous on any machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn rempart_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rempart"))
+}
+
+/// A tmux server of the test's own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Self {
+        Self {
+            socket: format!("rempart-chat-test-{}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is needed (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `rempart --home HOME chat` in a 100×30 session named `name`.
+    fn chat(&self, name: &str, home: &Path) {
+        let command = format!(
+            "{} --home {} chat",
+            rempart_binary().display(),
+            home.display()
+        );
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ]);
+    }
+
+    /// Types `text` in `name`'s pane, then Enter.
+    fn type_line(&self, name: &str, text: &str) {
+        self.run(&["send-keys", "-t", name, "-l", text]);
+        self.run(&["send-keys", "-t", name, "Enter"]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// Waits until `name`'s screen shows `text`.
+    fn wait_for(&self, name: &str, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen(name);
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{name}'s screen never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn init(home: &Path, server: &str, name: &str) {
+    let out = Command::new(rempart_binary())
+        .env_remove("REMPART_HOME")
+        .arg("--home")
+        .arg(home)
+        .args(["init", "--server", server, "--name", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn two_chats_talk_live_see_a_new_group_and_an_alert() {
+    let data = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &sibling_binary(&rempart_binary(), "rempart-server"),
+        "127.0.0.1:0",
+        data.path(),
+    );
+    let homes = TempDir::new().unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    init(&alice, &server.url(), "alice");
+    init(&bob, &server.url(), "bob");
+
+    let tmux = Tmux::new();
+    tmux.chat("alice", &alice);
+    tmux.chat("bob", &bob);
+    tmux.wait_for("alice", "alice @");
+    tmux.wait_for("bob", "bob @");
+
+    // Alice starts a conversation; Bob's screen shows it, untouched.
+    tmux.type_line("alice", "/new bob");
+    tmux.type_line("alice", "hello from alice");
+    tmux.wait_for("alice", "alice: hello from alice ✓");
+    tmux.wait_for("bob", "alice: hello from alice");
+
+    // Bob answers in the conversation his chat opened.
+    tmux.type_line("bob", "hi alice");
+    tmux.wait_for("alice", "bob: hi alice");
+
+    // A group Alice creates appears on Bob's screen.
+    tmux.type_line("alice", "/group create crew bob");
+    tmux.wait_for("bob", "#crew");
+
+    // The server serves a directory head its key did not sign: Bob's
+    // next catch-up opens the alert panel.
+    forge_unsigned_head(data.path());
+    tmux.type_line("alice", "are you there?");
+    let screen = tmux.wait_for("bob", "SECURITY ALERT [directory_head_signature_invalid]");
+    assert!(screen.contains("acknowledge"), "{screen}");
+
+    // /quit ends the chat and gives the terminal back.
+    tmux.type_line("alice", "/quit");
+    let start = Instant::now();
+    while tmux
+        .run(&["list-sessions", "-F", "#{session_name}"])
+        .contains("alice")
+    {
+        assert!(start.elapsed() < PATIENCE, "alice's chat did not quit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+}
