@@ -9,6 +9,8 @@ use rempart_client::history::HistoryEntry;
 use rempart_client::session::SessionState;
 use rempart_client::{AlertCode, ConversationInfo, Event, MAX_TEXT_BYTES};
 
+use super::config::Config;
+
 /// How many messages a page of the open conversation's history holds.
 pub(crate) const PAGE: usize = 200;
 
@@ -201,14 +203,14 @@ pub(crate) struct App {
     pub alerted: BTreeSet<String>,
     /// The last word to the user (an error, a result).
     pub status: Option<String>,
-    /// Whether to ring the terminal's bell for a message elsewhere.
-    pub bell_enabled: bool,
+    /// The settings (keys, colours, bell).
+    pub config: Config,
     /// Set when the bell should ring at the next draw.
     pub ring: bool,
 }
 
 impl App {
-    pub(crate) fn new(me: String, server: String, quorum: usize) -> Self {
+    pub(crate) fn new(me: String, server: String, quorum: usize, config: Config) -> Self {
         Self {
             me,
             server,
@@ -226,7 +228,7 @@ impl App {
             alerts: VecDeque::new(),
             alerted: BTreeSet::new(),
             status: None,
-            bell_enabled: true,
+            config,
             ring: false,
         }
     }
@@ -273,7 +275,9 @@ impl App {
                 text: text.clone(),
             }));
         }
-        items.sort_by_key(Item::time);
+        // At the same second, a change comes before the messages: a
+        // member is added before they speak.
+        items.sort_by_key(|item| (item.time(), matches!(item, Item::Message(_))));
         items
     }
 
@@ -299,7 +303,7 @@ impl App {
             }
             Event::Message { conversation, .. } => {
                 if self.open.as_deref() != Some(conversation.as_str()) {
-                    self.ring = self.bell_enabled;
+                    self.ring = self.config.bell;
                 }
                 true
             }
@@ -387,7 +391,8 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
-        if ctrl && key.code == KeyCode::Char('c') {
+        let keys = self.config.keys;
+        if keys.quit.matches(&key) {
             return Some(Action::Quit);
         }
         if !self.alerts.is_empty() {
@@ -401,9 +406,21 @@ impl App {
             self.screen = Screen::Main;
             return None;
         }
+        if keys.next.matches(&key) {
+            return self.step(1);
+        }
+        if keys.previous.matches(&key) {
+            return self.step(-1);
+        }
+        if keys.scroll_up.matches(&key) {
+            self.scroll = self.scroll.saturating_add(10);
+            return self.more_before.then_some(Action::LoadOlder);
+        }
+        if keys.scroll_down.matches(&key) {
+            self.scroll = self.scroll.saturating_sub(10);
+            return None;
+        }
         match key.code {
-            KeyCode::Char('n') if ctrl => self.step(1),
-            KeyCode::Char('p') if ctrl => self.step(-1),
             KeyCode::Enter if alt => {
                 self.input.insert("\n");
                 None
@@ -439,14 +456,6 @@ impl App {
             }
             KeyCode::End => {
                 self.input.cursor = self.input.text.len();
-                None
-            }
-            KeyCode::PageUp => {
-                self.scroll = self.scroll.saturating_add(10);
-                self.more_before.then_some(Action::LoadOlder)
-            }
-            KeyCode::PageDown => {
-                self.scroll = self.scroll.saturating_sub(10);
                 None
             }
             _ => None,
@@ -589,7 +598,12 @@ mod tests {
     }
 
     fn app() -> App {
-        let mut app = App::new("alice".into(), "http://127.0.0.1:1".into(), 0);
+        let mut app = App::new(
+            "alice".into(),
+            "http://127.0.0.1:1".into(),
+            0,
+            Config::default(),
+        );
         app.set_conversations(vec![
             conversation("bob", false, 10),
             conversation("team", true, 20),

@@ -6,6 +6,7 @@
 //! exit, an error, a panic, SIGTERM or SIGHUP.
 
 mod app;
+mod config;
 mod ui;
 
 use std::io::Write as _;
@@ -98,7 +99,22 @@ fn restore() {
 /// Runs the chat until the user quits or the process is told to stop.
 pub(crate) async fn run(client: Client) -> Result<(), ClientError> {
     let who = client.whoami();
-    let mut app = App::new(who.user.to_string(), who.server.clone(), who.witness_quorum);
+    let settings = config::load(client.home()).map_err(|e| match e {
+        config::ConfigError::Io { path, source } => ClientError::Io { path, source },
+        config::ConfigError::Invalid { path, reason } => ClientError::Io {
+            path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{reason}: fix it, or delete it to get the defaults back"),
+            ),
+        },
+    })?;
+    let mut app = App::new(
+        who.user.to_string(),
+        who.server.clone(),
+        who.witness_quorum,
+        settings,
+    );
     let mut live = Live::start(client).map_err(session_error)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(terminal_error)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(terminal_error)?;

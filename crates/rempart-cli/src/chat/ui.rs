@@ -36,7 +36,9 @@ pub(crate) fn draw(frame: &mut Frame<'_>, app: &App) {
     if let Some(alert) = app.alerts.front() {
         let area = centered(main, 70, 12);
         frame.render_widget(Clear, area);
-        let red = Style::default().fg(Color::White).bg(Color::Red);
+        let red = Style::default()
+            .fg(Color::White)
+            .bg(app.config.colours.alert);
         let mut lines = vec![
             Line::from(Span::styled(
                 format!("SECURITY ALERT [{}]", alert.code),
@@ -87,7 +89,7 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 style = style.add_modifier(Modifier::REVERSED);
             }
             if app.alerted.contains(&c.name) {
-                style = style.fg(Color::Red);
+                style = style.fg(app.config.colours.alert);
             } else if c.unread > 0 {
                 style = style.add_modifier(Modifier::BOLD);
             }
@@ -121,7 +123,7 @@ fn draw_timeline(frame: &mut Frame<'_>, app: &App, area: Rect) {
         match item {
             Item::Notice { text, .. } => lines.push(Line::from(Span::styled(
                 format!("{clock} · {text}"),
-                Style::default().fg(Color::Yellow),
+                Style::default().fg(app.config.colours.notice),
             ))),
             Item::Message(m) => {
                 let state = match m.state {
@@ -133,9 +135,9 @@ fn draw_timeline(frame: &mut Frame<'_>, app: &App, area: Rect) {
                     MessageState::Received => String::new(),
                 };
                 let sender_style = if m.sender.as_str() == app.me {
-                    Style::default().fg(Color::Cyan)
+                    Style::default().fg(app.config.colours.own)
                 } else {
-                    Style::default().fg(Color::Green)
+                    Style::default().fg(app.config.colours.others)
                 };
                 for (i, text) in m.text.split('\n').enumerate() {
                     let mut spans = if i == 0 {
@@ -149,7 +151,7 @@ fn draw_timeline(frame: &mut Frame<'_>, app: &App, area: Rect) {
                     spans.push(Span::raw(text.to_owned()));
                     if i == 0 && !state.is_empty() {
                         let style = if m.state == MessageState::Failed {
-                            Style::default().fg(Color::Red)
+                            Style::default().fg(app.config.colours.alert)
                         } else {
                             Style::default().fg(Color::DarkGray)
                         };
@@ -312,7 +314,12 @@ mod tests {
     }
 
     fn app() -> App {
-        let mut app = App::new("alice".into(), "http://127.0.0.1:7800".into(), 1);
+        let mut app = App::new(
+            "alice".into(),
+            "http://127.0.0.1:7800".into(),
+            1,
+            crate::chat::config::Config::default(),
+        );
         let info = |name: &str, is_group, unread, last_activity| ConversationInfo {
             name: name.into(),
             is_group,
