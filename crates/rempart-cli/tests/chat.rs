@@ -151,6 +151,24 @@ fn two_chats_talk_live_see_a_new_group_and_an_alert() {
     tmux.type_line("alice", "/group create crew bob");
     tmux.wait_for("bob", "#crew");
 
+    // Bob checks Alice's safety number: the number and its QR code; then
+    // confirms it, and the conversation is marked verified.
+    tmux.type_line("bob", "/verify alice");
+    let screen = tmux.wait_for("bob", "safety number with alice:");
+    let number: String = screen
+        .lines()
+        .skip_while(|l| !l.contains("safety number with alice:"))
+        .nth(1)
+        .unwrap()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .collect();
+    assert_eq!(number.split_whitespace().count(), 12, "{screen}");
+    tmux.run(&["send-keys", "-t", "bob", "Escape"]);
+    tmux.type_line("bob", &format!("/verify alice {}", number.trim()));
+    tmux.wait_for("bob", "alice is verified");
+    tmux.wait_for("bob", "✓alice");
+
     // The server serves a directory head its key did not sign: Bob's
     // next catch-up opens the alert panel.
     forge_unsigned_head(data.path());

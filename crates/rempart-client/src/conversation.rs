@@ -116,6 +116,12 @@ pub struct ConversationInfo {
     pub unread: u64,
     /// The time of its newest message (Unix seconds; 0 if none).
     pub last_activity: i64,
+    /// Whether the user verified every other member's account key (by
+    /// comparing safety numbers) and none changed since.
+    pub verified: bool,
+    /// Members whose account key changed since the user verified it:
+    /// sending here is refused until their new safety number is confirmed.
+    pub key_changed: Vec<UserName>,
 }
 
 /// A leaf of the MLS tree, as Rempart reads it.
@@ -721,6 +727,15 @@ impl Client {
                     .into_iter()
                     .map(|l| l.user)
                     .collect();
+                let mut verified = members.len() > 1;
+                let mut key_changed = Vec::new();
+                for member in members.iter().filter(|m| **m != self.id.user) {
+                    let (current, changed) = self.verification(member)?;
+                    verified &= current;
+                    if changed {
+                        key_changed.push(member.clone());
+                    }
+                }
                 Ok(ConversationInfo {
                     name: c.name,
                     is_group: c.is_group,
@@ -729,6 +744,8 @@ impl Client {
                     ended_by: c.ended_by,
                     unread,
                     last_activity,
+                    verified,
+                    key_changed,
                 })
             })
             .collect()

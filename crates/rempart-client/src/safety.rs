@@ -116,6 +116,19 @@ impl Client {
         self.safety_number(user).await
     }
 
+    /// Where this device stands with `user`'s account key: verified and
+    /// unchanged since, and changed since it was verified.
+    pub(crate) fn verification(&self, user: &UserName) -> Result<(bool, bool), ClientError> {
+        let Some(keys) = self.store.contact_keys(user)? else {
+            return Ok((false, false));
+        };
+        let changed = keys.verified.is_some() && keys.presented.is_some();
+        Ok((
+            keys.verified.as_ref() == Some(&keys.pinned) && !changed,
+            changed,
+        ))
+    }
+
     /// Refuses to send where a verified contact's account key changed and
     /// was not re-verified.
     pub(crate) fn check_verified_keys<'a>(

@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rand::Rng as _;
 use rempart_proto::api::{Appended, PushEvent, SessionRequest};
@@ -94,10 +95,16 @@ enum Request {
     },
     /// A local read or write of the client, run in turn.
     Local(Box<dyn FnOnce(&Client) + Send>),
+    /// An operation of the client that may call the server, run in turn.
+    Operation(Operation),
     Stop {
         reply: oneshot::Sender<Client>,
     },
 }
+
+/// An operation asked of the live session: given the client, the future
+/// that runs it (and sends its result back).
+type Operation = Box<dyn for<'c> FnOnce(&'c Client) -> LocalBoxFuture<'c, ()> + Send>;
 
 /// A group operation asked of the live session.
 #[derive(Debug)]
@@ -133,6 +140,7 @@ impl std::fmt::Debug for Request {
             Self::Send { .. } => "Send",
             Self::Group { .. } => "Group",
             Self::Local(_) => "Local",
+            Self::Operation(_) => "Operation",
             Self::Stop { .. } => "Stop",
         })
     }
@@ -245,6 +253,24 @@ impl Live {
         let (reply, answer) = oneshot::channel();
         self.ask(Request::Local(Box::new(move |client: &Client| {
             let _ = reply.send(read(client));
+        })))
+        .await?;
+        answer.await.map_err(|_| SessionError::Stopped)
+    }
+
+    /// Runs `operation` on the client in turn, as [`Live::local`] does,
+    /// for an operation that calls the server: a safety number, the
+    /// account's devices. The session waits for it.
+    pub async fn operation<T: Send + 'static>(
+        &self,
+        operation: impl for<'c> FnOnce(&'c Client) -> LocalBoxFuture<'c, T> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Operation(Box::new(move |client: &Client| {
+            let running = operation(client);
+            Box::pin(async move {
+                let _ = reply.send(running.await);
+            })
         })))
         .await?;
         answer.await.map_err(|_| SessionError::Stopped)
@@ -378,6 +404,10 @@ async fn serve(
                     Some(Request::Local(read)) => {
                         read(client);
                         After::Nothing
+                    }
+                    Some(Request::Operation(operation)) => {
+                        operation(client).await;
+                        After::CatchUp
                     }
                     Some(Request::Stop { reply }) => return Ended::Stopped(Some(reply)),
                     None => return Ended::Stopped(None),
@@ -570,6 +600,7 @@ async fn handle(
             keep_learnt(client, &learnt);
         }
         Request::Local(read) => read(client),
+        Request::Operation(operation) => operation(client).await,
         Request::Stop { reply } => return Ended::Stopped(Some(reply)),
     }
     Ended::Disconnected

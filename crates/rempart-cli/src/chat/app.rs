@@ -54,6 +54,13 @@ pub(crate) enum ChatCommand {
     Leave,
     /// `/members` of the open conversation.
     Members,
+    /// `/verify USER [NUMBER]`: the safety number, or its confirmation.
+    Verify {
+        user: String,
+        number: Option<String>,
+    },
+    /// `/devices` of this account.
+    Devices,
 }
 
 /// The commands, as the help screen lists them.
@@ -88,12 +95,14 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
 ];
 
 /// Which screen is up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Screen {
     /// The conversation list, the open conversation and the input box.
     Main,
     /// The keys and commands.
     Help,
+    /// What a command showed (a safety number, the devices), until a key.
+    Panel { title: String, lines: Vec<String> },
 }
 
 /// One line of the open conversation's timeline.
@@ -402,7 +411,7 @@ impl App {
             }
             return None;
         }
-        if self.screen == Screen::Help {
+        if self.screen != Screen::Main {
             self.screen = Screen::Main;
             return None;
         }
@@ -555,6 +564,18 @@ pub(crate) fn parse_command(line: &str) -> Result<Option<ChatCommand>, String> {
         Some("remove") => ChatCommand::Remove(one("USER")?),
         Some("leave") => none().map(|()| ChatCommand::Leave)?,
         Some("members") => none().map(|()| ChatCommand::Members)?,
+        Some("devices") => none().map(|()| ChatCommand::Devices)?,
+        Some("verify") => match words.as_slice() {
+            [_, user] => ChatCommand::Verify {
+                user: (*user).to_owned(),
+                number: None,
+            },
+            [_, user, number @ ..] => ChatCommand::Verify {
+                user: (*user).to_owned(),
+                number: Some(number.join(" ")),
+            },
+            _ => return Err("usage: /verify USER [NUMBER]".into()),
+        },
         Some("group") => match words.as_slice() {
             ["group", "create", name, members @ ..] if !members.is_empty() => {
                 ChatCommand::GroupCreate {
@@ -594,6 +615,8 @@ mod tests {
             ended_by: None,
             unread: 0,
             last_activity,
+            verified: false,
+            key_changed: Vec::new(),
         }
     }
 
@@ -672,6 +695,13 @@ mod tests {
             Ok(Some(ChatCommand::New("bob".into())))
         );
         assert!(parse_command("new").is_err());
+        assert_eq!(
+            parse_command("verify bob 12345 67890"),
+            Ok(Some(ChatCommand::Verify {
+                user: "bob".into(),
+                number: Some("12345 67890".into())
+            }))
+        );
     }
 
     #[test]

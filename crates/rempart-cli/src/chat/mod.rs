@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
@@ -291,6 +292,69 @@ async fn command_outcome(
             live.leave_group(&name).await.map_err(session_error)?;
             app.status = Some(format!("you left {name}"));
             refresh(live, app).await;
+        }
+        ChatCommand::Verify { user: peer, number } => {
+            let peer = user(&peer)?;
+            let shown = peer.clone();
+            let confirming = number.is_some();
+            let result = live
+                .operation(move |client| {
+                    async move {
+                        match number {
+                            Some(number) => client.confirm_safety_number(&peer, &number).await,
+                            None => client.safety_number(&peer).await,
+                        }
+                    }
+                    .boxed_local()
+                })
+                .await
+                .map_err(session_error)??;
+            if confirming {
+                app.status = Some(format!("{shown} is verified"));
+                refresh(live, app).await;
+            } else {
+                let mut lines = vec![
+                    format!("safety number with {shown}:"),
+                    result.safety_number.clone(),
+                    String::new(),
+                ];
+                lines.extend(crate::qr(&result.safety_number).lines().map(str::to_owned));
+                if result.key_changed {
+                    lines.push(format!(
+                        "{shown}'s account key changed: compare this new number with {shown}"
+                    ));
+                }
+                lines.push(if result.verified {
+                    "verified ✓".to_owned()
+                } else {
+                    format!("compare it with {shown} on a channel you trust, then: /verify {shown} NUMBER")
+                });
+                app.screen = app::Screen::Panel {
+                    title: format!("verify {shown}"),
+                    lines,
+                };
+            }
+        }
+        ChatCommand::Devices => {
+            let devices = live
+                .operation(|client| client.devices().boxed_local())
+                .await
+                .map_err(session_error)??;
+            let lines = devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} key {}{}",
+                        d.device,
+                        d.fingerprint,
+                        if d.this_device { " (this device)" } else { "" }
+                    )
+                })
+                .collect();
+            app.screen = app::Screen::Panel {
+                title: "your devices".into(),
+                lines,
+            };
         }
         ChatCommand::Members => {
             let Some(name) = app.open.clone() else {

@@ -30,8 +30,10 @@ pub(crate) fn draw(frame: &mut Frame<'_>, app: &App) {
     draw_timeline(frame, app, timeline);
     draw_input(frame, app, input);
     draw_status(frame, app, status);
-    if app.screen == Screen::Help {
-        draw_help(frame, main);
+    match &app.screen {
+        Screen::Main => {}
+        Screen::Help => draw_help(frame, main),
+        Screen::Panel { title, lines } => draw_panel(frame, main, title, lines),
     }
     if let Some(alert) = app.alerts.front() {
         let area = centered(main, 70, 12);
@@ -75,6 +77,9 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
             }
             if c.ended {
                 mark.push('×');
+            }
+            if c.verified {
+                mark.push('✓');
             }
             if c.is_group {
                 mark.push('#');
@@ -173,10 +178,17 @@ fn draw_timeline(frame: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let blocked = app
-        .open_info()
-        .filter(|i| i.ended && app.new_peer.is_none());
-    let title = match blocked {
+    let open = app.open_info().filter(|_| app.new_peer.is_none());
+    let changed = open.map(|i| i.key_changed.as_slice()).unwrap_or_default();
+    let title = match open.filter(|i| i.ended) {
+        None if !changed.is_empty() => {
+            let who: Vec<&str> = changed.iter().map(|u| u.as_str()).collect();
+            format!(
+                " blocked: {}'s key changed: /verify {} ",
+                who.join(", "),
+                who[0]
+            )
+        }
         Some(info) => match &info.ended_by {
             Some(by) if by.as_str() == app.me => {
                 " you left: this conversation is history ".to_owned()
@@ -259,6 +271,27 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
     );
 }
 
+fn draw_panel(frame: &mut Frame<'_>, area: Rect, title: &str, lines: &[String]) {
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 4;
+    let height = lines.len() + 3;
+    let area = centered(
+        area,
+        u16::try_from(width).unwrap_or(u16::MAX).max(30),
+        u16::try_from(height).unwrap_or(u16::MAX),
+    );
+    frame.render_widget(Clear, area);
+    let mut text: Vec<Line<'_>> = lines.iter().map(|l| Line::from(format!(" {l}"))).collect();
+    text.push(Line::from(" any key closes this"));
+    frame.render_widget(
+        Paragraph::new(text).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" {title} ")),
+        ),
+        area,
+    );
+}
+
 /// A `width`×`height` rectangle in the middle of `area` (smaller if it
 /// does not fit).
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -328,6 +361,8 @@ mod tests {
             ended_by: None,
             unread,
             last_activity,
+            verified: false,
+            key_changed: Vec::new(),
         };
         app.set_conversations(vec![
             info("bob", false, 2, 100),
@@ -398,6 +433,40 @@ mod tests {
         );
         assert!(shown.contains("Enter or Esc: acknowledge"), "{shown}");
         assert!(shown.contains("!bob (2)"), "{shown}");
+    }
+
+    #[test]
+    fn a_verified_conversation_is_marked_and_a_key_change_blocks_its_input() {
+        let mut app = app();
+        let team = app
+            .conversations
+            .iter_mut()
+            .find(|c| c.name == "team")
+            .unwrap();
+        team.verified = true;
+        let shown = screen(&app);
+        assert!(shown.contains("✓#team"), "{shown}");
+        let team = app
+            .conversations
+            .iter_mut()
+            .find(|c| c.name == "team")
+            .unwrap();
+        team.verified = false;
+        team.key_changed = vec!["bob".parse().unwrap()];
+        let shown = screen(&app);
+        assert!(shown.contains("blocked: bob's key changed"), "{shown}");
+    }
+
+    #[test]
+    fn a_safety_number_panel_shows_the_number() {
+        let mut app = app();
+        app.screen = Screen::Panel {
+            title: "verify bob".into(),
+            lines: vec!["12345 67890 12345 67890".into()],
+        };
+        let shown = screen(&app);
+        assert!(shown.contains("verify bob"), "{shown}");
+        assert!(shown.contains("12345 67890 12345 67890"), "{shown}");
     }
 
     #[test]
