@@ -169,6 +169,33 @@ fn two_chats_talk_live_see_a_new_group_and_an_alert() {
     tmux.wait_for("bob", "alice is verified");
     tmux.wait_for("bob", "✓alice");
 
+    // Alice links a second device from the chat: the code it shows lets
+    // `rempart init --link` join her account, and the chat says so.
+    tmux.type_line("alice", "/link");
+    let screen = tmux.wait_for("alice", "code: ");
+    let code: String = screen
+        .lines()
+        .find_map(|l| l.split("code: ").nth(1))
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    let laptop = homes.path().join("alice-laptop");
+    let linked = Command::new(rempart_binary())
+        .env_remove("REMPART_HOME")
+        .arg("--home")
+        .arg(&laptop)
+        .args(["init", "--server", &server.url(), "--link", &code])
+        .output()
+        .unwrap();
+    assert!(
+        linked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&linked.stderr)
+    );
+    tmux.wait_for("alice", "linked device");
+    tmux.run(&["send-keys", "-t", "alice", "Escape"]);
+
     // The server serves a directory head its key did not sign: Bob's
     // next catch-up opens the alert panel.
     forge_unsigned_head(data.path());

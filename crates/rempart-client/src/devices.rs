@@ -257,8 +257,37 @@ impl Client {
             poll,
         )
         .await?;
+        self.complete_link(&pending, &sealed).await
+    }
+
+    /// Checks once whether the new device answered `pending`: if it did,
+    /// signs it into the account as [`Client::finish_link`] does and
+    /// returns its id; if not yet, `None`. For a user interface that
+    /// cannot wait in one call.
+    pub async fn link_if_answered(
+        &self,
+        pending: &PendingLink,
+    ) -> Result<Option<DeviceId>, ClientError> {
+        let path = api::link_path(&pending.secrets.link);
+        match self.api.link_state(Some(self.signer()), &path).await {
+            Ok(LinkState {
+                sealed: Some(sealed),
+            }) => self.complete_link(pending, &sealed).await.map(Some),
+            Ok(_) if unix_now() > pending.expires_at => Err(ClientError::LinkExpired),
+            Ok(_) => Ok(None),
+            Err(ClientError::Server { status: 404, .. }) => Err(ClientError::LinkExpired),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs in the new device whose sealed request answered `pending`.
+    async fn complete_link(
+        &self,
+        pending: &PendingLink,
+        sealed: &[u8],
+    ) -> Result<DeviceId, ClientError> {
         let request: LinkRequest =
-            serde_json::from_slice(&pending.secrets.open(Direction::Request, &sealed)?)
+            serde_json::from_slice(&pending.secrets.open(Direction::Request, sealed)?)
                 .map_err(|_| ClientError::LinkTampered)?;
 
         let current = self.own_list()?;

@@ -407,7 +407,7 @@ async fn serve(
                     }
                     Some(Request::Operation(operation)) => {
                         operation(client).await;
-                        After::CatchUp
+                        After::Nothing
                     }
                     Some(Request::Stop { reply }) => return Ended::Stopped(Some(reply)),
                     None => return Ended::Stopped(None),

@@ -9,6 +9,10 @@ use rempart_client::history::HistoryEntry;
 use rempart_client::session::SessionState;
 use rempart_client::{AlertCode, ConversationInfo, Event, MAX_TEXT_BYTES};
 
+use std::sync::Arc;
+
+use rempart_client::PendingLink;
+
 use super::config::Config;
 
 /// How many messages a page of the open conversation's history holds.
@@ -24,6 +28,8 @@ pub(crate) enum Action {
     Refresh,
     /// Read the page of the open conversation before its oldest message.
     LoadOlder,
+    /// See whether the device being linked answered.
+    CheckLink,
     /// A command typed in the input box.
     Command(ChatCommand),
     /// Leave the chat.
@@ -61,6 +67,8 @@ pub(crate) enum ChatCommand {
     },
     /// `/devices` of this account.
     Devices,
+    /// `/link`: a code for a new device of this account.
+    Link,
 }
 
 /// The commands, as the help screen lists them.
@@ -216,6 +224,8 @@ pub(crate) struct App {
     pub config: Config,
     /// Set when the bell should ring at the next draw.
     pub ring: bool,
+    /// A linking code shown with `/link`, waiting for the new device.
+    pub linking: Option<Arc<PendingLink>>,
 }
 
 impl App {
@@ -239,6 +249,7 @@ impl App {
             status: None,
             config,
             ring: false,
+            linking: None,
         }
     }
 
@@ -565,6 +576,7 @@ pub(crate) fn parse_command(line: &str) -> Result<Option<ChatCommand>, String> {
         Some("leave") => none().map(|()| ChatCommand::Leave)?,
         Some("members") => none().map(|()| ChatCommand::Members)?,
         Some("devices") => none().map(|()| ChatCommand::Devices)?,
+        Some("link") => none().map(|()| ChatCommand::Link)?,
         Some("verify") => match words.as_slice() {
             [_, user] => ChatCommand::Verify {
                 user: (*user).to_owned(),

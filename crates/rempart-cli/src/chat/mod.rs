@@ -11,6 +11,7 @@ mod ui;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -157,7 +158,7 @@ pub(crate) async fn run(client: Client) -> Result<(), ClientError> {
             },
             _ = tick.tick() => {
                 app.session = live.state();
-                None
+                app.linking.is_some().then_some(Action::CheckLink)
             }
             _ = terminate.recv() => Some(Action::Quit),
             _ = hangup.recv() => Some(Action::Quit),
@@ -188,6 +189,7 @@ async fn perform(live: &Live, app: &mut App, action: Action) {
             Ok(())
         }
         Action::LoadOlder => load_older(live, app).await,
+        Action::CheckLink => check_link(live, app).await,
         Action::Send { to, text } => send(live, app, to, &text).await,
         Action::Command(command) => command_outcome(live, app, command).await,
         Action::Quit => Ok(()),
@@ -356,6 +358,26 @@ async fn command_outcome(
                 lines,
             };
         }
+        ChatCommand::Link => {
+            let pending = live
+                .operation(|client| client.start_link().boxed_local())
+                .await
+                .map_err(session_error)??;
+            let mut lines = vec![
+                format!("code: {}", pending.code()),
+                "on the new device, run:".to_owned(),
+                format!("rempart init --server {} --link CODE", app.server),
+                String::new(),
+            ];
+            lines.extend(crate::qr(pending.code()).lines().map(str::to_owned));
+            lines.push("the code works once, for 10 minutes; this chat signs the device in".into());
+            app.screen = app::Screen::Panel {
+                title: "link a device".into(),
+                lines,
+            };
+            app.status = Some("waiting for the new device".into());
+            app.linking = Some(Arc::new(pending));
+        }
         ChatCommand::Members => {
             let Some(name) = app.open.clone() else {
                 return Err(ClientError::UnknownConversation("(none open)".into()));
@@ -380,6 +402,33 @@ async fn command_outcome(
         }
     }
     Ok(())
+}
+
+/// Signs in the device being linked once it answered.
+async fn check_link(live: &Live, app: &mut App) -> Result<(), ClientError> {
+    let Some(pending) = app.linking.clone() else {
+        return Ok(());
+    };
+    let answered = live
+        .operation(move |client| {
+            async move { client.link_if_answered(&pending).await }.boxed_local()
+        })
+        .await
+        .map_err(session_error)?;
+    match answered {
+        Ok(None) => Ok(()),
+        Ok(Some(device)) => {
+            app.linking = None;
+            app.status = Some(format!(
+                "linked device {device}: it joins your conversations at their next sync"
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            app.linking = None;
+            Err(e)
+        }
+    }
 }
 
 /// Reads the conversation list and the open conversation's newest page.
