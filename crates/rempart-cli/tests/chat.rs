@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rempart_testkit::{ServerProcess, forge_unsigned_head, sibling_binary};
@@ -19,6 +20,9 @@ fn rempart_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rempart"))
 }
 
+/// Tmux servers started by this process, for unique socket names.
+static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+
 /// A tmux server of the test's own (its own socket), killed when dropped.
 struct Tmux {
     socket: String,
@@ -27,7 +31,11 @@ struct Tmux {
 impl Tmux {
     fn new() -> Self {
         Self {
-            socket: format!("rempart-chat-test-{}", std::process::id()),
+            socket: format!(
+                "rempart-chat-test-{}-{}",
+                std::process::id(),
+                SOCKETS.fetch_add(1, Ordering::SeqCst)
+            ),
         }
     }
 
@@ -213,5 +221,77 @@ fn two_chats_talk_live_see_a_new_group_and_an_alert() {
         assert!(start.elapsed() < PATIENCE, "alice's chat did not quit");
         std::thread::sleep(Duration::from_millis(100));
     }
+    drop(server);
+}
+
+#[test]
+fn sigterm_ends_the_chat_with_the_terminal_put_back() {
+    let data = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &sibling_binary(&rempart_binary(), "rempart-server"),
+        "127.0.0.1:0",
+        data.path(),
+    );
+    let homes = TempDir::new().unwrap();
+    let alice = homes.path().join("alice");
+    init(&alice, &server.url(), "alice");
+
+    // The chat runs under a shell that, once it ends, records how it
+    // exited and the terminal's modes.
+    let after = homes.path().join("after");
+    let tmux = Tmux::new();
+    let command = format!(
+        "{} --home {} chat; echo \"exit $?\" > {}; stty -a >> {}; sleep 60",
+        rempart_binary().display(),
+        alice.display(),
+        after.display(),
+        after.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "alice",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    tmux.wait_for("alice", "alice @");
+    let shell = tmux.run(&["display-message", "-p", "-t", "alice", "#{pane_pid}"]);
+    let chat = Command::new("pgrep")
+        .args(["-P", shell.trim()])
+        .output()
+        .unwrap();
+    let chat = String::from_utf8(chat.stdout).unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", chat.trim()])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "no chat process under the shell ({chat:?})"
+    );
+    let start = Instant::now();
+    let recorded = loop {
+        if let Ok(text) = std::fs::read_to_string(&after)
+            && text.contains("speed")
+        {
+            break text;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the chat did not end on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(recorded.starts_with("exit 0"), "{recorded}");
+    // Raw mode is off again: the terminal echoes and reads lines.
+    let modes: Vec<&str> = recorded.split_whitespace().collect();
+    assert!(
+        modes.contains(&"icanon") && modes.contains(&"echo"),
+        "{recorded}"
+    );
     drop(server);
 }

@@ -226,6 +226,9 @@ pub(crate) struct App {
     pub ring: bool,
     /// A linking code shown with `/link`, waiting for the new device.
     pub linking: Option<Arc<PendingLink>>,
+    /// Whether a directory head lacked the witnesses' cosignatures since
+    /// the chat started (`witness_quorum_missing`).
+    pub quorum_missing: bool,
 }
 
 impl App {
@@ -250,6 +253,7 @@ impl App {
             config,
             ring: false,
             linking: None,
+            quorum_missing: false,
         }
     }
 
@@ -314,6 +318,7 @@ impl App {
                 if let Some(c) = conversation {
                     self.alerted.insert(c.clone());
                 }
+                self.quorum_missing |= *code == AlertCode::WitnessQuorumMissing;
                 self.alerts.push_back(PendingAlert {
                     code: *code,
                     conversation: conversation.clone(),
@@ -753,6 +758,17 @@ mod tests {
         app.on_key(key(KeyCode::Enter));
         assert!(app.alerts.is_empty());
         assert!(app.alerted.contains("bob"), "the conversation stays marked");
+        assert!(!app.quorum_missing);
+        app.on_event(
+            &Event::Alert {
+                conversation: None,
+                sender: None,
+                code: AlertCode::WitnessQuorumMissing,
+                message: "no cosignature".into(),
+            },
+            0,
+        );
+        assert!(app.quorum_missing, "the status line says so");
     }
 
     #[test]

@@ -229,10 +229,10 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
         SessionState::Live => "live",
         SessionState::Polling => "offline (retrying)",
     };
-    let witnesses = if app.quorum == 0 {
-        "no witnesses".to_owned()
-    } else {
-        format!("witness quorum {}", app.quorum)
+    let witnesses = match (app.quorum, app.quorum_missing) {
+        (0, _) => "no witnesses".to_owned(),
+        (quorum, false) => format!("witness quorum {quorum}"),
+        (quorum, true) => format!("witness quorum {quorum} MISSING"),
     };
     let mut text = format!("{} @ {} · {session} · {witnesses}", app.me, app.server);
     if let Some(status) = &app.status {
@@ -432,6 +432,9 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("Enter or Esc: acknowledge"), "{shown}");
+        assert!(!shown.contains("MISSING"), "{shown}");
+        app.quorum_missing = true;
+        assert!(screen(&app).contains("witness quorum 1 MISSING"));
         assert!(shown.contains("!bob (2)"), "{shown}");
     }
 
