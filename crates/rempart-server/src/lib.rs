@@ -120,6 +120,15 @@ pub const DATABASE_FILE: &str = "rempart.sqlite3";
 /// are updates, unless configured otherwise.
 pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a client has to send a request's head (the request line and
+/// headers), from the moment the server waits for it: a connection that
+/// sends half a head and stalls is closed then.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the server waits, at most, for requests in flight to finish
+/// once told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -136,6 +145,9 @@ pub struct ServerConfig {
     /// How often the directory publishes pending updates as an epoch (no
     /// epoch when nothing changed). Must not be zero.
     pub epoch_interval: Duration,
+    /// How long a client has to send a request's head
+    /// ([`DEFAULT_HEADER_READ_TIMEOUT`]). Must not be zero.
+    pub header_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -147,6 +159,7 @@ impl ServerConfig {
             database: None,
             max_body_bytes: MAX_BODY_BYTES,
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -159,6 +172,7 @@ pub struct Server {
     state: AppState,
     directory: Arc<DirectoryService>,
     epoch_interval: Duration,
+    header_read_timeout: Duration,
     /// Tasks that run as long as the server (push relay, pruning).
     background: Vec<JoinHandle<()>>,
 }
@@ -177,9 +191,13 @@ impl Server {
             database,
             max_body_bytes,
             epoch_interval,
+            header_read_timeout,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
+        }
+        if header_read_timeout.is_zero() {
+            return Err(ServerError::ZeroTimeout("header read"));
         }
         DirBuilder::new()
             .recursive(true)
@@ -236,6 +254,7 @@ impl Server {
             state,
             directory,
             epoch_interval,
+            header_read_timeout,
             background,
         })
     }
@@ -258,18 +277,18 @@ impl Server {
             state,
             directory,
             epoch_interval,
+            header_read_timeout,
             background,
             ..
         } = self;
         let (store, hub) = (state.store.clone(), state.pushes.hub().clone());
         let (stop_publisher, publisher_stopped) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(directory.run_publisher(epoch_interval, publisher_stopped));
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                hub.close();
-            })
-            .await;
+        let served = serve(listener, router(state), header_read_timeout, async move {
+            shutdown.await;
+            hub.close();
+        })
+        .await;
         // The publisher may already be gone (it panicked); the queue is
         // durable either way.
         let _ = stop_publisher.send(());
@@ -280,6 +299,68 @@ impl Server {
         store.close().await;
         served.map_err(ServerError::Serve)
     }
+}
+
+/// Accepts connections and serves `app` on each, HTTP/1.1 (with upgrades,
+/// for the push sessions) or HTTP/2, with hyper's timer running: a request
+/// head not complete within `header_read_timeout` closes its connection.
+/// Once `shutdown` resolves, stops accepting and gives the connections in
+/// flight [`SHUTDOWN_GRACE`] to finish.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), io::Error> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors, or a connection reset
+                        // before it was accepted: wait a little, go on.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(app.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(error = %error, "connection ended");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace");
+    }
+    Ok(())
 }
 
 /// An open database and what runs on it.
@@ -367,6 +448,9 @@ pub enum ServerError {
     /// The configured epoch interval is zero.
     #[error("the epoch interval must be longer than zero")]
     ZeroEpochInterval,
+    /// A configured timeout is zero.
+    #[error("the {0} timeout must be longer than zero")]
+    ZeroTimeout(&'static str),
     /// Serving connections failed.
     #[error("the server failed")]
     Serve(#[source] io::Error),

@@ -46,6 +46,10 @@ struct Args {
     /// something changed (e.g. 200ms, 1s, 2m).
     #[arg(long, default_value = "1s", value_parser = parse_nonzero_duration)]
     epoch_interval: Duration,
+    /// How long a client has to send a request's head (request line and
+    /// headers) before its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration)]
+    header_read_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.database = args.database;
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;
+    config.header_read_timeout = args.header_read_timeout;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

@@ -1,0 +1,67 @@
+//! The server against slow and silent clients: a connection that sends half
+//! a request head and stalls is closed once the header-read timeout passes,
+//! and the server goes on serving others.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use rempart_server::{Server, ServerConfig};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// A guard against a hang, not a measure: far longer than the timeout.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn connections_that_send_half_a_request_head_are_closed() {
+    let data = TempDir::new().unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+    config.header_read_timeout = Duration::from_secs(1);
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // Twenty connections, each stalled in the middle of its headers.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: rempart\r\nX-Half")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    for mut stream in stalled {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+            .await
+            .expect("a stalled connection was never closed");
+        // Closed, with at most an error answer: never a served request.
+        if closed.is_ok() {
+            let answer = String::from_utf8_lossy(&rest);
+            assert!(!answer.contains(" 200 "), "{answer}");
+        }
+    }
+
+    // Others are still served.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: rempart\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
