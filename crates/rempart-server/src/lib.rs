@@ -125,6 +125,10 @@ pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 /// sends half a head and stalls is closed then.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the server pings a push session that has said nothing; a
+/// session silent for two of these is closed.
+pub const DEFAULT_SESSION_PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How long the server waits, at most, for requests in flight to finish
 /// once told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -148,6 +152,10 @@ pub struct ServerConfig {
     /// How long a client has to send a request's head
     /// ([`DEFAULT_HEADER_READ_TIMEOUT`]). Must not be zero.
     pub header_read_timeout: Duration,
+    /// How often a silent push session is pinged
+    /// ([`DEFAULT_SESSION_PING_INTERVAL`]); silent for two, it is closed.
+    /// Must not be zero.
+    pub session_ping_interval: Duration,
 }
 
 impl ServerConfig {
@@ -160,6 +168,7 @@ impl ServerConfig {
             max_body_bytes: MAX_BODY_BYTES,
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            session_ping_interval: DEFAULT_SESSION_PING_INTERVAL,
         }
     }
 }
@@ -192,12 +201,16 @@ impl Server {
             max_body_bytes,
             epoch_interval,
             header_read_timeout,
+            session_ping_interval,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
         }
         if header_read_timeout.is_zero() {
             return Err(ServerError::ZeroTimeout("header read"));
+        }
+        if session_ping_interval.is_zero() {
+            return Err(ServerError::ZeroTimeout("session ping"));
         }
         DirBuilder::new()
             .recursive(true)
@@ -245,9 +258,10 @@ impl Server {
                 });
             }
         };
-        let state = AppState::new(store, max_body_bytes)
+        let mut state = AppState::new(store, max_body_bytes)
             .with_pushes(pushes)
             .with_directory(directory.clone());
+        state.session_ping = session_ping_interval;
         Ok(Server {
             listener,
             local_addr,
@@ -463,6 +477,8 @@ pub struct AppState {
     pushes: Pushes,
     max_body_bytes: usize,
     directory: Option<Arc<DirectoryService>>,
+    /// How often a silent push session is pinged.
+    session_ping: Duration,
 }
 
 impl AppState {
@@ -473,6 +489,7 @@ impl AppState {
             store,
             max_body_bytes,
             directory: None,
+            session_ping: DEFAULT_SESSION_PING_INTERVAL,
         }
     }
 

@@ -50,6 +50,10 @@ struct Args {
     /// headers) before its connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration)]
     header_read_timeout: Duration,
+    /// How often a silent push session is pinged; one silent for two
+    /// intervals is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_nonzero_duration)]
+    session_ping_interval: Duration,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;
     config.header_read_timeout = args.header_read_timeout;
+    config.session_ping_interval = args.session_ping_interval;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -286,9 +287,36 @@ async fn serve(
     device: DeviceId,
 ) {
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    // A session that says nothing for an interval is pinged; if it still
+    // says nothing (no pong, no request) by the next tick, it is closed: a
+    // dead peer holds nothing for ever.
+    let interval = state.session_ping;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // After a stall, one tick late rather than several at once: a peer
+    // gets a whole interval to answer each ping.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
+    let mut awaiting = false;
     loop {
         let reading = pending.len() < MAX_SESSION_IN_FLIGHT;
         let first = tokio::select! {
+            _ = ping.tick() => {
+                if awaiting {
+                    let close = CloseFrame {
+                        code: close_code::AWAY,
+                        reason: Utf8Bytes::from_static("no answer to pings"),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+                if heard.elapsed() >= interval {
+                    if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return;
+                    }
+                    awaiting = true;
+                }
+                continue;
+            }
             event = events.recv() => match event {
                 Some(event) => event,
                 None => {
@@ -306,6 +334,7 @@ async fn serve(
             Some(answer) = pending.next(), if !pending.is_empty() => answer,
             message = socket.recv(), if reading => match message {
                 Some(Ok(Message::Text(text))) => {
+                    (heard, awaiting) = (tokio::time::Instant::now(), false);
                     match request(&state, device, &text) {
                         Ok(work) => {
                             pending.push(work);
@@ -323,7 +352,10 @@ async fn serve(
                     return;
                 }
                 // The WebSocket layer answers pings, and a Close on the next read.
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => {
+                    (heard, awaiting) = (tokio::time::Instant::now(), false);
+                    continue;
+                }
                 None | Some(Err(_)) => return,
             },
         };

@@ -1,6 +1,8 @@
 //! Sends on an authenticated WebSocket session: no signature per message,
 //! the same rules as the signed upload, an answer only once durable.
 
+use std::time::Duration;
+
 use futures_util::{SinkExt as _, StreamExt as _};
 use rempart_proto::api::{self, Appended, EntryKind, PushEvent, SessionRequest, error_code};
 use rempart_proto::limits::{MAX_MESSAGE_BYTES, MAX_SESSION_FRAME_BYTES, MAX_SESSION_IN_FLIGHT};
@@ -8,7 +10,7 @@ use rempart_proto::{GroupId, MessageId};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::push::{DEADLINE, Socket, next_event, subscribe};
-use crate::support::{Account, TestServer, commit_upload, ok};
+use crate::support::{Account, TestServer, commit_upload, now, ok};
 
 async fn send(socket: &mut Socket, request: &SessionRequest) {
     let text = serde_json::to_string(request).unwrap();
@@ -289,4 +291,80 @@ async fn a_frame_many_times_the_read_buffer_arrives_whole() {
         matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
         "{end:?}"
     );
+}
+
+/// A push session whose client never answers is pinged, then closed: the
+/// client here speaks WebSocket by hand and never sends a pong.
+#[tokio::test]
+async fn a_silent_push_session_is_pinged_then_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = TestServer::start_pinging(Duration::from_millis(300)).await;
+    let alice = Account::new("alice", 1);
+    server.register(&alice).await;
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: rempart\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        api::WS_PATH
+    );
+    for (name, value) in alice.device().sign("GET", api::WS_PATH, b"", now()) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut received))
+        .await
+        .expect("the silent session was never closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    let frames = &received[text.find("\r\n\r\n").unwrap() + 4..];
+    // A ping (opcode 9), then a close (opcode 8) saying why.
+    assert_eq!(frames.first(), Some(&0x89), "{frames:?}");
+    assert!(
+        frames.windows(18).any(|w| w == b"no answer to pings"),
+        "{frames:?}"
+    );
+}
+
+/// A client that answers pings keeps its session: it is pinged again and
+/// again, and still served.
+#[tokio::test]
+async fn a_push_session_that_answers_pings_stays_open() {
+    let server = TestServer::start_pinging(Duration::from_millis(200)).await;
+    let alice = Account::new("alice", 1);
+    server.register(&alice).await;
+    let mut socket = subscribe(&server, alice.device()).await;
+    let mut pings = 0;
+    while pings < 3 {
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("no ping came")
+            .expect("the session was closed")
+            .unwrap();
+        match frame {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    // Still served: a request gets its answer.
+    socket
+        .send(Message::text(r#"{"type":"send","id":7}"#))
+        .await
+        .unwrap();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("no answer came")
+            .expect("the session was closed")
+            .unwrap();
+        if let Message::Text(text) = frame {
+            assert!(text.contains("\"id\":7"), "{text}");
+            break;
+        }
+    }
 }

@@ -60,6 +60,24 @@ impl TestServer {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), PathBuf::from(data_dir));
         config.epoch_interval = epoch_interval;
         config.database = database;
+        Self::start_with(config).await
+    }
+
+    /// A server over a fresh data directory that pings silent push
+    /// sessions every `interval`.
+    pub async fn start_pinging(interval: Duration) -> Self {
+        let data = TempDir::new().unwrap();
+        let mut config =
+            ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+        config.session_ping_interval = interval;
+        let mut server = Self::start_with(config).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// A server as `config` says.
+    pub async fn start_with(config: ServerConfig) -> Self {
+        let data_dir = config.data_dir.clone();
         let server = Server::bind(config).await.unwrap();
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -68,7 +86,7 @@ impl TestServer {
         }));
         Self {
             url,
-            data_dir: PathBuf::from(data_dir),
+            data_dir,
             http: reqwest::Client::new(),
             stop,
             task,
