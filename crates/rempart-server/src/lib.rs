@@ -71,6 +71,7 @@
 
 mod accounts;
 mod auth;
+mod body_deadline;
 mod database;
 mod delivery;
 pub mod directory;
@@ -105,6 +106,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
+pub use crate::body_deadline::{BODY_READ_ALLOWANCE, MIN_BODY_RATE};
 pub use crate::database::{Database, DatabaseError};
 use crate::directory::{DirectoryDb, DirectoryService, DirectoryServiceError};
 use crate::error::ApiError;
@@ -156,6 +158,13 @@ pub struct ServerConfig {
     /// ([`DEFAULT_SESSION_PING_INTERVAL`]); silent for two, it is closed.
     /// Must not be zero.
     pub session_ping_interval: Duration,
+    /// The time every request body gets
+    /// ([`BODY_READ_ALLOWANCE`]), and the slowest rate it
+    /// may arrive at beyond that, in bytes a second
+    /// ([`MIN_BODY_RATE`]).
+    pub body_read_allowance: Duration,
+    /// See `body_read_allowance`. Must not be zero.
+    pub min_body_rate: u64,
 }
 
 impl ServerConfig {
@@ -169,6 +178,8 @@ impl ServerConfig {
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             session_ping_interval: DEFAULT_SESSION_PING_INTERVAL,
+            body_read_allowance: body_deadline::BODY_READ_ALLOWANCE,
+            min_body_rate: body_deadline::MIN_BODY_RATE,
         }
     }
 }
@@ -202,6 +213,8 @@ impl Server {
             epoch_interval,
             header_read_timeout,
             session_ping_interval,
+            body_read_allowance,
+            min_body_rate,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
@@ -211,6 +224,9 @@ impl Server {
         }
         if session_ping_interval.is_zero() {
             return Err(ServerError::ZeroTimeout("session ping"));
+        }
+        if body_read_allowance.is_zero() || min_body_rate == 0 {
+            return Err(ServerError::ZeroTimeout("body read"));
         }
         DirBuilder::new()
             .recursive(true)
@@ -262,6 +278,7 @@ impl Server {
             .with_pushes(pushes)
             .with_directory(directory.clone());
         state.session_ping = session_ping_interval;
+        state.body_read = (body_read_allowance, min_body_rate);
         Ok(Server {
             listener,
             local_addr,
@@ -479,6 +496,8 @@ pub struct AppState {
     directory: Option<Arc<DirectoryService>>,
     /// How often a silent push session is pinged.
     session_ping: Duration,
+    /// Every body's allowance and the minimum rate beyond it.
+    body_read: (Duration, u64),
 }
 
 impl AppState {
@@ -490,6 +509,10 @@ impl AppState {
             max_body_bytes,
             directory: None,
             session_ping: DEFAULT_SESSION_PING_INTERVAL,
+            body_read: (
+                body_deadline::BODY_READ_ALLOWANCE,
+                body_deadline::MIN_BODY_RATE,
+            ),
         }
     }
 
@@ -621,5 +644,9 @@ async fn refuse_declared_oversize(
         }
         .into_response();
     }
-    next.run(request).await
+    let (allowance, rate) = state.body_read;
+    let allowed = body_deadline::allowed(declared, state.max_body_bytes, allowance, rate);
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(body_deadline::Deadlined::new(body, allowed));
+    next.run(Request::from_parts(parts, body)).await
 }

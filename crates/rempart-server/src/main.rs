@@ -54,6 +54,13 @@ struct Args {
     /// intervals is closed.
     #[arg(long, default_value = "30s", value_parser = parse_nonzero_duration)]
     session_ping_interval: Duration,
+    /// The time every request body gets to arrive, whatever its length.
+    #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration)]
+    body_read_allowance: Duration,
+    /// The slowest a request body may arrive beyond that allowance, in
+    /// bytes a second (a stalled body is cut off).
+    #[arg(long, default_value_t = 16 * 1024)]
+    min_body_rate: u64,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +104,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.epoch_interval = args.epoch_interval;
     config.header_read_timeout = args.header_read_timeout;
     config.session_ping_interval = args.session_ping_interval;
+    config.body_read_allowance = args.body_read_allowance;
+    config.min_body_rate = args.min_body_rate;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

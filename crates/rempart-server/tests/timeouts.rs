@@ -65,3 +65,46 @@ async fn connections_that_send_half_a_request_head_are_closed() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn bodies_stalled_short_of_their_length_are_cut_off() {
+    let data = TempDir::new().unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+    config.body_read_allowance = Duration::from_secs(1);
+    config.min_body_rate = 1 << 30;
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // Twenty requests declaring 1,000,000 bytes, stalled after 100.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/accounts HTTP/1.1\r\nHost: rempart\r\nContent-Length: 1000000\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        stream.write_all(&[b'{'; 100]).await.unwrap();
+        stalled.push(stream);
+    }
+    for mut stream in stalled {
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+            .await
+            .expect("a stalled body was never cut off");
+        if closed.is_ok() {
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+                "{answer}"
+            );
+        }
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
