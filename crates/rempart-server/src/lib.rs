@@ -165,6 +165,9 @@ pub struct ServerConfig {
     pub body_read_allowance: Duration,
     /// See `body_read_allowance`. Must not be zero.
     pub min_body_rate: u64,
+    /// The witnesses whose cosignatures the directory accepts and serves;
+    /// empty: any whose cosignature of a head verifies.
+    pub witnesses: Vec<rempart_proto::PublicKey>,
 }
 
 impl ServerConfig {
@@ -180,6 +183,7 @@ impl ServerConfig {
             session_ping_interval: DEFAULT_SESSION_PING_INTERVAL,
             body_read_allowance: body_deadline::BODY_READ_ALLOWANCE,
             min_body_rate: body_deadline::MIN_BODY_RATE,
+            witnesses: Vec::new(),
         }
     }
 }
@@ -215,6 +219,7 @@ impl Server {
             session_ping_interval,
             body_read_allowance,
             min_body_rate,
+            witnesses,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
@@ -254,7 +259,7 @@ impl Server {
             store.close().await;
         };
         let directory = match DirectoryService::open(directory_db, &data_dir).await {
-            Ok(directory) => Arc::new(directory),
+            Ok(directory) => Arc::new(directory.accepting(&witnesses)),
             Err(source) => {
                 stop(store, background).await;
                 return Err(ServerError::Directory(source));

@@ -61,6 +61,11 @@ struct Args {
     /// bytes a second (a stalled body is cut off).
     #[arg(long, default_value_t = 16 * 1024)]
     min_body_rate: u64,
+    /// A witness whose cosignatures the directory accepts (its public key,
+    /// base64; repeatable). Without any, every cosignature that verifies
+    /// against its head is accepted.
+    #[arg(long = "witness", value_name = "KEY")]
+    witnesses: Vec<rempart_proto::PublicKey>,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +111,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.session_ping_interval = args.session_ping_interval;
     config.body_read_allowance = args.body_read_allowance;
     config.min_body_rate = args.min_body_rate;
+    config.witnesses = args.witnesses;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

@@ -97,6 +97,9 @@ pub(crate) struct DirectoryService {
     /// On PostgreSQL, the lock that makes this node the publisher; on
     /// SQLite, `None`: this node is the only one, and always publishes.
     publisher_lock: Option<Mutex<PublisherLock>>,
+    /// The witnesses whose cosignatures are accepted, as the operator
+    /// configured them; empty: any whose cosignature verifies.
+    witnesses: Vec<rempart_proto::PublicKey>,
 }
 
 impl std::fmt::Debug for DirectoryService {
@@ -242,6 +245,7 @@ impl DirectoryService {
             epochs: RwLock::new(()),
             seen_head: AtomicU64::new(0),
             publisher_lock,
+            witnesses: Vec::new(),
         };
         {
             let _publishing = service.epochs.write().await;
@@ -637,11 +641,24 @@ impl DirectoryService {
 
     /// Stores a witness's cosignature if it verifies against the stored
     /// head of its epoch.
+    /// Accepts cosignatures only from `witnesses` (all verifying ones if
+    /// empty).
+    pub(crate) fn accepting(mut self, witnesses: &[rempart_proto::PublicKey]) -> Self {
+        self.witnesses = witnesses.to_vec();
+        self
+    }
+
     pub(crate) async fn cosign(
         &self,
         post: PostCosignature,
     ) -> Result<Answer<()>, DirectoryServiceError> {
         let epoch = post.epoch;
+        if !self.witnesses.is_empty() && !self.witnesses.contains(&post.cosignature.witness) {
+            return Ok(Answer::Refused(
+                "the cosigning key is not a witness of this server: its operator lists them with --witness"
+                    .into(),
+            ));
+        }
         let Some(signed) = self.db.head(epoch).await? else {
             return Ok(Answer::Refused(format!("epoch {epoch} is not published")));
         };

@@ -396,6 +396,52 @@ async fn witness_cosignatures_are_checked_stored_and_served() {
     server.stop().await;
 }
 
+/// With witnesses configured, only their cosignatures are accepted and
+/// served: anyone else's, however valid, is refused and stores nothing.
+#[tokio::test]
+async fn only_the_configured_witnesses_cosignatures_are_accepted() {
+    let data = TempDir::new().unwrap();
+    let witness = SigningKey::generate(&mut OsRng);
+    let mut config =
+        rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+    config.epoch_interval = EPOCH;
+    config.witnesses = vec![rempart_proto::PublicKey::new(witness.verifying_key())];
+    let server = TestServer::start_with(config).await;
+    let alice = Account::new("alice", 1);
+    server.register(&alice).await;
+    published(&server, &alice, &alice.signed_list(1)).await;
+    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
+    let latest: HeadWithCosignatures = get(&server, kt::HEAD_PATH).await;
+    let head = latest.head.verify(&info.directory_key).unwrap();
+    let post = |cosignature: Cosignature| {
+        serde_json::to_vec(&PostCosignature {
+            epoch: head.epoch,
+            cosignature,
+        })
+        .unwrap()
+    };
+
+    let stranger = SigningKey::generate(&mut OsRng);
+    let unlisted = Cosignature::sign(&stranger, &head.server_id, head.epoch, &head.root_hash);
+    assert!(unlisted.verify(&head).is_ok(), "valid, but not a witness");
+    refused(
+        server
+            .unsigned("POST", kt::COSIGNATURES_PATH, post(unlisted))
+            .await,
+        400,
+        error_code::BAD_REQUEST,
+    )
+    .await;
+    let listed = Cosignature::sign(&witness, &head.server_id, head.epoch, &head.root_hash);
+    let response = server
+        .unsigned("POST", kt::COSIGNATURES_PATH, post(listed.clone()))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let served: HeadWithCosignatures = get(&server, &kt::head_path(head.epoch)).await;
+    assert_eq!(served.cosignatures, [listed]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_head_lost_in_a_crash_is_signed_at_the_next_start() {
     let data = TempDir::new().unwrap();
