@@ -626,18 +626,23 @@ async fn listen(client: Client, out: &Output) -> Result<ExitCode, ClientError> {
         path: PathBuf::from("(live session)"),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| ClientError::Io {
-        path: PathBuf::from("(signals)"),
-        source,
-    })?;
+    // Both streams exist before the loop: a signal that arrives while an
+    // event is being printed is kept for the next turn, not missed.
+    let signals = |kind| {
+        tokio::signal::unix::signal(kind).map_err(|source| ClientError::Io {
+            path: PathBuf::from("(signals)"),
+            source,
+        })
+    };
+    let mut terminate = signals(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = signals(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             event = live.next_event() => match event {
                 Some(event) => out.event(&event),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
