@@ -24,17 +24,7 @@ fn rempart(home: &Path) -> Command {
 }
 
 fn events(home: &Path) -> Vec<Value> {
-    let output = rempart(home).arg("sync").output().unwrap();
-    assert!(
-        output.status.success(),
-        "sync failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    run(home, &["sync"])
 }
 
 fn texts(events: &[Value]) -> Vec<(String, String)> {

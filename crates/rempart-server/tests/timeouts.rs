@@ -14,17 +14,43 @@ use tokio::net::TcpStream;
 /// A guard against a hang, not a measure: far longer than the timeout.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// A server on a fresh data directory, configured by `configure`.
+struct Running {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rempart_server::ServerError>>,
+    _data: TempDir,
+}
+
+impl Running {
+    async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data = TempDir::new().unwrap();
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+        configure(&mut config);
+        let server = Server::bind(config).await.unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop,
+            task,
+            _data: data,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn connections_that_send_half_a_request_head_are_closed() {
-    let data = TempDir::new().unwrap();
-    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-    config.header_read_timeout = Duration::from_secs(1);
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::start(|config| config.header_read_timeout = Duration::from_secs(1)).await;
+    let addr = server.addr;
 
     // Twenty connections, each stalled in the middle of its headers.
     let mut stalled = Vec::new();
@@ -62,22 +88,17 @@ async fn connections_that_send_half_a_request_head_are_closed() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn bodies_stalled_short_of_their_length_are_cut_off() {
-    let data = TempDir::new().unwrap();
-    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-    config.body_read_allowance = Duration::from_secs(1);
-    config.min_body_rate = 1 << 30;
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::start(|config| {
+        config.body_read_allowance = Duration::from_secs(1);
+        config.min_body_rate = 1 << 30;
+    })
+    .await;
+    let addr = server.addr;
 
     // Twenty requests declaring 1,000,000 bytes, stalled after 100.
     let mut stalled = Vec::new();
@@ -105,6 +126,5 @@ async fn bodies_stalled_short_of_their_length_are_cut_off() {
             );
         }
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    server.stop().await;
 }
