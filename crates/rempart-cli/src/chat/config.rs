@@ -51,62 +51,35 @@ pub(crate) enum ConfigError {
     Invalid { path: PathBuf, reason: String },
 }
 
-/// The settings as the file spells them.
+/// The settings as the file spells them; what it leaves out keeps its
+/// default ([`Config::default`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    #[serde(default = "yes")]
-    bell: bool,
+    bell: Option<bool>,
     #[serde(default)]
     keys: KeyNames,
     #[serde(default)]
     colours: ColourNames,
 }
 
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyNames {
-    next: String,
-    previous: String,
-    scroll_up: String,
-    scroll_down: String,
-    quit: String,
+    next: Option<String>,
+    previous: Option<String>,
+    scroll_up: Option<String>,
+    scroll_down: Option<String>,
+    quit: Option<String>,
 }
 
-impl Default for KeyNames {
-    fn default() -> Self {
-        Self {
-            next: "ctrl-n".into(),
-            previous: "ctrl-p".into(),
-            scroll_up: "pageup".into(),
-            scroll_down: "pagedown".into(),
-            quit: "ctrl-c".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ColourNames {
-    own: String,
-    others: String,
-    notice: String,
-    alert: String,
-}
-
-impl Default for ColourNames {
-    fn default() -> Self {
-        Self {
-            own: "cyan".into(),
-            others: "green".into(),
-            notice: "yellow".into(),
-            alert: "red".into(),
-        }
-    }
+    own: Option<String>,
+    others: Option<String>,
+    notice: Option<String>,
+    alert: Option<String>,
 }
 
 /// A key with its modifiers.
@@ -197,73 +170,58 @@ pub(crate) struct Config {
 }
 
 impl Default for Config {
+    /// The defaults, as [`DEFAULT_CONFIG`] writes them out.
     fn default() -> Self {
-        // The defaults are the file the chat writes, so that they cannot
-        // part.
-        parse(DEFAULT_CONFIG).unwrap_or_else(|_| unreachable_defaults())
-    }
-}
-
-/// Built by hand only if the default file failed to parse, which a test
-/// rules out.
-fn unreachable_defaults() -> Config {
-    Config {
-        bell: true,
-        keys: Keys {
-            next: Key {
-                code: KeyCode::Char('n'),
-                modifiers: KeyModifiers::CONTROL,
+        let key = |code, modifiers| Key { code, modifiers };
+        Config {
+            bell: true,
+            keys: Keys {
+                next: key(KeyCode::Char('n'), KeyModifiers::CONTROL),
+                previous: key(KeyCode::Char('p'), KeyModifiers::CONTROL),
+                scroll_up: key(KeyCode::PageUp, KeyModifiers::NONE),
+                scroll_down: key(KeyCode::PageDown, KeyModifiers::NONE),
+                quit: key(KeyCode::Char('c'), KeyModifiers::CONTROL),
             },
-            previous: Key {
-                code: KeyCode::Char('p'),
-                modifiers: KeyModifiers::CONTROL,
+            colours: Colours {
+                own: Color::Cyan,
+                others: Color::Green,
+                notice: Color::Yellow,
+                alert: Color::Red,
             },
-            scroll_up: Key {
-                code: KeyCode::PageUp,
-                modifiers: KeyModifiers::NONE,
-            },
-            scroll_down: Key {
-                code: KeyCode::PageDown,
-                modifiers: KeyModifiers::NONE,
-            },
-            quit: Key {
-                code: KeyCode::Char('c'),
-                modifiers: KeyModifiers::CONTROL,
-            },
-        },
-        colours: Colours {
-            own: Color::Cyan,
-            others: Color::Green,
-            notice: Color::Yellow,
-            alert: Color::Red,
-        },
+        }
     }
 }
 
 /// Parses the text of a settings file.
 pub(crate) fn parse(text: &str) -> Result<Config, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-    let key = |what: &str, name: &str| -> Result<Key, String> {
-        name.parse().map_err(|e| format!("keys.{what}: {e}"))
+    let defaults = Config::default();
+    let key = |what: &str, name: Option<String>, default: Key| -> Result<Key, String> {
+        name.map_or(Ok(default), |name| {
+            name.parse().map_err(|e| format!("keys.{what}: {e}"))
+        })
     };
-    let colour = |what: &str, name: &str| -> Result<Color, String> {
-        name.parse()
-            .map_err(|_| format!("colours.{what}: no colour named {name:?}"))
+    let colour = |what: &str, name: Option<String>, default: Color| -> Result<Color, String> {
+        name.map_or(Ok(default), |name| {
+            name.parse()
+                .map_err(|_| format!("colours.{what}: no colour named {name:?}"))
+        })
     };
+    let (keys, colours) = (defaults.keys, defaults.colours);
     Ok(Config {
-        bell: file.bell,
+        bell: file.bell.unwrap_or(defaults.bell),
         keys: Keys {
-            next: key("next", &file.keys.next)?,
-            previous: key("previous", &file.keys.previous)?,
-            scroll_up: key("scroll_up", &file.keys.scroll_up)?,
-            scroll_down: key("scroll_down", &file.keys.scroll_down)?,
-            quit: key("quit", &file.keys.quit)?,
+            next: key("next", file.keys.next, keys.next)?,
+            previous: key("previous", file.keys.previous, keys.previous)?,
+            scroll_up: key("scroll_up", file.keys.scroll_up, keys.scroll_up)?,
+            scroll_down: key("scroll_down", file.keys.scroll_down, keys.scroll_down)?,
+            quit: key("quit", file.keys.quit, keys.quit)?,
         },
         colours: Colours {
-            own: colour("own", &file.colours.own)?,
-            others: colour("others", &file.colours.others)?,
-            notice: colour("notice", &file.colours.notice)?,
-            alert: colour("alert", &file.colours.alert)?,
+            own: colour("own", file.colours.own, colours.own)?,
+            others: colour("others", file.colours.others, colours.others)?,
+            notice: colour("notice", file.colours.notice, colours.notice)?,
+            alert: colour("alert", file.colours.alert, colours.alert)?,
         },
     })
 }
@@ -291,10 +249,10 @@ mod tests {
 
     #[test]
     fn the_default_file_parses_to_the_defaults() {
-        assert_eq!(parse(DEFAULT_CONFIG), Ok(unreachable_defaults()));
+        assert_eq!(parse(DEFAULT_CONFIG), Ok(Config::default()));
         assert_eq!(
             parse(""),
-            Ok(unreachable_defaults()),
+            Ok(Config::default()),
             "every setting has a default"
         );
     }
