@@ -843,6 +843,7 @@ fn refuse_log(proxy: &Proxy) {
                 error: error_code::FORBIDDEN.to_owned(),
                 message: "not a member of this group".to_owned(),
                 current_epoch: None,
+                retry_after_secs: None,
             })
             .unwrap();
         }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use rempart_client::{Client, ClientError};
 use rempart_proto::{IdError, UserName};
-use rempart_server::{DEFAULT_EPOCH_INTERVAL, Server, ServerConfig, ServerError};
+use rempart_server::{DEFAULT_EPOCH_INTERVAL, RateLimits, Server, ServerConfig, ServerError};
 use rempart_witness::{Witness, WitnessError};
 use serde::Serialize;
 use tempfile::TempDir;
@@ -151,7 +151,9 @@ impl InProcessServer {
     async fn start() -> Result<Self, FirstContactError> {
         let data = TempDir::new()?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let server = Server::bind(ServerConfig::new(listen, data.path().to_owned())).await?;
+        let mut config = ServerConfig::new(listen, data.path().to_owned());
+        config.rate_limits = RateLimits::UNLIMITED;
+        let server = Server::bind(config).await?;
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async move {

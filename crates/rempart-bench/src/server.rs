@@ -77,6 +77,8 @@ impl ServerUnderTest {
                 "127.0.0.1:0",
                 "--epoch-interval",
                 EPOCH_INTERVAL,
+                // The benchmarks measure the server at full speed.
+                "--no-rate-limits",
             ])
             .arg("--data")
             .arg(data.path())

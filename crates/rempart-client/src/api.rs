@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rempart_proto::api::{
     self, Acked, Appended, ClaimRequest, ClaimedKeyPackages, CommitUpload, DeviceListAccepted,
@@ -386,6 +386,7 @@ impl ServerApi {
         let first = self.preferred.load(Ordering::Relaxed);
         let count = self.nodes.len();
         let mut attempt = 0;
+        let mut waited = false;
         loop {
             let index = (first + attempt) % count;
             let node = &self.nodes[index];
@@ -394,6 +395,22 @@ impl ServerApi {
             let sent = self
                 .send(node, signer, &method, path, content_type, &bytes)
                 .await;
+            // A rate limit that lifts soon: wait once, then ask the same
+            // node again (signed afresh). A longer one is the caller's.
+            if let Ok((StatusCode::TOO_MANY_REQUESTS, answer)) = &sent
+                && !waited
+                && let Some(wait) = short_rate_wait(answer)
+            {
+                tracing::info!(
+                    node,
+                    secs = wait.as_secs(),
+                    "rate limited; waiting to retry"
+                );
+                tokio::time::sleep(wait).await;
+                waited = true;
+                attempt -= 1;
+                continue;
+            }
             match sent {
                 // The request never reached this node: another may serve it.
                 Err(error) if error.is_connect() && !last => {
@@ -413,6 +430,7 @@ impl ServerApi {
                             error: "unknown".into(),
                             message: format!("unexpected answer ({} bytes)", answer.len()),
                             current_epoch: None,
+                            retry_after_secs: None,
                         }
                     });
                     return Ok(Err((status, body)));
@@ -556,6 +574,18 @@ fn decode<T: DeserializeOwned>(base: &str, bytes: &[u8]) -> Result<T, ClientErro
         url: base.to_owned(),
         reason: format!("unreadable answer: {e}"),
     })
+}
+
+/// The longest a request waits for a rate limit to lift before its caller
+/// is told (an outbox message then stays queued).
+pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a 429 `answer` asks to wait, if it is a `rate_limited` refusal
+/// that lifts within [`MAX_RATE_LIMIT_WAIT`].
+fn short_rate_wait(answer: &[u8]) -> Option<Duration> {
+    let body: ErrorBody = serde_json::from_slice(answer).ok()?;
+    let wait = Duration::from_secs(body.retry_after_secs?);
+    (body.error == api::error_code::RATE_LIMITED && wait <= MAX_RATE_LIMIT_WAIT).then_some(wait)
 }
 
 fn server_error(status: StatusCode, body: ErrorBody) -> ClientError {

@@ -121,3 +121,73 @@ async fn a_message_written_out_of_reach_is_queued_then_sent_by_the_next_sync() {
     assert_eq!(seen, ["while away"]);
     assert!(texts(&bob.sync().await.unwrap()).is_empty());
 }
+
+#[tokio::test]
+async fn a_rate_limit_that_lifts_soon_is_waited_for_and_a_longer_one_queues() {
+    use std::time::Duration;
+
+    use rempart_server::{Rate, RateLimits};
+
+    // Two sends every 4 s: the first message to Bob (a commit founding the
+    // conversation, then the message) takes both, and the next one is
+    // told to wait 2 s, which the client does by itself.
+    let server = TestServer::start_limited(RateLimits {
+        sends: Rate::new(2, Duration::from_secs(4)),
+        ..RateLimits::UNLIMITED
+    })
+    .await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut bob = account(&server, &homes.path().join("bob"), "bob").await;
+    for text in ["one", "two"] {
+        let sent = alice.send_text(&name("bob"), text).await.unwrap();
+        assert_eq!(sent.state, DeliveryState::Sent, "{text}");
+    }
+    let seen: Vec<String> = texts(&bob.sync().await.unwrap())
+        .into_iter()
+        .map(|(_, _, t)| t)
+        .collect();
+    assert_eq!(seen, ["one", "two"]);
+
+    // Two sends an hour: the next message would wait half an hour, so it
+    // stays queued, and the user is told so.
+    let server = TestServer::start_limited(RateLimits {
+        sends: Rate::new(2, Duration::from_secs(3600)),
+        ..RateLimits::UNLIMITED
+    })
+    .await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    account(&server, &homes.path().join("bob"), "bob").await;
+    alice.send_text(&name("bob"), "one").await.unwrap();
+    let queued = alice.send_text(&name("bob"), "two").await.unwrap();
+    assert_eq!(queued.state, DeliveryState::Queued);
+    let page = alice.history("bob", 10, None).unwrap();
+    assert_eq!(page.last().unwrap().state, MessageState::Queued);
+}
+
+#[tokio::test]
+async fn a_long_rate_limit_is_a_plain_error_that_says_when_to_retry() {
+    use std::time::Duration;
+
+    use rempart_server::{Rate, RateLimits};
+
+    let server = TestServer::start_limited(RateLimits {
+        registrations: Rate::new(1, Duration::from_secs(3600)),
+        ..RateLimits::UNLIMITED
+    })
+    .await;
+    let homes = TempDir::new().unwrap();
+    account(&server, &homes.path().join("alice"), "alice").await;
+    let refused = Client::create_account(&homes.path().join("bob"), &server.url, name("bob"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    let said = refused.to_string();
+    assert!(
+        said.contains("too many registrations from this address")
+            && said.contains("the limit is 1/h")
+            && said.contains("try again in"),
+        "{said}"
+    );
+}

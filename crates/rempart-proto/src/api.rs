@@ -58,6 +58,10 @@ pub struct ErrorBody {
     /// For `stale_epoch`: the group's current epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
+    /// For `rate_limited` (also in the `Retry-After` header): how many
+    /// seconds until the request may be made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Stable error codes of [`ErrorBody::error`].
@@ -99,6 +103,9 @@ pub mod error_code {
     /// `Retry-After` header's seconds. A write may or may not have been
     /// stored; retrying it (same message id) is safe.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// A rate limit refused the request (429): the message names the limit;
+    /// `retry_after_secs` and the `Retry-After` header say when to retry.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// `POST /v1/accounts`: register a user name with its first device list.

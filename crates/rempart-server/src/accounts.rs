@@ -31,6 +31,7 @@ use crate::store::AccountSignedDeviceList;
         (status = 400, description = "Invalid user name or device list", body = ErrorBody),
         (status = 401, description = "Request authentication refused", body = ErrorBody),
         (status = 409, description = "The name or a device is already registered", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -99,6 +100,7 @@ pub(crate) async fn device_list(
         (status = 401, description = "Request authentication refused", body = ErrorBody),
         (status = 403, description = "The device is not one of the user's", body = ErrorBody),
         (status = 409, description = "Version not above the stored one, or a device id is taken", body = ErrorBody),
+        (status = 429, description = "Too many device lists from this account (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -114,6 +116,7 @@ pub(crate) async fn replace_device_list(
             request.device
         )));
     }
+    state.limits.device_list(&user)?;
     let list = AccountSignedDeviceList::verify(request.json()?, &user)?;
     let version = list.list().version;
     let removed = state

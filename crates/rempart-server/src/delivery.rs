@@ -47,6 +47,7 @@ use crate::store::Store;
         (status = 404, description = "No such group (and the commit is not built on epoch 0)", body = ErrorBody),
         (status = 409, description = "Stale epoch (with `current_epoch`) or a reused message id", body = ErrorBody),
         (status = 413, description = "The commit or Welcome is too large", body = ErrorBody),
+        (status = 429, description = "Too many messages from this device (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -56,6 +57,7 @@ pub(crate) async fn commit(
     request: SignedRequest,
 ) -> Result<Json<Appended>, ApiError> {
     let group = parse_id::<GroupId>(&group)?;
+    state.limits.send(&request.device)?;
     let upload: CommitUpload = request.json()?;
     check_message(&upload.commit, "the commit")?;
     if let Some(welcome) = &upload.welcome {
@@ -102,6 +104,7 @@ pub(crate) async fn commit(
         (status = 404, description = "No such group", body = ErrorBody),
         (status = 409, description = "The message id is used for other content, or the message was encrypted in an epoch that is not the current one (`stale_epoch` with `current_epoch`)", body = ErrorBody),
         (status = 413, description = "The message is too large", body = ErrorBody),
+        (status = 429, description = "Too many messages from this device (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -115,6 +118,7 @@ pub(crate) async fn message(
     let message_id = parse_id::<MessageId>(&message_id)?;
     let Query(EpochQuery { epoch }) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    state.limits.send(&request.device)?;
     let appended = store_message(
         &*state.store,
         &state.pushes,

@@ -5,6 +5,8 @@
 //! are logged here and answered with a generic message: internal details never
 //! reach the client.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
@@ -15,10 +17,18 @@ use rempart_proto::local::error_chain;
 use rempart_proto::{DeviceId, DeviceListError, IdError};
 
 use crate::directory::DirectoryServiceError;
+use crate::rate::Rate;
 use crate::store::StoreError;
 
 /// What a 503 answer's `Retry-After` asks for, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// Whole seconds to wait for `wait`, at least one.
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+}
 
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +68,19 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// A rate limit refused the request.
+    #[error(
+        "too many {what}: the limit is {rate}; try again in {} s",
+        retry_secs(*retry_after)
+    )]
+    RateLimited {
+        /// What the limit counts.
+        what: &'static str,
+        /// The limit.
+        rate: Rate,
+        /// How long until the request may be made again.
+        retry_after: Duration,
+    },
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -85,6 +108,7 @@ impl ApiError {
             Self::Forbidden(_) => (S::FORBIDDEN, c::FORBIDDEN, None),
             Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, c::RATE_LIMITED, None),
             Self::Directory(DirectoryServiceError::Store(StoreError::Unavailable))
             | Self::Directory(DirectoryServiceError::NotReady(_))
             | Self::Store(StoreError::Unavailable) => {
@@ -140,10 +164,15 @@ impl ApiError {
             tracing::debug!(code, "request refused");
             self.to_string()
         };
+        let retry_after_secs = match &self {
+            Self::RateLimited { retry_after, .. } => Some(retry_secs(*retry_after)),
+            _ => None,
+        };
         let body = ErrorBody {
             error: code.to_owned(),
             message,
             current_epoch,
+            retry_after_secs,
         };
         (status, body)
     }
@@ -152,6 +181,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.into_parts();
+        if let Some(secs) = body.retry_after_secs {
+            let retry = [(RETRY_AFTER, HeaderValue::from(secs))];
+            return (status, retry, Json(body)).into_response();
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let retry = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS))];
             return (status, retry, Json(body)).into_response();

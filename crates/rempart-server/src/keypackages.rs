@@ -95,6 +95,7 @@ pub(crate) async fn status(
         (status = 400, description = "Invalid user name", body = ErrorBody),
         (status = 401, description = "Request authentication refused", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 429, description = "Too many claims by this account, or of this user (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -104,6 +105,7 @@ pub(crate) async fn claim(
     request: SignedRequest,
 ) -> Result<Json<ClaimedKeyPackages>, ApiError> {
     let user = parse_user(&user)?;
+    state.limits.claim(&request.user, [&user])?;
     let packages = state
         .store
         .claim_key_packages(request.device, &user)
@@ -122,6 +124,7 @@ pub(crate) async fn claim(
         (status = 200, description = "One package per device that has one, each naming its user", body = ClaimedKeyPackages),
         (status = 400, description = "Malformed body or more users than allowed", body = ErrorBody),
         (status = 401, description = "Request authentication refused", body = ErrorBody),
+        (status = 429, description = "Too many claims by this account, or of one of these users (`Retry-After`)", body = ErrorBody),
     ),
     security(("signed_request" = []))
 )]
@@ -131,6 +134,7 @@ pub(crate) async fn claim_batch(
 ) -> Result<Json<ClaimedKeyPackages>, ApiError> {
     let ClaimRequest { users } = request.json()?;
     check_batch(users.len())?;
+    state.limits.claim(&request.user, &users)?;
     let packages = state
         .store
         .claim_key_packages_batch(request.device, users)

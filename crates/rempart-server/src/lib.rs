@@ -81,12 +81,13 @@ mod keypackages;
 mod links;
 mod openapi;
 mod push;
+mod rate;
 mod relay;
 pub mod store;
 
 use std::fs::DirBuilder;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,11 +95,12 @@ use std::time::Duration;
 use std::{fmt, io};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use rempart_proto::api::{self, Health};
 use rempart_proto::directory as kt;
 use rempart_proto::limits::MAX_BODY_BYTES;
@@ -112,6 +114,8 @@ use crate::directory::{DirectoryDb, DirectoryService, DirectoryServiceError};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
 use crate::push::Hub;
+use crate::rate::{Limiter, Source};
+pub use crate::rate::{Rate, RateLimits, RateParseError};
 use crate::relay::Pushes;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
@@ -168,6 +172,8 @@ pub struct ServerConfig {
     /// The witnesses whose cosignatures the directory accepts and serves;
     /// empty: any whose cosignature of a head verifies.
     pub witnesses: Vec<rempart_proto::PublicKey>,
+    /// The rate limits ([`RateLimits::DEFAULT`]), per node.
+    pub rate_limits: RateLimits,
 }
 
 impl ServerConfig {
@@ -184,6 +190,7 @@ impl ServerConfig {
             body_read_allowance: body_deadline::BODY_READ_ALLOWANCE,
             min_body_rate: body_deadline::MIN_BODY_RATE,
             witnesses: Vec::new(),
+            rate_limits: RateLimits::DEFAULT,
         }
     }
 }
@@ -220,6 +227,7 @@ impl Server {
             body_read_allowance,
             min_body_rate,
             witnesses,
+            rate_limits,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
@@ -284,6 +292,7 @@ impl Server {
             .with_directory(directory.clone());
         state.session_ping = session_ping_interval;
         state.body_read = (body_read_allowance, min_body_rate);
+        state.limits = Limiter::new(&rate_limits);
         Ok(Server {
             listener,
             local_addr,
@@ -318,6 +327,7 @@ impl Server {
             ..
         } = self;
         let (store, hub) = (state.store.clone(), state.pushes.hub().clone());
+        let forgetting = tokio::spawn(forget_idle_buckets(state.limits.clone()));
         let (stop_publisher, publisher_stopped) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(directory.run_publisher(epoch_interval, publisher_stopped));
         let served = serve(listener, router(state), header_read_timeout, async move {
@@ -331,6 +341,7 @@ impl Server {
         if publisher.await.is_err() {
             tracing::error!("the directory publisher did not stop cleanly");
         }
+        forgetting.abort();
         background.iter().for_each(JoinHandle::abort);
         store.close().await;
         served.map_err(ServerError::Serve)
@@ -352,6 +363,7 @@ async fn serve(
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
+    use tower::Layer as _;
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -365,8 +377,8 @@ async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors, or a connection reset
                         // before it was accepted: wait a little, go on.
@@ -375,7 +387,8 @@ async fn serve(
                         continue;
                     }
                 };
-                let service = TowerToHyperService::new(app.clone());
+                let app = Extension(PeerAddr(peer.ip())).layer(app.clone());
+                let service = TowerToHyperService::new(app);
                 let connection = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -433,6 +446,15 @@ async fn open_database(database: &Database) -> Result<Opened, StoreError> {
                 background: vec![forwarder, listener, pruner],
             })
         }
+    }
+}
+
+/// Forgets the rate limits' full buckets every [`PRUNE_INTERVAL`].
+async fn forget_idle_buckets(limits: Arc<Limiter>) {
+    let mut ticks = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        limits.forget_idle();
     }
 }
 
@@ -503,6 +525,8 @@ pub struct AppState {
     session_ping: Duration,
     /// Every body's allowance and the minimum rate beyond it.
     body_read: (Duration, u64),
+    /// The rate limits' buckets.
+    limits: Arc<Limiter>,
 }
 
 impl AppState {
@@ -518,6 +542,7 @@ impl AppState {
                 body_deadline::BODY_READ_ALLOWANCE,
                 body_deadline::MIN_BODY_RATE,
             ),
+            limits: Limiter::new(&RateLimits::DEFAULT),
         }
     }
 
@@ -611,6 +636,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_declared_oversize,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_by_address,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -654,4 +683,37 @@ async fn refuse_declared_oversize(
     let (parts, body) = request.into_parts();
     let body = axum::body::Body::new(body_deadline::Deadlined::new(body, allowed));
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The address a connection comes from, put in each of its requests.
+#[derive(Debug, Clone, Copy)]
+struct PeerAddr(IpAddr);
+
+/// A per-address limit.
+type AddressLimit = fn(&Limiter, Source) -> Result<(), ApiError>;
+
+/// Which per-address limit a request counts against, if any.
+fn address_limit(method: &Method, path: &str) -> Option<AddressLimit> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "accounts"]) => Some(Limiter::register),
+        ("POST", ["v1", "links"]) | ("PUT", ["v1", "links", _, "request"]) => Some(Limiter::link),
+        ("GET", ["v1", "accounts", _, "devices"])
+        | ("GET", ["v1", "directory", "lookup" | "history", _])
+        | ("POST", ["v1", "directory", "lookups"]) => Some(Limiter::lookup),
+        _ => None,
+    }
+}
+
+/// Applies the per-address rate limits before anything else reads the
+/// request: registrations, link attempts and directory reads.
+async fn limit_by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<PeerAddr>().copied();
+    if let Some(PeerAddr(address)) = peer
+        && let Some(limit) = address_limit(request.method(), request.uri().path())
+        && let Err(refused) = limit(&state.limits, Source::of(address))
+    {
+        return refused.into_response();
+    }
+    next.run(request).await
 }

@@ -3,17 +3,19 @@
 //! Prints `listening on ADDR` on stdout once ready; logs go to stderr
 //! (filter with `RUST_LOG`, default `info`).
 
+use std::fmt;
 use std::future::Future;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use rempart_proto::local::{error_chain, parse_nonzero_duration};
-use rempart_server::{Database, Server, ServerConfig};
+use rempart_server::{Database, Rate, RateLimits, RateParseError, Server, ServerConfig};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -66,6 +68,73 @@ struct Args {
     /// against its head is accepted.
     #[arg(long = "witness", value_name = "KEY")]
     witnesses: Vec<rempart_proto::PublicKey>,
+    /// Accounts registered per source address (COUNT/PERIOD, e.g. 10/h,
+    /// 600/min, 5/d; `off` for none). IPv6 addresses count by /64.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.registrations))]
+    limit_registrations: Limit,
+    /// Device lists published per account (each is permanent in the
+    /// directory).
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.device_lists))]
+    limit_device_lists: Limit,
+    /// KeyPackages claimed per claiming account (a batch counts each user).
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.claims))]
+    limit_claims: Limit,
+    /// KeyPackage claims of one user by other accounts, per claimed user.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.claims_of_user))]
+    limit_claims_of_user: Limit,
+    /// Messages and commits per device.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.sends))]
+    limit_sends: Limit,
+    /// Directory lookups and device-list reads per source address.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.lookups))]
+    limit_lookups: Limit,
+    /// Device-linking attempts per source address.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.links))]
+    limit_links: Limit,
+    /// Turns every rate limit off (benchmarks; never on an open server).
+    #[arg(long)]
+    no_rate_limits: bool,
+}
+
+/// A rate limit as a flag gives it: a rate, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<Rate>);
+
+impl FromStr for Limit {
+    type Err = RateParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim() == "off" {
+            return Ok(Self(None));
+        }
+        text.parse().map(|rate| Self(Some(rate)))
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(rate) => rate.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl Args {
+    fn rate_limits(&self) -> RateLimits {
+        if self.no_rate_limits {
+            return RateLimits::UNLIMITED;
+        }
+        RateLimits {
+            registrations: self.limit_registrations.0,
+            device_lists: self.limit_device_lists.0,
+            claims: self.limit_claims.0,
+            claims_of_user: self.limit_claims_of_user.0,
+            sends: self.limit_sends.0,
+            lookups: self.limit_lookups.0,
+            links: self.limit_links.0,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -103,7 +172,9 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal()?;
+    let rate_limits = args.rate_limits();
     let mut config = ServerConfig::new(args.listen, args.data);
+    config.rate_limits = rate_limits;
     config.database = args.database;
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;

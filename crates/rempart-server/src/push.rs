@@ -413,6 +413,10 @@ fn request(state: &AppState, device: DeviceId, text: &str) -> Result<Pending, Pu
             epoch,
             data,
         } => {
+            state
+                .limits
+                .send(&device)
+                .map_err(|error| refused(id, error))?;
             let (store, pushes) = (state.store.clone(), state.pushes.clone());
             Ok(Box::pin(async move {
                 match delivery::store_message(

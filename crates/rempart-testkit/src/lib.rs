@@ -19,7 +19,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use rempart_proto::api::{KeyPackageUpload, RegisterRequest};
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
-use rempart_server::{Database, Server, ServerConfig};
+use rempart_server::{Database, RateLimits, Server, ServerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -43,6 +43,7 @@ pub struct TestServer {
     interval: std::time::Duration,
     data: TempDir,
     database: Option<Database>,
+    limits: RateLimits,
     stop: Option<oneshot::Sender<()>>,
     running: Option<tokio::task::JoinHandle<Result<(), rempart_server::ServerError>>>,
 }
@@ -56,7 +57,15 @@ impl TestServer {
 
     /// Starts a server publishing directory epochs every `interval`.
     pub async fn start_with_epochs(interval: std::time::Duration) -> Self {
-        Self::launched(TempDir::new().unwrap(), interval, None).await
+        // The suites run many accounts from one address; the limits have tests
+        // of their own.
+        Self::launched(
+            TempDir::new().unwrap(),
+            interval,
+            None,
+            RateLimits::UNLIMITED,
+        )
+        .await
     }
 
     /// A server on `data`, started.
@@ -64,6 +73,7 @@ impl TestServer {
         data: TempDir,
         interval: std::time::Duration,
         database: Option<Database>,
+        limits: RateLimits,
     ) -> Self {
         let mut server = Self {
             url: String::new(),
@@ -71,11 +81,17 @@ impl TestServer {
             interval,
             data,
             database,
+            limits,
             stop: None,
             running: None,
         };
         server.launch().await;
         server
+    }
+
+    /// Starts a server with these rate limits.
+    pub async fn start_limited(limits: RateLimits) -> Self {
+        Self::launched(TempDir::new().unwrap(), TEST_EPOCH_INTERVAL, None, limits).await
     }
 
     /// Starts a server node on `database` (e.g. a PostgreSQL schema other
@@ -87,7 +103,13 @@ impl TestServer {
         if let Some(keys) = keys_from {
             copy_keys(keys, data.path());
         }
-        Self::launched(data, TEST_EPOCH_INTERVAL, Some(database)).await
+        Self::launched(
+            data,
+            TEST_EPOCH_INTERVAL,
+            Some(database),
+            RateLimits::UNLIMITED,
+        )
+        .await
     }
 
     /// Starts a second server on a copy of another's data (see
@@ -100,7 +122,7 @@ impl TestServer {
             let path = entry.unwrap().path();
             std::fs::copy(&path, data.path().join(path.file_name().unwrap())).unwrap();
         }
-        Self::launched(data, TEST_EPOCH_INTERVAL, None).await
+        Self::launched(data, TEST_EPOCH_INTERVAL, None, RateLimits::UNLIMITED).await
     }
 
     /// Stops the server and waits until it has stopped.
@@ -117,6 +139,7 @@ impl TestServer {
         let mut config = ServerConfig::new(self.addr, self.data.path().to_owned());
         config.epoch_interval = self.interval;
         config.database = self.database.clone();
+        config.rate_limits = self.limits;
         let server = Server::bind(config).await.unwrap();
         self.addr = server.local_addr();
         self.url = format!("http://{}", self.addr);

@@ -113,6 +113,7 @@ impl IntoResponse for ApiError {
             error: error.to_owned(),
             message,
             current_epoch: None,
+            retry_after_secs: None,
         };
         (status, Json(body)).into_response()
     }

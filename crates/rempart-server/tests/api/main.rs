@@ -7,6 +7,7 @@ mod accounts;
 mod delivery;
 mod directory;
 mod keypackages;
+mod limits;
 mod links;
 mod nodes;
 mod push;

@@ -12,7 +12,7 @@ use rempart_proto::api::{
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey};
 use rempart_proto::{SignedDeviceList, UserName};
-use rempart_server::{Database, Server, ServerConfig, ServerError};
+use rempart_server::{Database, RateLimits, Server, ServerConfig, ServerError};
 use reqwest::{Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,6 +60,9 @@ impl TestServer {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), PathBuf::from(data_dir));
         config.epoch_interval = epoch_interval;
         config.database = database;
+        // Many accounts from one address: the limits are tested with
+        // their own configuration (`limits.rs`).
+        config.rate_limits = RateLimits::UNLIMITED;
         Self::start_with(config).await
     }
 
@@ -70,6 +73,18 @@ impl TestServer {
         let mut config =
             ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
         config.session_ping_interval = interval;
+        config.rate_limits = RateLimits::UNLIMITED;
+        let mut server = Self::start_with(config).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// A server over a fresh data directory with these rate limits.
+    pub async fn start_limited(limits: RateLimits) -> Self {
+        let data = TempDir::new().unwrap();
+        let mut config =
+            ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+        config.rate_limits = limits;
         let mut server = Self::start_with(config).await;
         server._data = Some(data);
         server
