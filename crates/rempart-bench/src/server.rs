@@ -77,8 +77,11 @@ impl ServerUnderTest {
                 "127.0.0.1:0",
                 "--epoch-interval",
                 EPOCH_INTERVAL,
-                // The benchmarks measure the server at full speed.
+                // The benchmarks measure the server at full speed, and the
+                // connections benchmark opens as many as it is told.
                 "--no-rate-limits",
+                "--max-connections",
+                "1000000",
             ])
             .arg("--data")
             .arg(data.path())

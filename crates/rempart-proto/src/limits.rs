@@ -14,10 +14,18 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 pub const MAX_DEVICES_PER_ACCOUNT: usize = 16;
 
 /// Most one-time KeyPackages in one upload.
-pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 100;
 
-/// Most one-time KeyPackages the server keeps per device.
-pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 1000;
+/// Most one-time KeyPackages the server keeps per device: a client keeps
+/// a few dozen (it tops up 20 when fewer than 10 are left), and 16 devices
+/// of one account can hold at most 16 × 101 packages of
+/// [`MAX_KEY_PACKAGE_BYTES`], about 6.6 MB.
+pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 100;
+/// Largest KeyPackage, in bytes. Rempart's ciphersuite
+/// (`MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519`, with a basic credential
+/// naming the device) gives packages of a few hundred bytes; this leaves
+/// room for other implementations' extensions, and no more.
+pub const MAX_KEY_PACKAGE_BYTES: usize = 4096;
 
 /// Most log entries or inbox items one read returns.
 pub const MAX_PAGE: u32 = 500;

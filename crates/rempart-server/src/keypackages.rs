@@ -14,7 +14,9 @@ use axum::extract::{Path, State};
 use rempart_proto::api::{
     ClaimRequest, ClaimedKeyPackages, ErrorBody, KeyPackageStatus, KeyPackageUpload,
 };
-use rempart_proto::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MESSAGE_BYTES, MAX_USERS_PER_BATCH};
+use rempart_proto::limits::{
+    MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_USERS_PER_BATCH,
+};
 
 use crate::AppState;
 use crate::accounts::parse_user;
@@ -51,10 +53,10 @@ pub(crate) async fn upload(
         if package.is_empty() {
             return Err(ApiError::BadRequest("a KeyPackage is empty".into()));
         }
-        if package.len() > MAX_MESSAGE_BYTES {
+        if package.len() > MAX_KEY_PACKAGE_BYTES {
             return Err(ApiError::PayloadTooLarge {
                 what: "a KeyPackage",
-                limit: MAX_MESSAGE_BYTES,
+                limit: MAX_KEY_PACKAGE_BYTES,
             });
         }
     }

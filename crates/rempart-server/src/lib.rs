@@ -76,6 +76,7 @@ mod database;
 mod delivery;
 pub mod directory;
 mod error;
+mod idle;
 mod inbox;
 mod keypackages;
 mod links;
@@ -131,6 +132,19 @@ pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 /// sends half a head and stalls is closed then.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection may carry nothing either way before it is closed
+/// (gracefully: a request in flight finishes first). For HTTP/1.1 the wait
+/// for a next request is also a wait for a request head, which
+/// [`DEFAULT_HEADER_READ_TIMEOUT`] bounds sooner; this one bounds HTTP/2
+/// connections, which have no such wait.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most connections a node holds at once, push sessions included; one
+/// more is closed as soon as it is accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+pub use crate::push::DEFAULT_MAX_SESSIONS_PER_DEVICE;
+
 /// How often the server pings a push session that has said nothing; a
 /// session silent for two of these is closed.
 pub const DEFAULT_SESSION_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -158,6 +172,16 @@ pub struct ServerConfig {
     /// How long a client has to send a request's head
     /// ([`DEFAULT_HEADER_READ_TIMEOUT`]). Must not be zero.
     pub header_read_timeout: Duration,
+    /// How long a connection may stay silent ([`DEFAULT_IDLE_TIMEOUT`]).
+    /// Must not be zero.
+    pub idle_timeout: Duration,
+    /// Most connections at once ([`DEFAULT_MAX_CONNECTIONS`]). Must not be
+    /// zero.
+    pub max_connections: usize,
+    /// Most push sessions per device
+    /// ([`DEFAULT_MAX_SESSIONS_PER_DEVICE`]); a newer one ends the oldest.
+    /// Must not be zero.
+    pub max_sessions_per_device: usize,
     /// How often a silent push session is pinged
     /// ([`DEFAULT_SESSION_PING_INTERVAL`]); silent for two, it is closed.
     /// Must not be zero.
@@ -186,6 +210,9 @@ impl ServerConfig {
             max_body_bytes: MAX_BODY_BYTES,
             epoch_interval: DEFAULT_EPOCH_INTERVAL,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_sessions_per_device: DEFAULT_MAX_SESSIONS_PER_DEVICE,
             session_ping_interval: DEFAULT_SESSION_PING_INTERVAL,
             body_read_allowance: body_deadline::BODY_READ_ALLOWANCE,
             min_body_rate: body_deadline::MIN_BODY_RATE,
@@ -203,7 +230,7 @@ pub struct Server {
     state: AppState,
     directory: Arc<DirectoryService>,
     epoch_interval: Duration,
-    header_read_timeout: Duration,
+    connections: Connections,
     /// Tasks that run as long as the server (push relay, pruning).
     background: Vec<JoinHandle<()>>,
 }
@@ -223,6 +250,9 @@ impl Server {
             max_body_bytes,
             epoch_interval,
             header_read_timeout,
+            idle_timeout,
+            max_connections,
+            max_sessions_per_device,
             session_ping_interval,
             body_read_allowance,
             min_body_rate,
@@ -234,6 +264,12 @@ impl Server {
         }
         if header_read_timeout.is_zero() {
             return Err(ServerError::ZeroTimeout("header read"));
+        }
+        if idle_timeout.is_zero() {
+            return Err(ServerError::ZeroTimeout("idle"));
+        }
+        if max_connections == 0 || max_sessions_per_device == 0 {
+            return Err(ServerError::ZeroConnections);
         }
         if session_ping_interval.is_zero() {
             return Err(ServerError::ZeroTimeout("session ping"));
@@ -293,13 +329,21 @@ impl Server {
         state.session_ping = session_ping_interval;
         state.body_read = (body_read_allowance, min_body_rate);
         state.limits = Limiter::new(&rate_limits);
+        state
+            .pushes
+            .hub()
+            .limit_sessions_per_device(max_sessions_per_device);
         Ok(Server {
             listener,
             local_addr,
             state,
             directory,
             epoch_interval,
-            header_read_timeout,
+            connections: Connections {
+                header_read_timeout,
+                idle_timeout,
+                most: max_connections,
+            },
             background,
         })
     }
@@ -322,7 +366,7 @@ impl Server {
             state,
             directory,
             epoch_interval,
-            header_read_timeout,
+            connections,
             background,
             ..
         } = self;
@@ -330,7 +374,7 @@ impl Server {
         let forgetting = tokio::spawn(forget_idle_buckets(state.limits.clone()));
         let (stop_publisher, publisher_stopped) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(directory.run_publisher(epoch_interval, publisher_stopped));
-        let served = serve(listener, router(state), header_read_timeout, async move {
+        let served = serve(listener, router(state), connections, async move {
             shutdown.await;
             hub.close();
         })
@@ -348,20 +392,29 @@ impl Server {
     }
 }
 
+/// How connections are bounded.
+#[derive(Debug, Clone, Copy)]
+struct Connections {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    most: usize,
+}
+
 /// Accepts connections and serves `app` on each, HTTP/1.1 (with upgrades,
 /// for the push sessions) or HTTP/2, with hyper's timer running: a request
-/// head not complete within `header_read_timeout` closes its connection.
+/// head not complete within the header-read timeout closes its connection,
+/// and so does silence for the idle timeout. Beyond `most` connections at
+/// once (push sessions included), a new one is closed as it is accepted.
 /// Once `shutdown` resolves, stops accepting and gives the connections in
 /// flight [`SHUTDOWN_GRACE`] to finish.
 async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), io::Error> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
     use tower::Layer as _;
 
@@ -369,10 +422,14 @@ async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(connections.header_read_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections.most));
+    let mut full = false;
+    // Every connection holds a receiver; all are gone once every
+    // connection has ended.
+    let (stop, stopping) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -387,15 +444,49 @@ async fn serve(
                         continue;
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    if !std::mem::replace(&mut full, true) {
+                        tracing::warn!(most = connections.most, "connection limit reached: closing new connections");
+                    }
+                    continue;
+                };
+                if std::mem::replace(&mut full, false) {
+                    tracing::info!("below the connection limit again");
+                }
+                let (io, activity) = idle::Tracked::new(stream, slot);
                 let app = Extension(PeerAddr(peer.ip())).layer(app.clone());
-                let service = TowerToHyperService::new(app);
                 let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app))
                     .into_owned();
-                let connection = graceful.watch(connection);
+                let mut stopping = stopping.clone();
+                let idle_timeout = connections.idle_timeout;
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(error = %error, "connection ended");
+                    tokio::pin!(connection);
+                    // Once asked to end, a connection gets a grace to finish
+                    // what is in flight; HTTP/2's graceful end also waits
+                    // for the peer to answer a ping, which a silent peer
+                    // never does, so the grace is a deadline.
+                    let grace = idle_timeout.min(SHUTDOWN_GRACE);
+                    let mut ending: Option<tokio::time::Instant> = None;
+                    loop {
+                        let deadline = ending.unwrap_or_else(tokio::time::Instant::now);
+                        tokio::select! {
+                            ended = connection.as_mut() => {
+                                if let Err(error) = ended {
+                                    tracing::debug!(error = %error, "connection ended");
+                                }
+                                break;
+                            }
+                            () = activity.silent_for(idle_timeout), if ending.is_none() => {
+                                connection.as_mut().graceful_shutdown();
+                                ending = Some(tokio::time::Instant::now() + grace);
+                            }
+                            _ = stopping.changed(), if ending.is_none() => {
+                                connection.as_mut().graceful_shutdown();
+                                ending = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                            }
+                            () = tokio::time::sleep_until(deadline), if ending.is_some() => break,
+                        }
                     }
                 });
             }
@@ -403,7 +494,9 @@ async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    drop(stopping);
+    stop.send_replace(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed())
         .await
         .is_err()
     {
@@ -509,6 +602,9 @@ pub enum ServerError {
     /// A configured timeout is zero.
     #[error("the {0} timeout must be longer than zero")]
     ZeroTimeout(&'static str),
+    /// The configured connection or session cap is zero.
+    #[error("the connection and session caps must be at least one")]
+    ZeroConnections,
     /// Serving connections failed.
     #[error("the server failed")]
     Serve(#[source] io::Error),

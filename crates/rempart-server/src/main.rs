@@ -52,6 +52,18 @@ struct Args {
     /// headers) before its connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration)]
     header_read_timeout: Duration,
+    /// How long a connection may carry nothing before it is closed (HTTP/1.1
+    /// connections waiting for a next request are closed sooner, by the
+    /// header-read timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_nonzero_duration)]
+    idle_timeout: Duration,
+    /// Most connections at once, push sessions included; beyond, a new
+    /// connection is closed as it is accepted.
+    #[arg(long, default_value_t = rempart_server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most push sessions one device may hold; a newer one ends the oldest.
+    #[arg(long, default_value_t = rempart_server::DEFAULT_MAX_SESSIONS_PER_DEVICE)]
+    max_sessions_per_device: usize,
     /// How often a silent push session is pinged; one silent for two
     /// intervals is closed.
     #[arg(long, default_value = "30s", value_parser = parse_nonzero_duration)]
@@ -179,6 +191,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;
     config.header_read_timeout = args.header_read_timeout;
+    config.idle_timeout = args.idle_timeout;
+    config.max_connections = args.max_connections;
+    config.max_sessions_per_device = args.max_sessions_per_device;
     config.session_ping_interval = args.session_ping_interval;
     config.body_read_allowance = args.body_read_allowance;
     config.min_body_rate = args.min_body_rate;

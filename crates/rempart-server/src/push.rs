@@ -43,6 +43,9 @@ use crate::auth::SignedRequest;
 use crate::delivery;
 use crate::error::ApiError;
 
+/// Most push sessions one device holds on a node, unless configured: a
+/// phone, a listener and a chat at once, with room to spare.
+pub const DEFAULT_MAX_SESSIONS_PER_DEVICE: usize = 4;
 /// Events queued for one session before it counts as too slow.
 const SESSION_QUEUE: usize = 256;
 /// Most frames written to a session before they are flushed together.
@@ -67,6 +70,9 @@ struct Sessions {
     /// For each group, its members that have a session on this node.
     by_group: HashMap<GroupId, HashSet<DeviceId>>,
     closed: bool,
+    /// Most sessions one device may hold on this node; the oldest ends when
+    /// a newer one would go over (0: the default).
+    per_device: usize,
 }
 
 /// The sessions of one device, and the groups it is a member of.
@@ -84,11 +90,24 @@ impl Hub {
         let (sender, events) = mpsc::channel(SESSION_QUEUE);
         let mut sessions = self.lock();
         if !sessions.closed {
+            let most = match sessions.per_device {
+                0 => DEFAULT_MAX_SESSIONS_PER_DEVICE,
+                most => most,
+            };
             let connected = sessions.by_device.entry(device).or_default();
             connected.senders.retain(|s| !s.is_closed());
+            // The oldest session makes room: a client whose connection
+            // died unseen must be able to come back at once.
+            let over = (connected.senders.len() + 1).saturating_sub(most);
+            connected.senders.drain(..over.min(connected.senders.len()));
             connected.senders.push(sender);
         }
         events
+    }
+
+    /// Caps the sessions of one device on this node at `most` (at least one).
+    pub(crate) fn limit_sessions_per_device(&self, most: usize) {
+        self.lock().per_device = most.max(1);
     }
 
     /// Records that `device`, if connected, is a member of `groups`.
@@ -462,6 +481,27 @@ mod tests {
             events.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
+    }
+
+    #[test]
+    fn a_device_holds_at_most_its_sessions_and_the_oldest_makes_room() {
+        use mpsc::error::TryRecvError;
+
+        let hub = Hub::default();
+        hub.limit_sessions_per_device(2);
+        let (device, other) = (DeviceId::random(), DeviceId::random());
+        let mut sessions: Vec<_> = (0..4).map(|_| hub.subscribe(device)).collect();
+        let mut others = hub.subscribe(other);
+        hub.notify(device, &PushEvent::Inbox);
+        // The two oldest ended; the two newest hear the device's events.
+        for ended in &mut sessions[..2] {
+            assert!(matches!(ended.try_recv(), Err(TryRecvError::Disconnected)));
+        }
+        for open in &mut sessions[2..] {
+            assert_eq!(open.try_recv().unwrap(), PushEvent::Inbox);
+        }
+        // Another device's session is its own.
+        assert!(matches!(others.try_recv(), Err(TryRecvError::Empty)));
     }
 
     fn group_event(group: GroupId) -> PushEvent {

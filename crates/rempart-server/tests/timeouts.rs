@@ -128,3 +128,87 @@ async fn bodies_stalled_short_of_their_length_are_cut_off() {
     }
     server.stop().await;
 }
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: a connection
+/// that then says nothing more.
+const HTTP2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn a_silent_http2_connection_is_closed() {
+    // HTTP/2 has no wait for a request head: only the idle timeout ends a
+    // connection that opened and fell silent.
+    let server = Running::start(|config| {
+        config.header_read_timeout = Duration::from_secs(600);
+        config.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(HTTP2_PREFACE).await.unwrap();
+        silent.push(stream);
+    }
+    for mut stream in silent {
+        let mut frames = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut frames))
+            .await
+            .expect("a silent connection was never closed")
+            .unwrap();
+        // The server said its SETTINGS, then GOAWAY (frame type 7).
+        assert!(frames.len() >= 9, "{frames:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once_and_a_freed_slot_serves_again() {
+    let server = Running::start(|config| {
+        config.header_read_timeout = Duration::from_secs(600);
+        config.max_connections = 3;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Served once one is accepted: a request on a held connection answers.
+    let health = b"GET /health HTTP/1.1\r\nHost: rempart\r\n\r\n";
+    held[0].write_all(health).await.unwrap();
+    let mut answer = [0; 12];
+    held[0].read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    // A fourth: accepted, then closed with nothing said.
+    for _ in 0..5 {
+        let mut extra = TcpStream::connect(server.addr).await.unwrap();
+        let _ = extra.write_all(health).await;
+        let mut said = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, extra.read_to_end(&mut said))
+            .await
+            .expect("a connection over the cap was kept open");
+        assert!(read.is_err() || said.is_empty(), "{said:?}");
+    }
+
+    // One held connection closes: its slot serves a new one.
+    drop(held.pop());
+    let served = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            let close = b"GET /health HTTP/1.1\r\nHost: rempart\r\nConnection: close\r\n\r\n";
+            if stream.write_all(close).await.is_err() {
+                continue;
+            }
+            let mut answer = Vec::new();
+            if stream.read_to_end(&mut answer).await.is_ok() && !answer.is_empty() {
+                break String::from_utf8_lossy(&answer).into_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the freed slot never served");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    drop(held);
+    server.stop().await;
+}

@@ -6,7 +6,10 @@ use rempart_proto::api::{
     self, ClaimRequest, ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageStatus, KeyPackageUpload,
     error_code,
 };
-use rempart_proto::limits::{MAX_KEY_PACKAGES_PER_UPLOAD, MAX_USERS_PER_BATCH};
+use rempart_proto::limits::{
+    MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_DEVICE, MAX_KEY_PACKAGES_PER_UPLOAD,
+    MAX_USERS_PER_BATCH,
+};
 
 use crate::support::{Account, Device, TestServer, ok, refused};
 
@@ -166,6 +169,22 @@ async fn upload_limits() {
         .call_json(alice.device(), "POST", api::KEYPACKAGES_PATH, &empty)
         .await;
     refused(response, 400, error_code::BAD_REQUEST).await;
+    // A package larger than the ciphersuite needs, one-time or last-resort.
+    for upload in [
+        KeyPackageUpload {
+            one_time: vec![vec![7; MAX_KEY_PACKAGE_BYTES + 1]],
+            last_resort: None,
+        },
+        KeyPackageUpload {
+            one_time: Vec::new(),
+            last_resort: Some(vec![7; MAX_KEY_PACKAGE_BYTES + 1]),
+        },
+    ] {
+        let response = server
+            .call_json(alice.device(), "POST", api::KEYPACKAGES_PATH, &upload)
+            .await;
+        refused(response, 413, error_code::PAYLOAD_TOO_LARGE).await;
+    }
     assert_eq!(
         server.key_package_status(alice.device()).await,
         KeyPackageStatus {
@@ -173,6 +192,17 @@ async fn upload_limits() {
             last_resort: false
         }
     );
+    // The most a device may hold, in full-size packages: then no more.
+    let full = KeyPackageUpload {
+        one_time: vec![vec![7; MAX_KEY_PACKAGE_BYTES]; MAX_KEY_PACKAGES_PER_DEVICE],
+        last_resort: Some(vec![7; MAX_KEY_PACKAGE_BYTES]),
+    };
+    server.upload(alice.device(), &full).await;
+    let one_more = packages(alice.device(), 1);
+    let response = server
+        .call_json(alice.device(), "POST", api::KEYPACKAGES_PATH, &one_more)
+        .await;
+    refused(response, 400, error_code::BAD_REQUEST).await;
 }
 
 #[tokio::test]
