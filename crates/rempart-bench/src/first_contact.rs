@@ -33,8 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rempart_client::{Client, ClientError};
-use rempart_proto::{IdError, UserName};
-use rempart_server::{DEFAULT_EPOCH_INTERVAL, RateLimits, Server, ServerConfig, ServerError};
+use rempart_proto::{IdError, PublicKey, UserName};
+use rempart_server::{
+    DEFAULT_EPOCH_INTERVAL, RateLimits, Server, ServerConfig, ServerError, WitnessPolicy,
+};
 use rempart_witness::{Witness, WitnessError};
 use serde::Serialize;
 use tempfile::TempDir;
@@ -148,11 +150,13 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    async fn start() -> Result<Self, FirstContactError> {
+    /// A server that takes the cosignatures of `witnesses`.
+    async fn start(witnesses: Vec<PublicKey>) -> Result<Self, FirstContactError> {
         let data = TempDir::new()?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut config = ServerConfig::new(listen, data.path().to_owned());
         config.rate_limits = RateLimits::UNLIMITED;
+        config.witnesses = WitnessPolicy::Only(witnesses);
         let server = Server::bind(config).await?;
         let url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -185,9 +189,10 @@ pub async fn measure(
         ));
     }
     let homes = TempDir::new()?;
-    let witnessed = InProcessServer::start().await?;
-    let baseline = InProcessServer::start().await?;
     let witness_data = TempDir::new()?;
+    let witnessed =
+        InProcessServer::start(vec![rempart_witness::witness_key(witness_data.path())?]).await?;
+    let baseline = InProcessServer::start(Vec::new()).await?;
     let witness = Arc::new(Witness::open(&witnessed.url, witness_data.path())?);
     let mut follow = follow(&witness);
 

@@ -320,12 +320,33 @@ fn two_nodes_on_postgres_and_one_dies() {
     let database = schema.url();
     let server = sibling_binary(&rempart_binary(), "rempart-server");
     let (data_a, data_b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let node_a = ServerProcess::start_on(&server, "127.0.0.1:0", data_a.path(), Some(&database));
+    // The witness's key first: every node takes its cosignatures.
+    let witness_home = TempDir::new().unwrap();
+    let key = StdCommand::new(sibling_binary(&rempart_binary(), "rempart-witness"))
+        .args(["key", "--data"])
+        .arg(witness_home.path())
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "{key:?}");
+    let key = String::from_utf8(key.stdout).unwrap();
+    let witness_flag = ["--witness", key.trim()];
+    let node_a = ServerProcess::start_with(
+        &server,
+        "127.0.0.1:0",
+        data_a.path(),
+        Some(&database),
+        &witness_flag,
+    );
     // Every node signs with the same directory keys.
     copy_keys(data_a.path(), data_b.path());
-    let node_b = ServerProcess::start_on(&server, "127.0.0.1:0", data_b.path(), Some(&database));
+    let node_b = ServerProcess::start_with(
+        &server,
+        "127.0.0.1:0",
+        data_b.path(),
+        Some(&database),
+        &witness_flag,
+    );
     // A witness follows the directory through node B, which outlives A.
-    let witness_home = TempDir::new().unwrap();
     let mut witness = StdCommand::new(sibling_binary(&rempart_binary(), "rempart-witness"))
         .args([
             "--server",

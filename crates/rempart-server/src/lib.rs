@@ -111,6 +111,7 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::body_deadline::{BODY_READ_ALLOWANCE, MIN_BODY_RATE};
 pub use crate::database::{Database, DatabaseError};
+pub use crate::directory::WitnessPolicy;
 use crate::directory::{DirectoryDb, DirectoryService, DirectoryServiceError};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
@@ -193,9 +194,9 @@ pub struct ServerConfig {
     pub body_read_allowance: Duration,
     /// See `body_read_allowance`. Must not be zero.
     pub min_body_rate: u64,
-    /// The witnesses whose cosignatures the directory accepts and serves;
-    /// empty: any whose cosignature of a head verifies.
-    pub witnesses: Vec<rempart_proto::PublicKey>,
+    /// Whose cosignatures the directory accepts and serves (none by
+    /// default: the operator lists its witnesses).
+    pub witnesses: WitnessPolicy,
     /// The rate limits ([`RateLimits::DEFAULT`]), per node.
     pub rate_limits: RateLimits,
 }
@@ -216,7 +217,7 @@ impl ServerConfig {
             session_ping_interval: DEFAULT_SESSION_PING_INTERVAL,
             body_read_allowance: body_deadline::BODY_READ_ALLOWANCE,
             min_body_rate: body_deadline::MIN_BODY_RATE,
-            witnesses: Vec::new(),
+            witnesses: WitnessPolicy::default(),
             rate_limits: RateLimits::DEFAULT,
         }
     }
@@ -303,7 +304,7 @@ impl Server {
             store.close().await;
         };
         let directory = match DirectoryService::open(directory_db, &data_dir).await {
-            Ok(directory) => Arc::new(directory.accepting(&witnesses)),
+            Ok(directory) => Arc::new(directory.accepting(witnesses)),
             Err(source) => {
                 stop(store, background).await;
                 return Err(ServerError::Directory(source));

@@ -15,7 +15,9 @@ use std::time::Duration;
 use clap::Parser;
 use rempart_proto::limits::MAX_BODY_BYTES;
 use rempart_proto::local::{error_chain, parse_nonzero_duration};
-use rempart_server::{Database, Rate, RateLimits, RateParseError, Server, ServerConfig};
+use rempart_server::{
+    Database, Rate, RateLimits, RateParseError, Server, ServerConfig, WitnessPolicy,
+};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -75,9 +77,9 @@ struct Args {
     /// bytes a second (a stalled body is cut off).
     #[arg(long, default_value_t = 16 * 1024)]
     min_body_rate: u64,
-    /// A witness whose cosignatures the directory accepts (its public key,
-    /// base64; repeatable). Without any, every cosignature that verifies
-    /// against its head is accepted.
+    /// A witness whose cosignatures the directory accepts and serves (its
+    /// public key, base64, as `rempart-witness key` prints it; repeatable).
+    /// Without any, no cosignature is taken.
     #[arg(long = "witness", value_name = "KEY")]
     witnesses: Vec<rempart_proto::PublicKey>,
     /// Accounts registered per source address (COUNT/PERIOD, e.g. 10/h,
@@ -197,7 +199,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.session_ping_interval = args.session_ping_interval;
     config.body_read_allowance = args.body_read_allowance;
     config.min_body_rate = args.min_body_rate;
-    config.witnesses = args.witnesses;
+    if args.witnesses.is_empty() {
+        tracing::warn!(
+            "no --witness KEY: the directory takes no cosignatures, and clients that require witnesses will refuse new keys"
+        );
+    }
+    config.witnesses = WitnessPolicy::Only(args.witnesses);
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

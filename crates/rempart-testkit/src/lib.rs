@@ -19,7 +19,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use rempart_proto::api::{KeyPackageUpload, RegisterRequest};
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
-use rempart_server::{Database, RateLimits, Server, ServerConfig};
+use rempart_server::{Database, RateLimits, Server, ServerConfig, WitnessPolicy};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -140,6 +140,9 @@ impl TestServer {
         config.epoch_interval = self.interval;
         config.database = self.database.clone();
         config.rate_limits = self.limits;
+        // The suites' witnesses are made after their server: a test server
+        // takes any verifying cosignature (the allow-list has its own tests).
+        config.witnesses = WitnessPolicy::AnyVerifying;
         let server = Server::bind(config).await.unwrap();
         self.addr = server.local_addr();
         self.url = format!("http://{}", self.addr);
@@ -227,6 +230,17 @@ impl ServerProcess {
 
     /// [`ServerProcess::start`] with `--database DATABASE` if given.
     pub fn start_on(binary: &Path, listen: &str, data: &Path, database: Option<&str>) -> Self {
+        Self::start_with(binary, listen, data, database, &[])
+    }
+
+    /// [`ServerProcess::start_on`] with more arguments (`--witness KEY`…).
+    pub fn start_with(
+        binary: &Path,
+        listen: &str,
+        data: &Path,
+        database: Option<&str>,
+        more: &[&str],
+    ) -> Self {
         let mut command = Command::new(binary);
         command
             .args(["--listen", listen, "--epoch-interval", "100ms", "--data"])
@@ -234,6 +248,7 @@ impl ServerProcess {
         if let Some(database) = database {
             command.args(["--database", database]);
         }
+        command.args(more);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -97,9 +97,45 @@ pub(crate) struct DirectoryService {
     /// On PostgreSQL, the lock that makes this node the publisher; on
     /// SQLite, `None`: this node is the only one, and always publishes.
     publisher_lock: Option<Mutex<PublisherLock>>,
-    /// The witnesses whose cosignatures are accepted, as the operator
-    /// configured them; empty: any whose cosignature verifies.
-    witnesses: Vec<rempart_proto::PublicKey>,
+    /// Whose cosignatures are accepted and served.
+    witnesses: WitnessPolicy,
+}
+
+/// Whose cosignatures the directory takes and serves with its heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessPolicy {
+    /// Only these witnesses' (none if empty), each checked against the head
+    /// it cosigns and kept once per epoch: what `rempart-server --witness
+    /// KEY` sets. Cosignatures stored under an earlier policy are no
+    /// longer served.
+    Only(Vec<rempart_proto::PublicKey>),
+    /// Any key's cosignature that verifies against its head, one per key
+    /// and epoch: for test setups whose witnesses come after the server.
+    /// On an open server anyone could grow every head with it, so the
+    /// binary has no flag for it.
+    AnyVerifying,
+}
+
+impl WitnessPolicy {
+    fn accepts(&self, witness: &rempart_proto::PublicKey) -> bool {
+        match self {
+            Self::Only(listed) => listed.contains(witness),
+            Self::AnyVerifying => true,
+        }
+    }
+
+    /// `head` with only the cosignatures this policy accepts.
+    fn served(&self, mut head: HeadWithCosignatures) -> HeadWithCosignatures {
+        head.cosignatures.retain(|c| self.accepts(&c.witness));
+        head
+    }
+}
+
+impl Default for WitnessPolicy {
+    /// No witness: no cosignature is taken.
+    fn default() -> Self {
+        Self::Only(Vec::new())
+    }
 }
 
 impl std::fmt::Debug for DirectoryService {
@@ -245,7 +281,7 @@ impl DirectoryService {
             epochs: RwLock::new(()),
             seen_head: AtomicU64::new(0),
             publisher_lock,
-            witnesses: Vec::new(),
+            witnesses: WitnessPolicy::default(),
         };
         {
             let _publishing = service.epochs.write().await;
@@ -439,7 +475,7 @@ impl DirectoryService {
     ) -> Result<Answer<HeadWithCosignatures>, DirectoryServiceError> {
         let head = self.db.head_with_cosignatures(epoch).await?;
         Ok(match (head, epoch) {
-            (Some(head), _) => Answer::Found(head),
+            (Some(head), _) => Answer::Found(self.witnesses.served(head)),
             (None, Some(epoch)) => Answer::Missing(format!("epoch {epoch} is not published")),
             (None, None) => Answer::Missing("no epoch is published yet".into()),
         })
@@ -458,7 +494,12 @@ impl DirectoryService {
             )));
         }
         let heads = self.db.heads_with_cosignatures(from, to).await?;
-        Ok(Answer::Found(heads))
+        Ok(Answer::Found(
+            heads
+                .into_iter()
+                .map(|head| self.witnesses.served(head))
+                .collect(),
+        ))
     }
 
     /// The lookup proof for `user` at the latest epoch.
@@ -641,10 +682,9 @@ impl DirectoryService {
 
     /// Stores a witness's cosignature if it verifies against the stored
     /// head of its epoch.
-    /// Accepts cosignatures only from `witnesses` (all verifying ones if
-    /// empty).
-    pub(crate) fn accepting(mut self, witnesses: &[rempart_proto::PublicKey]) -> Self {
-        self.witnesses = witnesses.to_vec();
+    /// Takes and serves cosignatures as `witnesses` says.
+    pub(crate) fn accepting(mut self, witnesses: WitnessPolicy) -> Self {
+        self.witnesses = witnesses;
         self
     }
 
@@ -653,9 +693,9 @@ impl DirectoryService {
         post: PostCosignature,
     ) -> Result<Answer<()>, DirectoryServiceError> {
         let epoch = post.epoch;
-        if !self.witnesses.is_empty() && !self.witnesses.contains(&post.cosignature.witness) {
+        if !self.witnesses.accepts(&post.cosignature.witness) {
             return Ok(Answer::Refused(
-                "the cosigning key is not a witness of this server: its operator lists them with --witness"
+                "the cosigning key is not a witness of this server: its operator lists them with --witness KEY"
                     .into(),
             ));
         }
@@ -692,7 +732,7 @@ impl DirectoryService {
     /// The stored head of `epoch`, an epoch akd proves.
     async fn stored_head(&self, epoch: u64) -> Result<HeadWithCosignatures, DirectoryServiceError> {
         if let Some(head) = self.db.head_with_cosignatures(Some(epoch)).await? {
-            return Ok(head);
+            return Ok(self.witnesses.served(head));
         }
         if epoch > self.db.latest_epoch().await? {
             return Err(DirectoryServiceError::NotReady(epoch));

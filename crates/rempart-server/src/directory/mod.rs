@@ -89,6 +89,8 @@ mod storage;
 
 pub(crate) use self::db::DirectoryDb;
 pub(crate) use self::epochs::DirectoryService;
-pub use self::epochs::{CACHE_ITEM_LIFETIME, CACHE_LIMIT_BYTES, DirectoryServiceError};
+pub use self::epochs::{
+    CACHE_ITEM_LIFETIME, CACHE_LIMIT_BYTES, DirectoryServiceError, WitnessPolicy,
+};
 pub use self::keys::{DIRECTORY_KEY_FILE, KeyError, VRF_KEY_FILE};
 pub use self::storage::DirectoryStorage;

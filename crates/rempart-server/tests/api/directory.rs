@@ -405,7 +405,9 @@ async fn only_the_configured_witnesses_cosignatures_are_accepted() {
     let mut config =
         rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
     config.epoch_interval = EPOCH;
-    config.witnesses = vec![rempart_proto::PublicKey::new(witness.verifying_key())];
+    config.witnesses = rempart_server::WitnessPolicy::Only(vec![rempart_proto::PublicKey::new(
+        witness.verifying_key(),
+    )]);
     let server = TestServer::start_with(config).await;
     let alice = Account::new("alice", 1);
     server.register(&alice).await;
@@ -439,6 +441,75 @@ async fn only_the_configured_witnesses_cosignatures_are_accepted() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let served: HeadWithCosignatures = get(&server, &kt::head_path(head.epoch)).await;
     assert_eq!(served.cosignatures, [listed]);
+    server.stop().await;
+}
+
+/// A flood of valid cosignatures by strangers stores and serves nothing,
+/// and one stored before the operator listed its witnesses is served no
+/// more.
+#[tokio::test]
+async fn strangers_cosignatures_are_neither_kept_nor_served() {
+    let data = TempDir::new().unwrap();
+    let dir = data.path().join("data");
+    // First without an allow-list (as a test server runs): a stranger's
+    // cosignature is kept.
+    let server = TestServer::start_in(&dir).await;
+    let alice = Account::new("alice", 1);
+    server.register(&alice).await;
+    published(&server, &alice, &alice.signed_list(1)).await;
+    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
+    let latest: HeadWithCosignatures = get(&server, kt::HEAD_PATH).await;
+    let head = latest.head.verify(&info.directory_key).unwrap();
+    let post = |cosignature: Cosignature| {
+        serde_json::to_vec(&PostCosignature {
+            epoch: head.epoch,
+            cosignature,
+        })
+        .unwrap()
+    };
+    let stranger = |_| {
+        let key = SigningKey::generate(&mut OsRng);
+        Cosignature::sign(&key, &head.server_id, head.epoch, &head.root_hash)
+    };
+    let response = server
+        .unsigned("POST", kt::COSIGNATURES_PATH, post(stranger(())))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    server.stop().await;
+
+    // Then with its witness listed.
+    let witness = SigningKey::generate(&mut OsRng);
+    let mut config = rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir);
+    config.epoch_interval = EPOCH;
+    config.witnesses = rempart_server::WitnessPolicy::Only(vec![rempart_proto::PublicKey::new(
+        witness.verifying_key(),
+    )]);
+    let server = TestServer::start_with(config).await;
+    let served: HeadWithCosignatures = get(&server, &kt::head_path(head.epoch)).await;
+    assert!(served.cosignatures.is_empty(), "{served:?}");
+    let size = serde_json::to_vec(&served).unwrap().len();
+    for _ in 0..1000 {
+        refused(
+            server
+                .unsigned("POST", kt::COSIGNATURES_PATH, post(stranger(())))
+                .await,
+            400,
+            error_code::BAD_REQUEST,
+        )
+        .await;
+    }
+    for path in [kt::HEAD_PATH.to_owned(), kt::head_path(head.epoch)] {
+        let served: HeadWithCosignatures = get(&server, &path).await;
+        assert!(served.cosignatures.is_empty(), "{served:?}");
+        assert_eq!(serde_json::to_vec(&served).unwrap().len(), size);
+    }
+    let kept: i64 = server
+        .database()
+        .query_row("SELECT count(*) FROM directory_cosignatures", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(kept, 1, "only the one taken before the allow-list");
     server.stop().await;
 }
 

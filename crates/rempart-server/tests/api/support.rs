@@ -12,7 +12,7 @@ use rempart_proto::api::{
 use rempart_proto::auth::RequestAuth;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, GroupId, MessageId, PublicKey};
 use rempart_proto::{SignedDeviceList, UserName};
-use rempart_server::{Database, RateLimits, Server, ServerConfig, ServerError};
+use rempart_server::{Database, RateLimits, Server, ServerConfig, ServerError, WitnessPolicy};
 use reqwest::{Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -63,6 +63,9 @@ impl TestServer {
         // Many accounts from one address: the limits are tested with
         // their own configuration (`limits.rs`).
         config.rate_limits = RateLimits::UNLIMITED;
+        // Cosignatures by keys made in the tests; the allow-list is tested
+        // with its own configuration.
+        config.witnesses = WitnessPolicy::AnyVerifying;
         Self::start_with(config).await
     }
 
