@@ -704,6 +704,20 @@ async fn forced_last_resort() {
         alert_about(&events, AlertCode::LastResortUsed, "alice"),
         "{events:?}"
     );
+    // Gone without claims: the server is named as the one that withheld
+    // them, and Bob is not told that anyone drained them.
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::Alert { code: AlertCode::LastResortUsed, message, .. }
+                if message.contains("only 0 were claimed: the server withheld the rest"))),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::KeyPackagesDrained { .. })),
+        "{events:?}"
+    );
     bob.send_text(&name("alice"), "hi").await.unwrap();
     assert_eq!(texts(&alice.sync().await.unwrap()), [t("bob", "bob", "hi")]);
 }

@@ -745,6 +745,9 @@ fn describe(event: &Event) -> String {
             reason,
             ..
         } => format!("[{conversation}] message {message_id} could not be sent: {reason}"),
+        Event::KeyPackagesDrained { claimed, .. } => format!(
+            "this device's one-time KeyPackages ran out: the {claimed} it had left on the server were all claimed (by people starting conversations with you, or by someone draining them); new ones are uploaded, and meanwhile you were added with your reusable last-resort one"
+        ),
         Event::Alert { code, message, .. } => format!("SECURITY ALERT [{code}]: {message}"),
     }
 }

@@ -161,9 +161,10 @@ impl fmt::Display for AlertCode {
 
 /// One thing that happened, as reported by [`crate::Client::sync`].
 ///
-/// Every variant names its `conversation` (the peer's user name for a 1:1
-/// conversation) and its `sender`: the author of a message, the member who
-/// made a membership change, or the user an alert is about.
+/// Every variant but [`Event::KeyPackagesDrained`] (about this device)
+/// names its `conversation` (the peer's user name for a 1:1 conversation)
+/// and its `sender`: the author of a message, the member who made a
+/// membership change, or the user an alert is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -270,6 +271,20 @@ pub enum Event {
         message_id: MessageId,
         /// Why, in plain words.
         reason: String,
+    },
+    /// The one-time KeyPackages this device left on the server were all
+    /// claimed: people starting conversations with it, or someone claiming
+    /// them to drain them (not a security alert: any user may claim, within
+    /// the server's limits). New ones are uploaded; meanwhile new
+    /// conversations with this device started from its reusable
+    /// last-resort package.
+    KeyPackagesDrained {
+        /// This account's user.
+        user: UserName,
+        /// This device.
+        device: DeviceId,
+        /// How many the server held when this device last looked.
+        claimed: u64,
     },
     /// A security alert.
     Alert {

@@ -82,6 +82,22 @@ const KEY_PACKAGE_BATCH: usize = 20;
 /// A new batch is uploaded when fewer one-time KeyPackages than this remain.
 const KEY_PACKAGE_LOW_WATER: u64 = 10;
 
+/// Setting: how many one-time KeyPackages the server held for this device
+/// when it last looked.
+const SETTING_ONE_TIME_HELD: &str = "one_time_key_packages_held";
+/// Setting: how many of this device's one-time KeyPackages the server
+/// said were claimed, when it last looked.
+const SETTING_CLAIMED_SEEN: &str = "one_time_key_packages_claimed";
+/// Setting: when this device last found its one-time KeyPackages all
+/// claimed (Unix seconds).
+const SETTING_DRAINED_AT: &str = "key_packages_drained_at";
+/// How long after a drain a last-resort package's use is put down to it.
+const DRAINED_RECENTLY_SECS: i64 = 24 * 3600;
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 const SETTING_UPDATE_INTERVAL: &str = "update_interval_secs";
 const SETTING_UPDATE_AFTER: &str = "update_after_messages";
 
@@ -284,6 +300,44 @@ impl Client {
     /// Uploads a batch of one-time KeyPackages, and a last-resort one if
     /// `last_resort`. The private parts are committed locally first.
     async fn upload_key_packages(&self, last_resort: bool) -> Result<(), ClientError> {
+        let status = self.upload_key_package_batch(last_resort).await?;
+        self.note_key_packages(&status)
+    }
+
+    /// Remembers what the server holds for this device and how many it
+    /// says were claimed, to compare with at the next look.
+    fn note_key_packages(
+        &self,
+        status: &rempart_proto::api::KeyPackageStatus,
+    ) -> Result<(), ClientError> {
+        self.store
+            .set_setting(SETTING_ONE_TIME_HELD, clamp_i64(status.one_time))?;
+        self.store
+            .set_setting(SETTING_CLAIMED_SEEN, clamp_i64(status.claimed))
+    }
+
+    /// Since the last look: how many one-time packages this device had
+    /// left on the server, and how many of them the server says were
+    /// claimed.
+    fn key_packages_since(
+        &self,
+        status: &rempart_proto::api::KeyPackageStatus,
+    ) -> Result<(u64, u64), ClientError> {
+        let setting = |key| -> Result<u64, ClientError> {
+            Ok(u64::try_from(self.store.setting(key)?.unwrap_or(0)).unwrap_or(0))
+        };
+        let held = setting(SETTING_ONE_TIME_HELD)?;
+        let claimed = status
+            .claimed
+            .saturating_sub(setting(SETTING_CLAIMED_SEEN)?);
+        Ok((held, claimed))
+    }
+
+    /// [`Self::upload_key_packages`]; what the server then holds.
+    async fn upload_key_package_batch(
+        &self,
+        last_resort: bool,
+    ) -> Result<rempart_proto::api::KeyPackageStatus, ClientError> {
         let upload = self.store.atomic(|| {
             let provider = self.provider();
             let credential =
@@ -309,17 +363,63 @@ impl Client {
                 last_resort,
             })
         })?;
-        self.api.upload_key_packages(self.signer(), &upload).await?;
-        Ok(())
+        self.api.upload_key_packages(self.signer(), &upload).await
     }
 
-    /// Uploads more KeyPackages if the server is running low.
-    async fn replenish_key_packages(&self) -> Result<(), ClientError> {
+    /// Uploads more KeyPackages if the server is running low. If the
+    /// one-time ones this device left on the server were all claimed since
+    /// it last looked, says so: contacts starting conversations, or someone
+    /// claiming them to drain them, took them (the server's answer is all
+    /// this device can know).
+    async fn replenish_key_packages(&self) -> Result<Option<Event>, ClientError> {
         let status = self.api.key_package_status(self.signer()).await?;
-        if status.one_time < KEY_PACKAGE_LOW_WATER || !status.last_resort {
-            self.upload_key_packages(!status.last_resort).await?;
+        let (held, claimed) = self.key_packages_since(&status)?;
+        // All gone, and the server counts as many claims: others took them.
+        let drained = (status.one_time == 0 && held > 0 && claimed >= held).then(|| {
+            Event::KeyPackagesDrained {
+                user: self.id.user.clone(),
+                device: self.id.device,
+                claimed,
+            }
+        });
+        if drained.is_some() {
+            self.store
+                .set_setting(SETTING_DRAINED_AT, api::unix_now())?;
         }
-        Ok(())
+        let status = if status.one_time < KEY_PACKAGE_LOW_WATER || !status.last_resort {
+            self.upload_key_package_batch(!status.last_resort).await?
+        } else {
+            status
+        };
+        self.note_key_packages(&status)?;
+        Ok(drained)
+    }
+
+    /// Why a Welcome came with this device's last-resort KeyPackage, in
+    /// plain words. Claims by others (all the one-time packages gone, and
+    /// as many claims counted; or a drain seen by a sync within
+    /// [`DRAINED_RECENTLY_SECS`]) are nobody's attack on this device's
+    /// keys; one-time packages still held, or gone without claims, are the
+    /// server's doing.
+    pub(crate) async fn last_resort_reason(&self) -> Result<String, ClientError> {
+        let status = self.api.key_package_status(self.signer()).await?;
+        let (held, claimed) = self.key_packages_since(&status)?;
+        let drained_lately = self
+            .store
+            .setting(SETTING_DRAINED_AT)?
+            .is_some_and(|at| api::unix_now().saturating_sub(at) <= DRAINED_RECENTLY_SECS);
+        Ok(if status.one_time > 0 && !drained_lately {
+            format!(
+                "the server still holds {} one-time KeyPackages of this device: it withheld them",
+                status.one_time
+            )
+        } else if status.one_time == 0 && claimed < held && !drained_lately {
+            format!(
+                "of the {held} one-time KeyPackages this device left on the server, only {claimed} were claimed: the server withheld the rest"
+            )
+        } else {
+            "its one-time KeyPackages had all been claimed (by people starting conversations with you, or by someone draining them), not withheld by the server".to_owned()
+        })
     }
 }
 

@@ -156,7 +156,10 @@ impl Client {
             journal.events.extend(updated);
             journal.keep(&self.store)?;
         }
-        self.replenish_key_packages().await?;
+        if let Some(drained) = self.replenish_key_packages().await? {
+            journal.events.push(drained);
+            journal.keep(&self.store)?;
+        }
         let (events, queued_up_to) = self.store.queued_events()?;
         self.store.drop_queued_events(queued_up_to)?;
         Ok(events)
@@ -350,12 +353,18 @@ impl Client {
             .filter_map(|c| c.named.as_ref().map(|(u, _)| u.clone()))
             .filter(|u| u != &self.id.user)
             .collect();
+        // Why a last-resort package was used: only a stock that did not run
+        // out makes it the server's doing. Asked before the transaction.
+        let last_resort = match last_resort {
+            false => None,
+            true => Some(self.last_resort_reason().await?),
+        };
         // The same Welcome, staged again and joined, in one transaction.
         self.store.atomic_if(|| {
             let Staging::Staged(staged) = self.stage_welcome(item, welcome)? else {
                 return Ok(false);
             };
-            self.join_staged(item, staged, adder, &others, last_resort, events)?;
+            self.join_staged(item, staged, adder, &others, last_resort.as_deref(), events)?;
             Ok(true)
         })?;
         Ok(())
@@ -398,7 +407,7 @@ impl Client {
         staged: Box<StagedWelcome>,
         adder: UserName,
         others: &BTreeSet<UserName>,
-        last_resort: bool,
+        last_resort: Option<&str>,
         events: &mut Vec<Event>,
     ) -> Result<(), ClientError> {
         let group = staged
@@ -431,13 +440,13 @@ impl Client {
         self.store
             .set_join_epoch(&item.group, Some(group.epoch().as_u64()))?;
         tracing::debug!(group = %item.group, epoch = group.epoch().as_u64(), "joined conversation");
-        if last_resort {
+        if let Some(why) = last_resort {
             events.push(alert(
                 AlertCode::LastResortUsed,
                 Some(name.clone()),
                 Some(adder.clone()),
                 format!(
-                    "{adder} added this device to {name} with its last-resort KeyPackage: the server had none of its one-time KeyPackages left, or withheld them"
+                    "{adder} added this device to {name} with its reused last-resort KeyPackage: {why}"
                 ),
             ));
         }

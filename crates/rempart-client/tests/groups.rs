@@ -370,3 +370,51 @@ async fn a_member_behind_catches_up_before_its_message_goes_out() {
     assert!(events.iter().any(|e| matches!(e,
         Event::MemberAdded { user, sender, .. } if user.as_str() == "carol" && sender.as_str() == "bob")), "{events:?}");
 }
+
+#[tokio::test]
+async fn one_time_key_packages_drained_by_another_user_are_told_without_blaming_the_server() {
+    use rempart_client::AlertCode;
+
+    let server = TestServer::start().await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let mut mallory = account(&server, &homes.path().join("mallory"), "mallory").await;
+    // Each group Mallory founds with Alice claims one of her one-time
+    // KeyPackages: twenty of them take all she uploaded, and the next is
+    // founded with her last-resort one.
+    for i in 0..21 {
+        mallory
+            .create_group(&format!("drain{i}"), &[name("alice")])
+            .await
+            .unwrap();
+    }
+    let events = alice.sync().await.unwrap();
+    assert_eq!(alerts(&events), [AlertCode::LastResortUsed], "{events:?}");
+    let said = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Alert { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        said.contains("had all been claimed") && !said.contains("withheld them"),
+        "{said}"
+    );
+    let drained: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::KeyPackagesDrained { claimed, .. } => Some(*claimed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(drained, [20]);
+    // Told once: the next sync finds a full stock again.
+    let events = alice.sync().await.unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::KeyPackagesDrained { .. })),
+        "{events:?}"
+    );
+}

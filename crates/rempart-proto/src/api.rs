@@ -158,6 +158,11 @@ pub struct KeyPackageStatus {
     pub one_time: u64,
     /// Whether a last-resort KeyPackage is stored.
     pub last_resort: bool,
+    /// One-time KeyPackages of this device handed out by claims so far:
+    /// with `one_time`, how the device tells packages claimed by others
+    /// from packages that went missing.
+    #[serde(default)]
+    pub claimed: u64,
 }
 
 /// One claimed KeyPackage.

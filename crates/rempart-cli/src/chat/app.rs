@@ -389,6 +389,12 @@ impl App {
                 ));
                 true
             }
+            Event::KeyPackagesDrained { claimed, .. } => {
+                self.status = Some(format!(
+                    "your {claimed} one-time KeyPackages were all claimed; new ones are uploaded"
+                ));
+                true
+            }
             Event::MessageQueued { .. } | Event::MessageSent { .. } => true,
         }
     }

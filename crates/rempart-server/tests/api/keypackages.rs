@@ -75,7 +75,8 @@ async fn one_time_packages_are_handed_out_once_then_the_last_resort() {
         status,
         KeyPackageStatus {
             one_time: 5,
-            last_resort: true
+            last_resort: true,
+            claimed: 0,
         }
     );
 
@@ -103,7 +104,8 @@ async fn one_time_packages_are_handed_out_once_then_the_last_resort() {
         server.key_package_status(alice.device()).await,
         KeyPackageStatus {
             one_time: 0,
-            last_resort: true
+            last_resort: true,
+            claimed: 5,
         }
     );
 
@@ -189,7 +191,8 @@ async fn upload_limits() {
         server.key_package_status(alice.device()).await,
         KeyPackageStatus {
             one_time: 0,
-            last_resort: false
+            last_resort: false,
+            claimed: 0,
         }
     );
     // The most a device may hold, in full-size packages: then no more.

@@ -55,7 +55,8 @@ async fn missing_or_bad_signatures_are_refused() {
         server.key_package_status(alice.device()).await,
         KeyPackageStatus {
             one_time: 0,
-            last_resort: false
+            last_resort: false,
+            claimed: 0,
         }
     );
 }

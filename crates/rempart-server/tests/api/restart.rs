@@ -39,7 +39,8 @@ async fn state_survives_a_restart() {
         server.key_package_status(alice.device()).await,
         KeyPackageStatus {
             one_time: 2,
-            last_resort: true
+            last_resort: true,
+            claimed: 0,
         }
     );
     let log = server.log(bob.device(), &group).await;

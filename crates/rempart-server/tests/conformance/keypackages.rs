@@ -33,9 +33,16 @@ fn last_resort(tag: &str) -> Vec<u8> {
 
 /// A [`KeyPackageStatus`], briefly.
 fn status(one_time: u64, last_resort: bool) -> KeyPackageStatus {
+    claimed_status(one_time, last_resort, 0)
+}
+
+/// A [`KeyPackageStatus`] of a device `claimed` of whose one-time packages
+/// were claimed.
+fn claimed_status(one_time: u64, last_resort: bool, claimed: u64) -> KeyPackageStatus {
     KeyPackageStatus {
         one_time,
         last_resort,
+        claimed,
     }
 }
 
@@ -107,10 +114,11 @@ pub async fn claim_order_and_last_resort(store: Db) {
         let claimed = store.claim_key_packages(claimer, &bob.user).await.unwrap();
         assert_eq!(claims(claimed), claims_of([b0, b1.clone()]));
     }
-    for device in bob.ids() {
+    // Only one-time packages count as claimed.
+    for (device, claimed) in bob.ids().into_iter().zip([2, 0]) {
         assert_eq!(
             store.key_package_status(device).await.unwrap(),
-            status(0, true)
+            claimed_status(0, true, claimed)
         );
     }
 
@@ -168,11 +176,11 @@ pub async fn batch_claim(store: Db) {
     );
     assert_eq!(
         store.key_package_status(bob.id(0)).await.unwrap(),
-        status(0, true)
+        claimed_status(0, true, 1)
     );
     assert_eq!(
         store.key_package_status(alice.id(1)).await.unwrap(),
-        status(0, false)
+        claimed_status(0, false, 1)
     );
 
     for users in [vec![nobody], Vec::new()] {
@@ -230,7 +238,7 @@ pub async fn claim_once_under_concurrency(store: Db) {
     assert_eq!(last_resort_claimed, CLAIMERS - PACKAGES);
     assert_eq!(
         store.key_package_status(bob.id(0)).await.unwrap(),
-        status(0, true)
+        claimed_status(0, true, PACKAGES as u64)
     );
 }
 

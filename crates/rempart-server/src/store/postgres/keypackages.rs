@@ -72,7 +72,8 @@ pub(super) async fn status(
     let query = conn
         .prepare_cached(
             "SELECT (SELECT count(*) FROM key_packages WHERE device_id = $1),
-                    EXISTS (SELECT 1 FROM last_resort WHERE device_id = $1)",
+                    EXISTS (SELECT 1 FROM last_resort WHERE device_id = $1),
+                    coalesce((SELECT claimed_key_packages FROM devices WHERE device_id = $1), 0)",
         )
         .await?;
     let row = conn
@@ -81,6 +82,7 @@ pub(super) async fn status(
     Ok(KeyPackageStatus {
         one_time: from_sql(row.try_get(0)?, "KeyPackage count")?,
         last_resort: row.try_get(1)?,
+        claimed: from_sql(row.try_get(2)?, "claimed KeyPackage count")?,
     })
 }
 
@@ -134,6 +136,10 @@ pub(super) async fn claim_batch(
                      ) oldest
                  )
                  RETURNING device_id, data
+             ),
+             counted AS (
+                 UPDATE devices SET claimed_key_packages = claimed_key_packages + 1
+                 WHERE device_id IN (SELECT device_id FROM taken)
              )
              SELECT t.user_name, t.device_id, coalesce(taken.data, l.data), taken.data IS NULL
              FROM targets t

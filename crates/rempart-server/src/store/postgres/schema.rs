@@ -259,6 +259,12 @@ CREATE TABLE group_departures (
     PRIMARY KEY (group_id, device_id)
 );
 ",
+    // Version 4: how many one-time KeyPackages of each device were claimed,
+    // so that a device can tell claims from packages gone missing.
+    r"
+ALTER TABLE devices ADD COLUMN claimed_key_packages bigint NOT NULL DEFAULT 0
+    CHECK (claimed_key_packages >= 0);
+",
 ];
 
 /// The schema version this server writes.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use rempart_proto::api::{ClaimedKeyPackage, KeyPackageStatus, KeyPackageUpload};
 use rempart_proto::limits::MAX_KEY_PACKAGES_PER_DEVICE;
 use rempart_proto::{DeviceId, UserName};
-use rusqlite::{Connection, ToSql, params};
+use rusqlite::{Connection, OptionalExtension as _, ToSql, params};
 
 use super::{USERS_PER_QUERY, from_sql};
 use crate::store::StoreError;
@@ -40,9 +40,18 @@ pub(super) fn status(conn: &Connection, device: DeviceId) -> Result<KeyPackageSt
         [device.as_bytes()],
         |row| row.get(0),
     )?;
+    let claimed: i64 = conn
+        .query_row(
+            "SELECT claimed_key_packages FROM devices WHERE device_id = ?1",
+            [device.as_bytes()],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
     Ok(KeyPackageStatus {
         one_time: one_time_count(conn, device)?,
         last_resort,
+        claimed: from_sql(claimed, "claimed KeyPackage count")?,
     })
 }
 
@@ -142,6 +151,12 @@ fn claim_chunk(
             Ok((DeviceId::from_bytes(row.get(0)?), row.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
+    let mut count = conn.prepare_cached(
+        "UPDATE devices SET claimed_key_packages = claimed_key_packages + 1 WHERE device_id = ?1",
+    )?;
+    for device in one_time.keys() {
+        count.execute([device.as_bytes()])?;
+    }
 
     for user in users {
         let Some(devices) = devices.get(user.as_str()) else {

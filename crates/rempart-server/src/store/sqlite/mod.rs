@@ -485,7 +485,7 @@ pub(super) mod testing {
         .unwrap();
         let device = DeviceId::random();
         conn.execute(
-            "INSERT INTO devices VALUES (?1, ?2, x'00')",
+            "INSERT INTO devices (device_id, user_name, signature_key) VALUES (?1, ?2, x'00')",
             rusqlite::params![device.as_bytes(), user],
         )
         .unwrap();
