@@ -1,13 +1,16 @@
 //! Authentication of signed requests (DESIGN.md §6, [`rempart_proto::auth`]).
 //!
-//! A device request is accepted only when, in this order: its body is within
-//! the size limit (413), the four `rempart-*` headers parse (401
-//! `unauthenticated`), the device is registered (401 `unknown_device`), the
-//! timestamp is within [`MAX_CLOCK_SKEW_SECS`] of the server clock (401
-//! `clock_skew`), the signature covers the method, the path and query exactly
-//! as received and the body (401 `bad_signature`), and the device never used
-//! the nonce before (401 `replayed_nonce`). Only then is the nonce recorded;
-//! a refused request leaves nothing behind.
+//! A device request is accepted only when, in this order: its declared
+//! length is within the size limit (413), the four `rempart-*` headers parse
+//! (401 `unauthenticated`), the timestamp is within [`MAX_CLOCK_SKEW_SECS`]
+//! of the server clock (401 `clock_skew`), the device is registered (401
+//! `unknown_device`), the body arrives within the size limit (413), the
+//! signature covers the method, the path and query exactly as received and
+//! the body (401 `bad_signature`), and the device never used the nonce
+//! before (401 `replayed_nonce`). Only then is the nonce recorded; a refused
+//! request leaves nothing behind. No body is read for a stranger: a request
+//! that does not name a registered device with a current timestamp is
+//! refused before its body is buffered.
 //!
 //! Registration is the one request whose device is not registered yet: its
 //! handler takes the key from the submitted device list and calls
@@ -72,27 +75,42 @@ impl Unverified {
     }
 }
 
-impl FromRequest<AppState> for Unverified {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+impl Unverified {
+    /// Parses the auth headers and checks the timestamp, then reads the
+    /// body, unless `check` refuses the claimed device first.
+    async fn read(
+        req: Request,
+        state: &AppState,
+        check: impl AsyncFnOnce(DeviceId) -> Result<(), ApiError>,
+    ) -> Result<Self, ApiError> {
         let method = req.method().clone();
         let uri = req.uri();
         let path_and_query = uri
             .path_and_query()
             .map_or_else(|| uri.path(), |pq| pq.as_str())
             .to_owned();
-        let auth =
-            RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()));
+        let auth = RequestAuth::from_headers(|name| {
+            req.headers().get(name).and_then(|v| v.to_str().ok())
+        })?;
+        auth.check_skew(unix_now())?;
+        check(auth.device).await?;
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| body_error(rejection, state.max_body_bytes))?;
         Ok(Self {
-            auth: auth?,
+            auth,
             method,
             path_and_query,
             body,
         })
+    }
+}
+
+impl FromRequest<AppState> for Unverified {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        Self::read(req, state, async |_| Ok(())).await
     }
 }
 
@@ -118,13 +136,20 @@ impl FromRequest<AppState> for SignedRequest {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let request = Unverified::from_request(req, state).await?;
+        let mut known = None;
+        let request = Unverified::read(req, state, async |device| {
+            known = Some(
+                state
+                    .store
+                    .device(device)
+                    .await?
+                    .ok_or(ApiError::UnknownDevice(device))?,
+            );
+            Ok(())
+        })
+        .await?;
         let device = request.device();
-        let record = state
-            .store
-            .device(device)
-            .await?
-            .ok_or(ApiError::UnknownDevice(device))?;
+        let record = known.ok_or(ApiError::UnknownDevice(device))?;
         let body = request
             .verify(&record.signature_key, state.store.as_ref())
             .await?;

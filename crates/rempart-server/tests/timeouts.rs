@@ -212,3 +212,54 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_a_freed_slot_serves_a
     drop(held);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stranger_s_body_is_refused_before_it_is_read() {
+    use ed25519_dalek::SigningKey;
+    use rempart_proto::DeviceId;
+    use rempart_proto::auth::RequestAuth;
+
+    let server = Running::start(|_| {}).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // A hundred uploads declaring 1,000,000 bytes: without auth headers,
+    // or signed by a device the server does not know. Each is answered 401
+    // after 100 bytes of its body: the rest is never waited for.
+    for i in 0..100 {
+        let mut head = String::from(
+            "POST /v1/keypackages HTTP/1.1\r\nHost: rempart\r\nContent-Length: 1000000\r\n",
+        );
+        if i % 2 == 1 {
+            let key = SigningKey::from_bytes(&[i as u8; 32]);
+            let auth = RequestAuth::sign(
+                &key,
+                DeviceId::random(),
+                "POST",
+                "/v1/keypackages",
+                b"",
+                now,
+            );
+            for (name, value) in auth.headers() {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b'{'; 100]).await.unwrap();
+        let mut answer = [0; 12];
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut answer))
+            .await
+            .expect("the server waited for the body")
+            .unwrap();
+        assert_eq!(
+            &answer,
+            b"HTTP/1.1 401",
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    server.stop().await;
+}
