@@ -66,6 +66,7 @@ impl BenchDevice {
         let register = RegisterRequest {
             user: device.user.clone(),
             device_list: SignedDeviceList::sign(&list, &account)?,
+            invitation: None,
         };
         let body = serde_json::to_vec(&register)?;
         device

@@ -52,6 +52,10 @@ enum Command {
         /// A linking code shown by `rempart device link` on your other device.
         #[arg(long)]
         link: Option<String>,
+        /// An invitation code, for a server that registers by invitation
+        /// only (its operator gives them).
+        #[arg(long, value_name = "CODE", conflicts_with = "link")]
+        invitation: Option<String>,
         /// Public key of a witness whose cosignature every directory head
         /// needs (repeat for several; see `rempart-witness key`).
         #[arg(long = "witness", value_name = "KEY")]
@@ -234,6 +238,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             server,
             name,
             link,
+            invitation,
             witnesses,
             quorum,
             witness_grace,
@@ -241,7 +246,12 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         } => {
             let (client, verb) = match (name, link) {
                 (Some(name), _) => (
-                    Client::create_account(&home, &server, name).await?,
+                    match invitation {
+                        Some(code) => {
+                            Client::create_account_invited(&home, &server, name, &code).await?
+                        }
+                        None => Client::create_account(&home, &server, name).await?,
+                    },
                     "created account",
                 ),
                 (None, Some(code)) => (

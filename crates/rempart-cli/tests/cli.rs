@@ -519,3 +519,65 @@ fn a_head_its_witness_never_cosigned_exits_3() {
     let alert: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(alert["code"], "witness_quorum_missing");
 }
+
+#[test]
+fn a_closed_server_registers_only_with_an_invitation_each_used_once() {
+    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
+    let data = TempDir::new().unwrap();
+    let codes = data.path().join("invitations");
+    std::fs::write(&codes, "# for the team\nk7vq-2mxp-9rtc\n\n").unwrap();
+    let server = ServerProcess::start_with(
+        &binary,
+        "127.0.0.1:0",
+        &data.path().join("data"),
+        None,
+        &["--invitations", codes.to_str().unwrap()],
+    );
+    let url = server.url();
+    let init = |home: &Path, name: &str, code: Option<&str>| {
+        let mut cmd = rempart(home);
+        cmd.args(["init", "--server", &url, "--name", name]);
+        if let Some(code) = code {
+            cmd.args(["--invitation", code]);
+        }
+        cmd.output().unwrap()
+    };
+    let (_a, alice) = home();
+    let (_b, bob) = home();
+
+    let out = init(&alice, "alice", None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invitation only") && stderr(&out).contains("--invitation CODE"),
+        "{}",
+        stderr(&out)
+    );
+    let out = init(&alice, "alice", Some("wrong-code"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not one of this server's"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = init(&alice, "alice", Some("k7vq-2mxp-9rtc"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Spent: it admits nobody else.
+    let out = init(&bob, "bob", Some("k7vq-2mxp-9rtc"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("used already"), "{}", stderr(&out));
+    // A code added to the file works at once.
+    std::fs::write(&codes, "k7vq-2mxp-9rtc\nbob-4f2a\n").unwrap();
+    let out = init(&bob, "bob", Some("bob-4f2a"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The database keeps the codes' hashes, never the codes.
+    let db = std::fs::read(data.path().join("data").join("rempart.sqlite3")).unwrap();
+    let wal =
+        std::fs::read(data.path().join("data").join("rempart.sqlite3-wal")).unwrap_or_default();
+    for file in [db, wal] {
+        assert!(
+            !file.windows(8).any(|w| w == b"bob-4f2a"),
+            "a code is stored in the clear"
+        );
+    }
+}

@@ -114,10 +114,12 @@ impl ServerApi {
         signer: Signer<'_>,
         user: &UserName,
         device_list: &SignedDeviceList,
+        invitation: Option<&str>,
     ) -> Result<RegisterResponse, ClientError> {
         let body = RegisterRequest {
             user: user.clone(),
             device_list: device_list.clone(),
+            invitation: invitation.map(str::to_owned),
         };
         self.call(Some(signer), Method::POST, api::ACCOUNTS_PATH, json(&body)?)
             .await

@@ -171,9 +171,29 @@ impl Client {
         server_url: &str,
         user: UserName,
     ) -> Result<Self, ClientError> {
+        Self::create(home, server_url, user, None).await
+    }
+
+    /// [`Self::create_account`] on a server that registers by invitation
+    /// only, with the `invitation` code its operator gave.
+    pub async fn create_account_invited(
+        home: &Path,
+        server_url: &str,
+        user: UserName,
+        invitation: &str,
+    ) -> Result<Self, ClientError> {
+        Self::create(home, server_url, user, Some(invitation)).await
+    }
+
+    async fn create(
+        home: &Path,
+        server_url: &str,
+        user: UserName,
+        invitation: Option<&str>,
+    ) -> Result<Self, ClientError> {
         let api = ServerApi::new(server_url)?;
         let store = Store::create(home)?;
-        let result = Self::register(home, store, api, user).await;
+        let result = Self::register(home, store, api, user, invitation).await;
         if result.is_err() {
             remove_store(home);
         }
@@ -185,13 +205,15 @@ impl Client {
         store: Store,
         api: ServerApi,
         user: UserName,
+        invitation: Option<&str>,
     ) -> Result<Self, ClientError> {
         let id = new_identity(user, api.base())?;
         let signer = Signer {
             device: id.device,
             key: &id.device_key,
         };
-        api.register(signer, &id.user, &id.device_list).await?;
+        api.register(signer, &id.user, &id.device_list, invitation)
+            .await?;
         store.atomic(|| {
             store.save_identity(&id)?;
             store.pin_key(&id.user, &id.account_key.public())

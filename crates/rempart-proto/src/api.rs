@@ -86,6 +86,11 @@ pub mod error_code {
     pub const NOT_FOUND: &str = "not_found";
     /// The user name is taken.
     pub const NAME_TAKEN: &str = "name_taken";
+    /// This server registers accounts by invitation only, and the request
+    /// carried no invitation code.
+    pub const INVITATION_REQUIRED: &str = "invitation_required";
+    /// The invitation code is not one of this server's, or was used.
+    pub const INVITATION_INVALID: &str = "invitation_invalid";
     /// The commit was built on an epoch that is not the group's current one.
     pub const STALE_EPOCH: &str = "stale_epoch";
     /// A device list is not acceptable (signature, version, account key).
@@ -118,6 +123,9 @@ pub struct RegisterRequest {
     pub user: UserName,
     /// Version 1 of the account's device list, signed by the account key.
     pub device_list: SignedDeviceList,
+    /// An invitation code, on a server that registers by invitation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<String>,
 }
 
 /// `POST /v1/accounts` response.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{SignedRequest, Unverified, parse_json};
 use crate::error::ApiError;
+use crate::invitations;
 use crate::store::AccountSignedDeviceList;
 
 /// Registers a user name with its first device list.
@@ -30,6 +31,7 @@ use crate::store::AccountSignedDeviceList;
         (status = 201, description = "The account exists", body = RegisterResponse),
         (status = 400, description = "Invalid user name or device list", body = ErrorBody),
         (status = 401, description = "Request authentication refused", body = ErrorBody),
+        (status = 403, description = "By invitation only: no invitation code, or one unknown or used", body = ErrorBody),
         (status = 409, description = "The name or a device is already registered", body = ErrorBody),
         (status = 429, description = "Too many registrations from this address (`Retry-After`)", body = ErrorBody),
     ),
@@ -39,7 +41,11 @@ pub(crate) async fn register(
     State(state): State<AppState>,
     request: Unverified,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    let RegisterRequest { user, device_list } = parse_register(request.body())?;
+    let RegisterRequest {
+        user,
+        device_list,
+        invitation,
+    } = parse_register(request.body())?;
     let list = AccountSignedDeviceList::verify(device_list, &user)?;
     if list.list().version != 1 {
         return Err(ApiError::NotFirstDeviceList(format!(
@@ -54,7 +60,14 @@ pub(crate) async fn register(
         .map(|entry| entry.signature_key)
         .ok_or(ApiError::UnknownDevice(device))?;
     request.verify(&key, state.store.as_ref()).await?;
-    state.store.register(list).await?;
+    match &state.invitations {
+        None => state.store.register(list).await?,
+        Some(file) => {
+            let code = invitation.ok_or(ApiError::InvitationRequired)?;
+            let spent = invitations::admits(file, &code).await?;
+            state.store.register_invited(list, spent).await?;
+        }
+    }
     Ok((StatusCode::CREATED, Json(RegisterResponse { user })))
 }
 

@@ -68,6 +68,25 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// This server registers by invitation only, and none came.
+    #[error(
+        "this server registers accounts by invitation only: ask its operator for an invitation code and give it to `rempart init --invitation CODE`"
+    )]
+    InvitationRequired,
+    /// The invitation code is not one of this server's.
+    #[error(
+        "this invitation code is not one of this server's: check it with whoever gave it to you"
+    )]
+    InvitationUnknown,
+    /// The invitations file could not be read.
+    #[error("cannot read the invitations file {}", path.display())]
+    Invitations {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// A rate limit refused the request.
     #[error(
         "too many {what}: the limit is {rate}; try again in {} s",
@@ -109,6 +128,9 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, c::NOT_FOUND, None),
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, c::PAYLOAD_TOO_LARGE, None),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, c::RATE_LIMITED, None),
+            Self::InvitationRequired => (S::FORBIDDEN, c::INVITATION_REQUIRED, None),
+            Self::InvitationUnknown => (S::FORBIDDEN, c::INVITATION_INVALID, None),
+            Self::Invitations { .. } => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
             Self::Directory(DirectoryServiceError::Store(StoreError::Unavailable))
             | Self::Directory(DirectoryServiceError::NotReady(_))
             | Self::Store(StoreError::Unavailable) => {
@@ -117,6 +139,7 @@ impl ApiError {
             Self::Directory(_) => (S::INTERNAL_SERVER_ERROR, c::INTERNAL, None),
             Self::Store(error) => match error {
                 StoreError::NameTaken(_) => (S::CONFLICT, c::NAME_TAKEN, None),
+                StoreError::InvitationUsed => (S::FORBIDDEN, c::INVITATION_INVALID, None),
                 StoreError::DeviceTaken(_) | StoreError::StaleDeviceList { .. } => {
                     (S::CONFLICT, c::INVALID_DEVICE_LIST, None)
                 }

@@ -78,6 +78,7 @@ pub mod directory;
 mod error;
 mod idle;
 mod inbox;
+mod invitations;
 mod keypackages;
 mod links;
 mod openapi;
@@ -199,6 +200,9 @@ pub struct ServerConfig {
     pub witnesses: WitnessPolicy,
     /// The rate limits ([`RateLimits::DEFAULT`]), per node.
     pub rate_limits: RateLimits,
+    /// A file of invitation codes: with one, registration needs one of them
+    /// (each admits one account); without, registration is open.
+    pub invitations: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -219,6 +223,7 @@ impl ServerConfig {
             min_body_rate: body_deadline::MIN_BODY_RATE,
             witnesses: WitnessPolicy::default(),
             rate_limits: RateLimits::DEFAULT,
+            invitations: None,
         }
     }
 }
@@ -259,6 +264,7 @@ impl Server {
             min_body_rate,
             witnesses,
             rate_limits,
+            invitations,
         } = config;
         if epoch_interval.is_zero() {
             return Err(ServerError::ZeroEpochInterval);
@@ -330,6 +336,7 @@ impl Server {
         state.session_ping = session_ping_interval;
         state.body_read = (body_read_allowance, min_body_rate);
         state.limits = Limiter::new(&rate_limits);
+        state.invitations = invitations.map(Arc::new);
         state
             .pushes
             .hub()
@@ -624,6 +631,8 @@ pub struct AppState {
     body_read: (Duration, u64),
     /// The rate limits' buckets.
     limits: Arc<Limiter>,
+    /// The invitations file, on a server that registers by invitation.
+    invitations: Option<Arc<PathBuf>>,
 }
 
 impl AppState {
@@ -640,6 +649,7 @@ impl AppState {
                 body_deadline::MIN_BODY_RATE,
             ),
             limits: Limiter::new(&RateLimits::DEFAULT),
+            invitations: None,
         }
     }
 

@@ -105,6 +105,10 @@ struct Args {
     /// Device-linking attempts per source address.
     #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.links))]
     limit_links: Limit,
+    /// Registration by invitation only: FILE lists the codes, one per line,
+    /// each admitting one account (re-read at every registration).
+    #[arg(long, value_name = "FILE")]
+    invitations: Option<PathBuf>,
     /// Turns every rate limit off (benchmarks; never on an open server).
     #[arg(long)]
     no_rate_limits: bool,
@@ -189,6 +193,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let rate_limits = args.rate_limits();
     let mut config = ServerConfig::new(args.listen, args.data);
     config.rate_limits = rate_limits;
+    config.invitations = args.invitations;
     config.database = args.database;
     config.max_body_bytes = args.max_body_bytes;
     config.epoch_interval = args.epoch_interval;

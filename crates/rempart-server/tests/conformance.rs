@@ -86,6 +86,7 @@ fn cases() -> Vec<(&'static str, Case)> {
     ];
     all.extend(cases![
         accounts::registration,
+        accounts::registration_by_invitation,
         accounts::replace_device_list,
         accounts::new_key_for_a_device,
         keypackages::upload_and_limit,

@@ -351,6 +351,7 @@ impl RawDevice {
         let register = RegisterRequest {
             user: user.clone(),
             device_list: SignedDeviceList::sign(&list, &account).unwrap(),
+            invitation: None,
         };
         let (status, _) = device
             .send(

@@ -37,6 +37,15 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an account with its first device list and all listed devices.
     async fn register(&self, list: AccountSignedDeviceList) -> Result<(), StoreError>;
 
+    /// [`Self::register`], spending the invitation whose code hashes
+    /// (SHA-256) to `invitation` in the same transaction: one spent before
+    /// is [`StoreError::InvitationUsed`], and then nothing is created.
+    async fn register_invited(
+        &self,
+        list: AccountSignedDeviceList,
+        invitation: [u8; 32],
+    ) -> Result<(), StoreError>;
+
     /// The user's current signed device list, if the user exists.
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError>;
 
@@ -231,6 +240,9 @@ pub enum StoreError {
     /// The user name is already registered.
     #[error("the user name {0} is taken")]
     NameTaken(UserName),
+    /// The invitation was spent by an earlier registration.
+    #[error("this invitation code was used already")]
+    InvitationUsed,
     /// A listed device id is registered to another account.
     #[error("device {0} is already registered to another account")]
     DeviceTaken(DeviceId),

@@ -178,6 +178,7 @@ impl TestServer {
         let request = RegisterRequest {
             user: account.user.clone(),
             device_list: list.clone(),
+            invitation: None,
         };
         self.call_json(&account.devices[0], "POST", api::ACCOUNTS_PATH, &request)
             .await

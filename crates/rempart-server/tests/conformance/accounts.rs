@@ -53,6 +53,29 @@ pub async fn registration(store: Db) {
     assert!(store.device(Device::new().id).await.unwrap().is_none());
 }
 
+/// An invitation admits one account, in the registration's transaction: a
+/// spent one refuses the whole registration, and a refused registration
+/// (a taken name) spends nothing.
+pub async fn registration_by_invitation(store: Db) {
+    let (first, second) = ([1; 32], [2; 32]);
+    let alice = Account::new("alice", 1);
+    store.register_invited(alice.list(1), first).await.unwrap();
+    let bob = Account::new("bob", 1);
+    assert_err!(
+        store.register_invited(bob.list(1), first).await,
+        StoreError::InvitationUsed
+    );
+    assert!(store.device_list(&bob.user).await.unwrap().is_none());
+    assert!(store.device(bob.id(0)).await.unwrap().is_none());
+    let impostor = Account::new("alice", 1);
+    assert_err!(
+        store.register_invited(impostor.list(1), second).await,
+        StoreError::NameTaken(_)
+    );
+    store.register_invited(bob.list(1), second).await.unwrap();
+    assert!(store.device_list(&bob.user).await.unwrap().is_some());
+}
+
 /// A new list needs a current device of the account as signer, the stored
 /// account key and a higher version; devices it drops lose their
 /// KeyPackages and are no longer found.

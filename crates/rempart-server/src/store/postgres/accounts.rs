@@ -14,6 +14,29 @@ use rempart_proto::{DeviceEntry, DeviceId, PublicKey, SignedDeviceList, UserName
 use super::transaction::{device_ids, fixed, from_sql, to_sql};
 use crate::store::{AccountSignedDeviceList, DeviceRecord, StoreError};
 
+/// Records that `invitation` (a code's SHA-256) admitted `user`; one
+/// recorded before is [`StoreError::InvitationUsed`].
+pub(super) async fn spend_invitation(
+    tx: &Transaction<'_>,
+    invitation: &[u8; 32],
+    user: &UserName,
+) -> Result<(), StoreError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO invitations_used (code_hash, user_name, used_at)
+             VALUES ($1, $2, extract(epoch FROM now())::bigint)
+             ON CONFLICT (code_hash) DO NOTHING",
+        )
+        .await?;
+    let spent = tx
+        .execute(&insert, &[&invitation.as_slice(), &user.as_str()])
+        .await?;
+    if spent == 0 {
+        return Err(StoreError::InvitationUsed);
+    }
+    Ok(())
+}
+
 /// [`Store::register`](crate::store::Store::register): the account, its
 /// devices and the directory update, or nothing.
 pub(super) async fn register(

@@ -21,6 +21,20 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn register_invited(
+        &self,
+        list: AccountSignedDeviceList,
+        invitation: [u8; 32],
+    ) -> Result<(), StoreError> {
+        self.write(&(list, invitation), |tx, (list, invitation)| {
+            Box::pin(async move {
+                accounts::spend_invitation(tx, invitation, &list.list().user).await?;
+                accounts::register(tx, list).await
+            })
+        })
+        .await
+    }
+
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError> {
         self.run(user, |conn, user| {
             Box::pin(accounts::device_list(conn, user))

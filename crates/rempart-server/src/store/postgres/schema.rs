@@ -265,6 +265,15 @@ CREATE TABLE group_departures (
 ALTER TABLE devices ADD COLUMN claimed_key_packages bigint NOT NULL DEFAULT 0
     CHECK (claimed_key_packages >= 0);
 ",
+    // Version 5: the invitations spent, on a server that registers by
+    // invitation only (a code's SHA-256, never the code).
+    r"
+CREATE TABLE invitations_used (
+    code_hash bytea PRIMARY KEY CHECK (length(code_hash) = 32),
+    user_name text NOT NULL,
+    used_at   bigint NOT NULL
+);
+",
 ];
 
 /// The schema version this server writes.

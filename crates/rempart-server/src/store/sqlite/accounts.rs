@@ -7,6 +7,24 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::{from_sql, to_sql};
 use crate::store::{AccountSignedDeviceList, DeviceRecord, StoreError};
 
+/// Records that `invitation` (a code's SHA-256) admitted `user`; one
+/// recorded before is [`StoreError::InvitationUsed`].
+pub(super) fn spend_invitation(
+    conn: &Connection,
+    invitation: &[u8; 32],
+    user: &UserName,
+) -> Result<(), StoreError> {
+    let spent = conn.execute(
+        "INSERT INTO invitations_used (code_hash, user_name, used_at)
+         VALUES (?1, ?2, unixepoch()) ON CONFLICT (code_hash) DO NOTHING",
+        params![invitation.as_slice(), user.as_str()],
+    )?;
+    if spent == 0 {
+        return Err(StoreError::InvitationUsed);
+    }
+    Ok(())
+}
+
 pub(super) fn register(
     conn: &Connection,
     verified: &AccountSignedDeviceList,

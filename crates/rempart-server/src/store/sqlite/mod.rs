@@ -181,6 +181,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn register_invited(
+        &self,
+        list: AccountSignedDeviceList,
+        invitation: [u8; 32],
+    ) -> Result<(), StoreError> {
+        self.writer
+            .execute(move |conn| {
+                accounts::spend_invitation(conn, &invitation, &list.list().user)?;
+                accounts::register(conn, &list)
+            })
+            .await
+    }
+
     async fn device_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, StoreError> {
         let user = user.clone();
         self.read(move |conn| accounts::device_list(conn, &user))

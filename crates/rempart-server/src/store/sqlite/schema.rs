@@ -332,6 +332,15 @@ CREATE TABLE group_departures (
 ALTER TABLE devices ADD COLUMN claimed_key_packages INTEGER NOT NULL DEFAULT 0
     CHECK (claimed_key_packages >= 0);
 ",
+    // Version 9: the invitations spent, on a server that registers by
+    // invitation only (a code's SHA-256, never the code).
+    r"
+CREATE TABLE invitations_used (
+    code_hash BLOB PRIMARY KEY CHECK (length(code_hash) = 32),
+    user_name TEXT NOT NULL,
+    used_at   INTEGER NOT NULL
+) STRICT;
+",
 ];
 
 /// The schema version this server writes.
