@@ -57,7 +57,9 @@ pub(crate) async fn commit(
     request: SignedRequest,
 ) -> Result<Json<Appended>, ApiError> {
     let group = parse_id::<GroupId>(&group)?;
-    state.limits.send(&request.device)?;
+    state
+        .limits
+        .send(&request.device, &request.user, request.body.len())?;
     let upload: CommitUpload = request.json()?;
     check_message(&upload.commit, "the commit")?;
     if let Some(welcome) = &upload.welcome {
@@ -118,7 +120,9 @@ pub(crate) async fn message(
     let message_id = parse_id::<MessageId>(&message_id)?;
     let Query(EpochQuery { epoch }) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
-    state.limits.send(&request.device)?;
+    state
+        .limits
+        .send(&request.device, &request.user, request.body.len())?;
     let appended = store_message(
         &*state.store,
         &state.pushes,

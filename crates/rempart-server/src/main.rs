@@ -99,6 +99,9 @@ struct Args {
     /// Messages and commits per device.
     #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.sends))]
     limit_sends: Limit,
+    /// KiB of messages and commits per account.
+    #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.send_kib))]
+    limit_send_kib: Limit,
     /// Directory lookups and device-list reads per source address.
     #[arg(long, value_name = "RATE", default_value_t = Limit(RateLimits::DEFAULT.lookups))]
     limit_lookups: Limit,
@@ -149,6 +152,7 @@ impl Args {
             claims: self.limit_claims.0,
             claims_of_user: self.limit_claims_of_user.0,
             sends: self.limit_sends.0,
+            send_kib: self.limit_send_kib.0,
             lookups: self.limit_lookups.0,
             links: self.limit_links.0,
         }

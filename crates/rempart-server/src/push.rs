@@ -35,7 +35,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rempart_proto::api::{ErrorBody, PushEvent, SessionRequest};
 use rempart_proto::limits::{MAX_SESSION_FRAME_BYTES, MAX_SESSION_IN_FLIGHT};
-use rempart_proto::{DeviceId, GroupId};
+use rempart_proto::{DeviceId, GroupId, UserName};
 use tokio::sync::mpsc;
 
 use crate::AppState;
@@ -276,7 +276,7 @@ pub(crate) async fn subscribe(
     request: SignedRequest,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let device = request.device;
+    let (device, user) = (request.device, request.user);
     // Subscribe and learn the device's groups before answering, so that
     // nothing appended after the client sees the upgrade response can be
     // missed.
@@ -293,7 +293,7 @@ pub(crate) async fn subscribe(
         .max_message_size(MAX_SESSION_FRAME_BYTES)
         .max_frame_size(MAX_SESSION_FRAME_BYTES)
         .read_buffer_size(SESSION_READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(socket, events, state, device)))
+        .on_upgrade(move |socket| serve(socket, events, state, device, user)))
 }
 
 /// A request being stored; resolves to its answer.
@@ -304,6 +304,7 @@ async fn serve(
     mut events: mpsc::Receiver<PushEvent>,
     state: AppState,
     device: DeviceId,
+    user: UserName,
 ) {
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     // A session that says nothing for an interval is pinged; if it still
@@ -354,7 +355,7 @@ async fn serve(
             message = socket.recv(), if reading => match message {
                 Some(Ok(Message::Text(text))) => {
                     (heard, awaiting) = (tokio::time::Instant::now(), false);
-                    match request(&state, device, &text) {
+                    match request(&state, device, &user, &text) {
                         Ok(work) => {
                             pending.push(work);
                             continue;
@@ -412,7 +413,12 @@ async fn feed(socket: &mut WebSocket, event: &PushEvent) -> Result<(), axum::Err
 }
 
 /// Parses a request frame and starts its work, or answers it at once.
-fn request(state: &AppState, device: DeviceId, text: &str) -> Result<Pending, PushEvent> {
+fn request(
+    state: &AppState,
+    device: DeviceId,
+    user: &UserName,
+    text: &str,
+) -> Result<Pending, PushEvent> {
     let request: SessionRequest = serde_json::from_str(text).map_err(|error| {
         // Without a readable id the answer carries id 0.
         let id = serde_json::from_str::<serde_json::Value>(text)
@@ -434,7 +440,7 @@ fn request(state: &AppState, device: DeviceId, text: &str) -> Result<Pending, Pu
         } => {
             state
                 .limits
-                .send(&device)
+                .send(&device, user, data.len())
                 .map_err(|error| refused(id, error))?;
             let (store, pushes) = (state.store.clone(), state.pushes.clone());
             Ok(Box::pin(async move {

@@ -140,6 +140,9 @@ pub struct RateLimits {
     pub claims_of_user: Option<Rate>,
     /// Messages and commits sent, per device, over HTTP or the session.
     pub sends: Option<Rate>,
+    /// What those messages and commits weigh, in KiB, per account: with
+    /// the limit on sends, what bounds how fast an account grows the logs.
+    pub send_kib: Option<Rate>,
     /// Directory lookups, histories and device-list reads, per source
     /// address.
     pub lookups: Option<Rate>,
@@ -156,6 +159,7 @@ impl RateLimits {
         claims: rate(1000, HOUR),
         claims_of_user: rate(10, HOUR),
         sends: rate(1200, MINUTE),
+        send_kib: rate(64 * 1024, HOUR),
         lookups: rate(600, MINUTE),
         links: rate(30, HOUR),
     };
@@ -168,6 +172,7 @@ impl RateLimits {
         claims: None,
         claims_of_user: None,
         sends: None,
+        send_kib: None,
         lookups: None,
         links: None,
     };
@@ -272,6 +277,7 @@ pub(crate) struct Limiter {
     claims: Bucket<UserName>,
     claims_of_user: Bucket<UserName>,
     sends: Bucket<DeviceId>,
+    send_kib: Bucket<UserName>,
     lookups: Bucket<Source>,
     links: Bucket<Source>,
 }
@@ -284,6 +290,7 @@ impl Limiter {
             claims: Bucket::new("KeyPackage claims by this account", limits.claims),
             claims_of_user: Bucket::new("KeyPackage claims of this user", limits.claims_of_user),
             sends: Bucket::new("messages from this device", limits.sends),
+            send_kib: Bucket::new("KiB of messages from this account", limits.send_kib),
             lookups: Bucket::new("directory reads from this address", limits.lookups),
             links: Bucket::new("link attempts from this address", limits.links),
         })
@@ -309,9 +316,15 @@ impl Limiter {
         self.device_lists.take(user, 1)
     }
 
-    /// A message or commit from `device`.
-    pub(crate) fn send(&self, device: &DeviceId) -> Result<(), ApiError> {
-        self.sends.take(device, 1)
+    /// A message or commit of `bytes` from `device` of `user`.
+    pub(crate) fn send(
+        &self,
+        device: &DeviceId,
+        user: &UserName,
+        bytes: usize,
+    ) -> Result<(), ApiError> {
+        self.sends.take(device, 1)?;
+        self.send_kib.take(user, bytes.div_ceil(1024).max(1))
     }
 
     /// A claim by `claimer` of the KeyPackages of `users` (each counted
@@ -339,6 +352,7 @@ impl Limiter {
         self.claims.forget_idle();
         self.claims_of_user.forget_idle();
         self.sends.forget_idle();
+        self.send_kib.forget_idle();
         self.lookups.forget_idle();
         self.links.forget_idle();
     }
@@ -351,6 +365,7 @@ impl Limiter {
             + self.claims.keys()
             + self.claims_of_user.keys()
             + self.sends.keys()
+            + self.send_kib.keys()
             + self.lookups.keys()
             + self.links.keys()
     }

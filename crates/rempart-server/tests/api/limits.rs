@@ -194,3 +194,36 @@ async fn sends_lookups_links_and_device_lists_have_their_limits() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn what_an_account_sends_is_limited_in_weight_across_its_devices() {
+    let server = TestServer::start_limited(RateLimits {
+        send_kib: Rate::new(100, Duration::from_secs(3600)),
+        ..RateLimits::UNLIMITED
+    })
+    .await;
+    let alice = Account::new("alice", 2);
+    server.register(&alice).await;
+    let group = create_group(&server, &alice.devices[0], &[&alice.devices[1]]).await;
+    let heavy = vec![7; 60 * 1024];
+    ok::<api::Appended>(
+        server
+            .send_message(&alice.devices[0], &group, &MessageId::random(), &heavy)
+            .await,
+    )
+    .await;
+    // The account's other device shares the weight.
+    let refusal = limited(
+        server
+            .send_message(&alice.devices[1], &group, &MessageId::random(), &heavy)
+            .await,
+    )
+    .await;
+    assert!(
+        refusal
+            .message
+            .contains("KiB of messages from this account"),
+        "{}",
+        refusal.message
+    );
+}
