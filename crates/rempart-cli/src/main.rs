@@ -6,8 +6,9 @@
 //! Exit status: 0 on success, 1 on error, 2 on a usage error, 3 when a
 //! security alert was raised.
 
+use std::io::IsTerminal as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use clap::{ArgGroup, Parser, Subcommand};
 use rempart_client::history::MessageState;
 mod chat;
 
+use rempart_client::at_rest::AtRestError;
 use rempart_client::session::Live;
-use rempart_client::{Client, ClientError, DeliveryState, Event};
+use rempart_client::{Client, ClientError, DeliveryState, Event, NewAccount, Passphrase};
 use rempart_proto::{DeviceId, PublicKey, UserName};
 use serde_json::json;
 
@@ -56,6 +58,15 @@ enum Command {
         /// only (its operator gives them).
         #[arg(long, value_name = "CODE", conflicts_with = "link")]
         invitation: Option<String>,
+        /// Read the passphrase that encrypts this device's store from F
+        /// (its whole content but a final line break). Without it,
+        /// REMPART_PASSPHRASE_FILE, or else typed twice on the terminal.
+        #[arg(long, value_name = "F")]
+        passphrase_file: Option<PathBuf>,
+        /// Keep this device's store unencrypted (anyone who copies the file
+        /// reads every key and message; `whoami` warns).
+        #[arg(long, conflicts_with = "passphrase_file")]
+        no_passphrase: bool,
         /// Public key of a witness whose cosignature every directory head
         /// needs (repeat for several; see `rempart-witness key`).
         #[arg(long = "witness", value_name = "KEY")]
@@ -189,6 +200,61 @@ enum DeviceCommand {
 /// Shown by `whoami` when no witness checks the directory.
 const WITNESS_WARNING: &str = "warning: no witness configured: nothing independent checks that the server shows everyone the same directory (`rempart init --witness KEY`)";
 
+/// Shown by `whoami` when the store is not encrypted.
+const PLAIN_STORE_WARNING: &str = "warning: this device's store is not encrypted: whoever copies it reads every key and message (it was made with `--no-passphrase`, or by an earlier version)";
+
+/// The variable naming a file that holds the store's passphrase.
+const PASSPHRASE_FILE_VAR: &str = "REMPART_PASSPHRASE_FILE";
+
+/// Opens the account in `home`, with its passphrase if its store is
+/// encrypted: from the file named by REMPART_PASSPHRASE_FILE, or typed on
+/// the terminal.
+fn open(home: &Path) -> Result<Client, ClientError> {
+    let passphrase = if rempart_client::at_rest::is_encrypted(home) {
+        if let Some(file) = std::env::var_os(PASSPHRASE_FILE_VAR) {
+            Some(Passphrase::from_file(Path::new(&file))?)
+        } else if std::io::stdin().is_terminal() {
+            Some(Passphrase::new(prompt(
+                home,
+                &format!("passphrase for {}: ", home.display()),
+            )?)?)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    Client::open_with(home, passphrase.as_ref())
+}
+
+/// The passphrase for a new store: from `file`, the file named by
+/// REMPART_PASSPHRASE_FILE, or typed twice on the terminal.
+fn new_passphrase(home: &Path, file: Option<&Path>) -> Result<Passphrase, ClientError> {
+    if let Some(file) = file {
+        return Ok(Passphrase::from_file(file)?);
+    }
+    if let Some(file) = std::env::var_os(PASSPHRASE_FILE_VAR) {
+        return Ok(Passphrase::from_file(Path::new(&file))?);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(AtRestError::PassphraseNeeded.into());
+    }
+    let first = Passphrase::new(prompt(home, "passphrase for this device's store: ")?)?;
+    let again = Passphrase::new(prompt(home, "the same passphrase again: ")?)?;
+    if !first.same_as(&again) {
+        return Err(AtRestError::PassphrasesDiffer.into());
+    }
+    Ok(first)
+}
+
+/// A line typed on the terminal without echo, wiped when dropped.
+fn prompt(home: &Path, question: &str) -> Result<String, ClientError> {
+    rpassword::prompt_password(question).map_err(|source| ClientError::Io {
+        path: home.to_owned(),
+        source,
+    })
+}
+
 /// Exit status when a security alert was raised.
 const EXIT_ALERT: u8 = 3;
 
@@ -239,23 +305,32 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             name,
             link,
             invitation,
+            passphrase_file,
+            no_passphrase,
             witnesses,
             quorum,
             witness_grace,
             witness_wait,
         } => {
+            let passphrase = if no_passphrase {
+                None
+            } else {
+                Some(new_passphrase(&home, passphrase_file.as_deref())?)
+            };
             let (client, verb) = match (name, link) {
-                (Some(name), _) => (
-                    match invitation {
-                        Some(code) => {
-                            Client::create_account_invited(&home, &server, name, &code).await?
-                        }
-                        None => Client::create_account(&home, &server, name).await?,
-                    },
-                    "created account",
-                ),
+                (Some(name), _) => {
+                    let options = NewAccount {
+                        invitation: invitation.as_deref(),
+                        passphrase: passphrase.as_ref(),
+                    };
+                    (
+                        Client::create_account_with(&home, &server, name, options).await?,
+                        "created account",
+                    )
+                }
                 (None, Some(code)) => (
-                    Client::link_device(&home, &server, &code, LINK_POLL).await?,
+                    Client::link_device_with(&home, &server, &code, LINK_POLL, passphrase.as_ref())
+                        .await?,
                     "linked this device to account",
                 ),
                 (None, None) => unreachable_usage()?,
@@ -284,27 +359,34 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::Whoami => {
-            let who = Client::open(&home)?.whoami();
+            let who = open(&home)?.whoami();
             let witnesses = if who.witness_quorum == 0 {
                 WITNESS_WARNING.to_owned()
             } else {
                 format!("witness quorum: {}", who.witness_quorum)
+            };
+            let store = if who.store_encrypted {
+                "store: encrypted with a passphrase"
+            } else {
+                PLAIN_STORE_WARNING
             };
             out.line(
                 json!({"kind": "whoami", "user": who.user, "device": who.device, "server": who.server,
                        "account_fingerprint": who.account_fingerprint,
                        "device_fingerprint": who.device_fingerprint,
                        "witness_quorum": who.witness_quorum,
-                       "warning": (who.witness_quorum == 0).then_some(WITNESS_WARNING)}),
+                       "warning": (who.witness_quorum == 0).then_some(WITNESS_WARNING),
+                       "store_encrypted": who.store_encrypted,
+                       "store_warning": (!who.store_encrypted).then_some(PLAIN_STORE_WARNING)}),
                 format!(
-                    "user: {}\ndevice: {}\nserver: {}\naccount key fingerprint: {}\ndevice key fingerprint: {}\n{witnesses}",
+                    "user: {}\ndevice: {}\nserver: {}\naccount key fingerprint: {}\ndevice key fingerprint: {}\n{witnesses}\n{store}",
                     who.user, who.device, who.server, who.account_fingerprint, who.device_fingerprint
                 ),
             );
             Vec::new()
         }
         Command::Send { to, group, text } => {
-            let mut client = Client::open(&home)?;
+            let mut client = open(&home)?;
             let (conversation, outgoing) = match (to, group) {
                 (Some(to), _) => {
                     let outgoing = client.send_text(&to, &text).await?;
@@ -332,10 +414,10 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             );
             Vec::new()
         }
-        Command::Sync => Client::open(&home)?.sync().await?,
-        Command::Listen => return listen(Client::open(&home)?, out).await,
+        Command::Sync => open(&home)?.sync().await?,
+        Command::Listen => return listen(open(&home)?, out).await,
         Command::Chat => {
-            chat::run(Client::open(&home)?).await?;
+            chat::run(open(&home)?).await?;
             Vec::new()
         }
         Command::History {
@@ -343,7 +425,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             limit,
             before,
         } => {
-            let client = Client::open(&home)?;
+            let client = open(&home)?;
             for m in client.history(&conversation, limit, before.as_ref())? {
                 out.line(
                     json!({"kind": "history", "conversation": conversation, "id": m.id,
@@ -367,7 +449,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::Verify { user, confirm } => {
-            let client = Client::open(&home)?;
+            let client = open(&home)?;
             let number = match confirm {
                 Some(typed) => client.confirm_safety_number(&user, &typed).await?,
                 None => client.safety_number(&user).await?,
@@ -393,7 +475,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::Audit => {
-            let report = Client::open(&home)?.audit().await?;
+            let report = open(&home)?.audit().await?;
             let text = if report.proofs_checked == 0 {
                 format!(
                     "directory verified to epoch {}: nothing new to audit since epoch {}",
@@ -418,7 +500,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             Vec::new()
         }
         Command::UpdatePolicy { interval, after } => {
-            let client = Client::open(&home)?;
+            let client = open(&home)?;
             let mut policy = client.update_policy()?;
             if let Some(interval) = interval.filter(|i| *i > 0) {
                 policy.interval_secs = i64::from(interval);
@@ -454,7 +536,7 @@ async fn group(
     home: &std::path::Path,
     out: &Output,
 ) -> Result<Vec<Event>, ClientError> {
-    let mut client = Client::open(home)?;
+    let mut client = open(home)?;
     let done = |action: &str, group: &str, user: Option<&UserName>, text: String| {
         out.line(
             json!({"kind": "done", "action": action, "group": group, "user": user}),
@@ -549,7 +631,7 @@ async fn device(
     home: &std::path::Path,
     out: &Output,
 ) -> Result<Vec<Event>, ClientError> {
-    let mut client = Client::open(home)?;
+    let mut client = open(home)?;
     match command {
         DeviceCommand::Link => {
             let pending = client.start_link().await?;

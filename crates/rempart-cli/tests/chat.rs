@@ -57,7 +57,8 @@ impl Tmux {
     /// Starts `rempart --home HOME chat` in a 100×30 session named `name`.
     fn chat(&self, name: &str, home: &Path) {
         let command = format!(
-            "{} --home {} chat",
+            "REMPART_PASSPHRASE_FILE={} {} --home {} chat",
+            rempart_testkit::passphrase_file().display(),
             rempart_binary().display(),
             home.display()
         );
@@ -114,6 +115,10 @@ impl Drop for Tmux {
 fn init(home: &Path, server: &str, name: &str) {
     let out = Command::new(rempart_binary())
         .env_remove("REMPART_HOME")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .arg("--home")
         .arg(home)
         .args(["init", "--server", server, "--name", name])
@@ -191,6 +196,10 @@ fn two_chats_talk_live_see_a_new_group_and_an_alert() {
     let laptop = homes.path().join("alice-laptop");
     let linked = Command::new(rempart_binary())
         .env_remove("REMPART_HOME")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .arg("--home")
         .arg(&laptop)
         .args(["init", "--server", &server.url(), "--link", &code])
@@ -241,7 +250,8 @@ fn sigterm_ends_the_chat_with_the_terminal_put_back() {
     let after = homes.path().join("after");
     let tmux = Tmux::new();
     let command = format!(
-        "{} --home {} chat; echo \"exit $?\" > {}; stty -a >> {}; sleep 60",
+        "REMPART_PASSPHRASE_FILE={} {} --home {} chat; echo \"exit $?\" > {}; stty -a >> {}; sleep 60",
+        rempart_testkit::passphrase_file().display(),
         rempart_binary().display(),
         alice.display(),
         after.display(),

@@ -17,6 +17,10 @@ fn server_binary() -> PathBuf {
 fn rempart(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
     cmd.env_remove("REMPART_HOME")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .arg("--home")
         .arg(home)
         .arg("--json");

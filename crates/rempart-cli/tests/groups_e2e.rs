@@ -23,6 +23,10 @@ fn rempart(home: &Path) -> Command {
     let mut cmd = Command::new(rempart_binary());
     cmd.env_remove("REMPART_HOME")
         .env_remove("RUST_LOG")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .arg("--home")
         .arg(home);
     cmd
@@ -297,6 +301,10 @@ fn three_people_one_with_two_devices() {
 fn start_link(home: &Path) -> (Child, Lines<BufReader<ChildStdout>>, String) {
     let mut link = StdCommand::new(rempart_binary())
         .env_remove("REMPART_HOME")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .args(["--json", "--home"])
         .arg(home)
         .args(["device", "link"])

@@ -16,6 +16,10 @@ fn rempart(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
     cmd.env_remove("REMPART_HOME")
         .env_remove("RUST_LOG")
+        .env(
+            "REMPART_PASSPHRASE_FILE",
+            rempart_testkit::passphrase_file(),
+        )
         .arg("--home")
         .arg(home);
     cmd

@@ -55,7 +55,7 @@ use crate::{Client, new_identity};
 /// gossip a head as those of a client synced with a real directory do.
 pub fn offline_account(home: &Path, user: UserName) -> Result<Client, ClientError> {
     let api = ServerApi::offline()?;
-    let store = Store::create(home)?;
+    let store = Store::create(home, None)?;
     let id = new_identity(user, api.base())?;
     let directory_key = SigningKey::generate(&mut OsRng);
     let directory_public = PublicKey::new(directory_key.verifying_key());

@@ -525,7 +525,7 @@ mod tests {
     #[test]
     fn first_key_is_pinned_and_a_different_one_is_an_alert() {
         let home = tempfile::TempDir::new().unwrap();
-        let store = Store::create(home.path()).unwrap();
+        let store = Store::create(home.path(), None).unwrap();
         let bob: UserName = "bob".parse().unwrap();
         let first = AccountKey::generate();
         let verified = verify(&store, &bob, &signed_list("bob", &first)).unwrap();
@@ -543,7 +543,7 @@ mod tests {
     #[test]
     fn a_cached_list_keeps_the_epoch_of_its_proof() {
         let home = tempfile::TempDir::new().unwrap();
-        let store = Store::create(home.path()).unwrap();
+        let store = Store::create(home.path(), None).unwrap();
         let bob: UserName = "bob".parse().unwrap();
         let signed = signed_list("bob", &AccountKey::generate());
         let list = verify(&store, &bob, &signed).unwrap();
@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn a_list_with_a_ghost_device_is_an_alert() {
         let home = tempfile::TempDir::new().unwrap();
-        let store = Store::create(home.path()).unwrap();
+        let store = Store::create(home.path(), None).unwrap();
         let account = AccountKey::generate();
         let mut signed = signed_list("bob", &account);
         let mut list: DeviceList = serde_json::from_slice(&signed.list).unwrap();
@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn a_list_for_another_user_is_refused() {
         let home = tempfile::TempDir::new().unwrap();
-        let store = Store::create(home.path()).unwrap();
+        let store = Store::create(home.path(), None).unwrap();
         let signed = signed_list("carol", &AccountKey::generate());
         let code = alert_code(verify(&store, &"bob".parse().unwrap(), &signed));
         assert_eq!(code, AlertCode::DeviceListSignatureInvalid);

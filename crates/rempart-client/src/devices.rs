@@ -326,9 +326,21 @@ impl Client {
         code: &str,
         poll: Duration,
     ) -> Result<Self, ClientError> {
+        Self::link_device_with(home, server_url, code, poll, None).await
+    }
+
+    /// [`Self::link_device`], with this device's store encrypted under
+    /// `passphrase`.
+    pub async fn link_device_with(
+        home: &Path,
+        server_url: &str,
+        code: &str,
+        poll: Duration,
+        passphrase: Option<&crate::Passphrase>,
+    ) -> Result<Self, ClientError> {
         let secrets = LinkSecrets::derive(&*parse_code(code)?);
         let api = ServerApi::new(server_url)?;
-        let store = Store::create(home)?;
+        let store = Store::create(home, passphrase)?;
         let result = Self::link_device_inner(home, store, api, secrets, poll).await;
         if result.is_err() {
             crate::remove_store(home);

@@ -19,6 +19,27 @@ pub enum ClientError {
         /// The home directory that was searched.
         home: PathBuf,
     },
+    /// The store is encrypted, and no passphrase was given.
+    #[error(
+        "the store in {} is encrypted: give its passphrase in the file named by REMPART_PASSPHRASE_FILE, or run this on a terminal to type it",
+        home.display()
+    )]
+    StoreLocked {
+        /// The home directory.
+        home: PathBuf,
+    },
+    /// The passphrase does not open the store.
+    #[error(
+        "the passphrase does not open the store in {}: check it and try again (nothing was changed)",
+        home.display()
+    )]
+    WrongPassphrase {
+        /// The home directory.
+        home: PathBuf,
+    },
+    /// The store's encryption at rest failed.
+    #[error(transparent)]
+    AtRest(#[from] crate::at_rest::AtRestError),
     /// The home directory already holds an account.
     #[error("{} already holds an account: use another --home", home.display())]
     AccountExists {

@@ -28,6 +28,7 @@
 //! ```
 
 mod api;
+pub mod at_rest;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
@@ -52,6 +53,7 @@ use openmls_rust_crypto::RustCrypto;
 use rempart_proto::api::KeyPackageUpload;
 use rempart_proto::{DeviceEntry, DeviceId, DeviceList, PublicKey, SignedDeviceList, UserName};
 
+pub use crate::at_rest::Passphrase;
 pub use crate::conversation::{ConversationInfo, MAX_GROUP_NAME_CHARS, RosterEntry};
 pub use crate::device_list::VerifiedDeviceList;
 pub use crate::devices::{DeviceInfo, PendingLink};
@@ -138,6 +140,8 @@ pub struct WhoAmI {
     /// How many witnesses must cosign each directory head (0: none
     /// configured, and nothing independent checks the directory).
     pub witness_quorum: usize,
+    /// Whether this device's store is encrypted at rest.
+    pub store_encrypted: bool,
 }
 
 /// One device of one account.
@@ -171,29 +175,20 @@ impl Client {
         server_url: &str,
         user: UserName,
     ) -> Result<Self, ClientError> {
-        Self::create(home, server_url, user, None).await
+        Self::create_account_with(home, server_url, user, NewAccount::default()).await
     }
 
-    /// [`Self::create_account`] on a server that registers by invitation
-    /// only, with the `invitation` code its operator gave.
-    pub async fn create_account_invited(
+    /// [`Self::create_account`], with an invitation code and a store
+    /// encrypted under a passphrase as `options` says.
+    pub async fn create_account_with(
         home: &Path,
         server_url: &str,
         user: UserName,
-        invitation: &str,
-    ) -> Result<Self, ClientError> {
-        Self::create(home, server_url, user, Some(invitation)).await
-    }
-
-    async fn create(
-        home: &Path,
-        server_url: &str,
-        user: UserName,
-        invitation: Option<&str>,
+        options: NewAccount<'_>,
     ) -> Result<Self, ClientError> {
         let api = ServerApi::new(server_url)?;
-        let store = Store::create(home)?;
-        let result = Self::register(home, store, api, user, invitation).await;
+        let store = Store::create(home, options.passphrase)?;
+        let result = Self::register(home, store, api, user, options.invitation).await;
         if result.is_err() {
             remove_store(home);
         }
@@ -234,12 +229,18 @@ impl Client {
         }
     }
 
-    /// Opens the account stored in `home`.
+    /// Opens the account stored in `home`, a plain store.
     pub fn open(home: &Path) -> Result<Self, ClientError> {
+        Self::open_with(home, None)
+    }
+
+    /// Opens the account stored in `home`, with the passphrase of its
+    /// encrypted store.
+    pub fn open_with(home: &Path, passphrase: Option<&Passphrase>) -> Result<Self, ClientError> {
         let no_account = || ClientError::NoAccount {
             home: home.to_owned(),
         };
-        let store = Store::open_existing(home)?.ok_or_else(no_account)?;
+        let store = Store::open_existing(home, passphrase)?.ok_or_else(no_account)?;
         let id = store.load_identity()?.ok_or_else(no_account)?;
         let api = ServerApi::new(&id.server)?;
         Ok(Self::assemble(home, store, api, id))
@@ -300,6 +301,7 @@ impl Client {
         let witness_quorum = self.witnesses().map(|(_, q)| q).unwrap_or(0);
         WhoAmI {
             witness_quorum,
+            store_encrypted: at_rest::is_encrypted(&self.home),
             user: self.id.user.clone(),
             device: self.id.device,
             server: self.id.server.clone(),
@@ -481,4 +483,14 @@ pub(crate) fn remove_store(home: &Path) {
         // Best effort: the files may not exist.
         let _ = std::fs::remove_file(file);
     }
+    let _ = std::fs::remove_file(at_rest::header_path(home));
+}
+
+/// How to make a new account ([`Client::create_account_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewAccount<'a> {
+    /// An invitation code, for a server that registers by invitation only.
+    pub invitation: Option<&'a str>,
+    /// The passphrase that encrypts the store; `None` keeps it plain.
+    pub passphrase: Option<&'a Passphrase>,
 }

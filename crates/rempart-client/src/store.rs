@@ -17,6 +17,7 @@ use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, U
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest as _;
 
+use crate::at_rest::{self, Passphrase, StoreKey, Unlock};
 use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::Event;
@@ -309,17 +310,31 @@ impl Store {
         home.join(STORE_FILE)
     }
 
-    /// Opens an existing store, or `None` if `home` has none.
-    pub fn open_existing(home: &Path) -> Result<Option<Self>, ClientError> {
+    /// Opens an existing store, or `None` if `home` has none. An encrypted
+    /// store needs its passphrase.
+    pub fn open_existing(
+        home: &Path,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Option<Self>, ClientError> {
         let path = Self::path(home);
         if !path.exists() {
             return Ok(None);
         }
-        Self::open_path(&path).map(Some)
+        let key = match at_rest::unlock(home, passphrase)? {
+            Unlock::Plain => None,
+            Unlock::Locked => {
+                return Err(ClientError::StoreLocked {
+                    home: home.to_owned(),
+                });
+            }
+            Unlock::Key(key) => Some(key),
+        };
+        Self::open_path(home, &path, key.as_ref()).map(Some)
     }
 
-    /// Creates a new store in `home` (created with mode 0700 if missing).
-    pub fn create(home: &Path) -> Result<Self, ClientError> {
+    /// Creates a new store in `home` (created with mode 0700 if missing),
+    /// encrypted under `passphrase` if given.
+    pub fn create(home: &Path, passphrase: Option<&Passphrase>) -> Result<Self, ClientError> {
         let io = |source| ClientError::Io {
             path: home.to_owned(),
             source,
@@ -332,13 +347,47 @@ impl Store {
                 home: home.to_owned(),
             });
         }
-        let store = Self::open_path(&path)?;
+        let key = passphrase
+            .map(|passphrase| at_rest::protect(home, passphrase))
+            .transpose()?;
+        let store = Self::open_path(home, &path, key.as_ref())?;
         restrict(&path, 0o600).map_err(|source| ClientError::Io { path, source })?;
         Ok(store)
     }
 
-    fn open_path(path: &Path) -> Result<Self, ClientError> {
+    fn open_path(home: &Path, path: &Path, key: Option<&StoreKey>) -> Result<Self, ClientError> {
         let mut conn = Connection::open(path)?;
+        if let Some(key) = key {
+            // Before anything else reads the file.
+            conn.execute_batch(&key.pragma())?;
+        }
+        // A wrong key is this function's error to tell, not a log line of
+        // SQLCipher's on stderr (its default once a key is set).
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+        // Temporary tables and indices stay in memory: nothing of the
+        // store goes to a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // The first read tells a wrong key (or a key missing).
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(match key {
+                    Some(_) => ClientError::WrongPassphrase {
+                        home: home.to_owned(),
+                    },
+                    None => ClientError::Corrupt(format!(
+                        "{} is not a plain store, and no {} says how to open it",
+                        path.display(),
+                        at_rest::HEADER_FILE
+                    )),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -1343,12 +1392,12 @@ mod tests {
     #[test]
     fn a_store_of_another_layout_is_refused_with_what_to_do() {
         let home = tempfile::TempDir::new().unwrap();
-        drop(Store::create(home.path()).unwrap());
-        assert!(Store::open_existing(home.path()).unwrap().is_some());
+        drop(Store::create(home.path(), None).unwrap());
+        assert!(Store::open_existing(home.path(), None).unwrap().is_some());
         let conn = Connection::open(Store::path(home.path())).unwrap();
         for (version, expected) in [(0, "an older"), (SCHEMA_VERSION + 1, "a newer")] {
             conn.pragma_update(None, "user_version", version).unwrap();
-            match Store::open_existing(home.path()) {
+            match Store::open_existing(home.path(), None) {
                 Err(ClientError::StoreVersion { made_by, .. }) => assert_eq!(made_by, expected),
                 Err(other) => panic!("expected a version refusal, got {other}"),
                 Ok(_) => panic!("a store of version {version} was opened"),
@@ -1361,7 +1410,7 @@ mod tests {
         let home = tempfile::TempDir::new().unwrap();
         let group = GroupId::random();
         {
-            let store = Store::create(home.path()).unwrap();
+            let store = Store::create(home.path(), None).unwrap();
             store.add_conversation(&group, "team", None, 7).unwrap();
         }
         // What version 1 wrote: the same tables without the later columns.
@@ -1392,7 +1441,7 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         drop(conn);
 
-        let store = Store::open_existing(home.path()).unwrap().unwrap();
+        let store = Store::open_existing(home.path(), None).unwrap().unwrap();
         let kept = store.conversation(&group).unwrap().unwrap();
         assert_eq!((kept.name.as_str(), kept.active), ("team", true));
         assert_eq!(
@@ -1420,11 +1469,11 @@ mod tests {
     #[test]
     fn a_negative_store_version_is_refused() {
         let home = tempfile::TempDir::new().unwrap();
-        drop(Store::create(home.path()).unwrap());
+        drop(Store::create(home.path(), None).unwrap());
         let conn = Connection::open(Store::path(home.path())).unwrap();
         conn.pragma_update(None, "user_version", -3).unwrap();
         assert!(matches!(
-            Store::open_existing(home.path()),
+            Store::open_existing(home.path(), None),
             Err(ClientError::StoreVersion {
                 made_by: "an unknown",
                 ..

@@ -1098,3 +1098,17 @@ impl Drop for Cosigner {
         self.0.abort();
     }
 }
+
+/// A file holding a passphrase, for the `rempart` processes of a test run
+/// (`REMPART_PASSPHRASE_FILE`): their stores are encrypted, as users' are.
+pub fn passphrase_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<(TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = TempDir::new().unwrap();
+            let path = dir.path().join("passphrase");
+            std::fs::write(&path, "a test passphrase, not a secret\n").unwrap();
+            (dir, path)
+        })
+        .1
+}
