@@ -144,6 +144,21 @@ enum Command {
     /// This account's devices: link a new one, list, remove.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The passphrase that encrypts this device's store.
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PassphraseCommand {
+    /// Re-encrypt this device's store under a new passphrase; a plain
+    /// store is encrypted in place. The old passphrase comes as for every
+    /// command; the new one from --new-passphrase-file F, or typed twice.
+    Change {
+        /// Read the new passphrase from F.
+        #[arg(long, value_name = "F")]
+        new_passphrase_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,7 +225,7 @@ const PASSPHRASE_FILE_VAR: &str = "REMPART_PASSPHRASE_FILE";
 /// encrypted: from the file named by REMPART_PASSPHRASE_FILE, or typed on
 /// the terminal.
 fn open(home: &Path) -> Result<Client, ClientError> {
-    let passphrase = if rempart_client::at_rest::is_encrypted(home) {
+    let passphrase = if rempart_client::at_rest::needs_passphrase(home) {
         if let Some(file) = std::env::var_os(PASSPHRASE_FILE_VAR) {
             Some(Passphrase::from_file(Path::new(&file))?)
         } else if std::io::stdin().is_terminal() {
@@ -236,6 +251,11 @@ fn new_passphrase(home: &Path, file: Option<&Path>) -> Result<Passphrase, Client
     if let Some(file) = std::env::var_os(PASSPHRASE_FILE_VAR) {
         return Ok(Passphrase::from_file(Path::new(&file))?);
     }
+    typed_twice(home)
+}
+
+/// A new passphrase typed twice on the terminal.
+fn typed_twice(home: &Path) -> Result<Passphrase, ClientError> {
     if !std::io::stdin().is_terminal() {
         return Err(AtRestError::PassphraseNeeded.into());
     }
@@ -521,6 +541,26 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
+        Command::Passphrase(PassphraseCommand::Change {
+            new_passphrase_file,
+        }) => {
+            let client = open(&home)?;
+            let new = match new_passphrase_file {
+                Some(file) => Passphrase::from_file(&file)?,
+                None => typed_twice(&home)?,
+            };
+            let was_encrypted = client.change_passphrase(&new)?;
+            let said = if was_encrypted {
+                "passphrase changed: the store is re-encrypted under the new one"
+            } else {
+                "the plain store was encrypted in place under the passphrase"
+            };
+            out.line(
+                json!({"kind": "passphrase_changed", "was_encrypted": was_encrypted}),
+                said.to_owned(),
+            );
+            Vec::new()
+        }
     };
     for event in &events {
         out.event(event);

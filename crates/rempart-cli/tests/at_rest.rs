@@ -220,3 +220,187 @@ fn a_wrong_or_missing_passphrase_is_a_plain_error_and_changes_nothing() {
     );
     assert!(!bob.join("rempart.db").exists());
 }
+
+/// The texts of `home`'s history with `peer`, opened with `passphrase`.
+fn history(home: &Path, passphrase: &Path, peer: &str) -> Vec<String> {
+    let out = rempart(home, passphrase)
+        .args(["history", peer])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        home.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn passphrase_in(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    path
+}
+
+#[test]
+fn a_changed_passphrase_opens_the_store_and_the_old_one_no_longer_does() {
+    let data = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
+        "127.0.0.1:0",
+        data.path(),
+    );
+    let homes = TempDir::new().unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    run(
+        &alice,
+        &["init", "--server", &server.url(), "--name", "alice"],
+    );
+    run(&bob, &["init", "--server", &server.url(), "--name", "bob"]);
+    run(&alice, &["send", "--to", "bob", SECRET]);
+
+    let new = passphrase_in(homes.path(), "new", "a much longer passphrase now");
+    let changed = run(
+        &alice,
+        &[
+            "passphrase",
+            "change",
+            "--new-passphrase-file",
+            new.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(changed[0]["kind"], "passphrase_changed");
+    assert_eq!(changed[0]["was_encrypted"], true);
+    let out = rempart(&alice, passphrase_file())
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not open"));
+    assert_eq!(history(&alice, &new, "bob"), [SECRET]);
+    // Still a working account: it sends and syncs under the new one.
+    let out = rempart(&alice, &new)
+        .args(["send", "--to", "bob", REPLY])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = run(&bob, &["sync"]);
+    let texts: Vec<&str> = received.iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(texts, [SECRET, REPLY]);
+    let leftovers: Vec<PathBuf> = files(&alice)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.to_string_lossy().contains(".new") || path.to_string_lossy().contains(".rekey")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_plain_store_is_encrypted_in_place_even_when_killed_midway() {
+    let data = TempDir::new().unwrap();
+    // A dozen accounts from one address, and their every request.
+    let server = ServerProcess::start_with(
+        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
+        "127.0.0.1:0",
+        data.path(),
+        None,
+        &["--no-rate-limits"],
+    );
+    let homes = TempDir::new().unwrap();
+    let bob = homes.path().join("bob");
+    run(&bob, &["init", "--server", &server.url(), "--name", "bob"]);
+    let new = passphrase_in(homes.path(), "new", "the passphrase it gets");
+
+    // Kill the encryption after ever longer delays, from before it starts
+    // to after it ends, whatever this machine's speed puts in between;
+    // each time, the store opens (plain still, or encrypted under the new
+    // passphrase) with everything in it, and the command run again
+    // finishes the work.
+    for attempt in 0..20u64 {
+        let home = homes.path().join(format!("plain-{attempt}"));
+        let name = format!("plain-user-{attempt}");
+        let out = rempart(&home, passphrase_file())
+            .args([
+                "init",
+                "--server",
+                &server.url(),
+                "--name",
+                &name,
+                "--no-passphrase",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = rempart(&home, passphrase_file())
+            .args(["send", "--to", "bob", SECRET])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut change = std::process::Command::new(env!("CARGO_BIN_EXE_rempart"))
+            .env_remove("REMPART_PASSPHRASE_FILE")
+            .arg("--home")
+            .arg(&home)
+            .args(["passphrase", "change", "--new-passphrase-file"])
+            .arg(&new)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(attempt * 12));
+        let _ = change.kill();
+        let _ = change.wait();
+
+        // Whatever the moment, it opens, with its history.
+        assert_eq!(history(&home, &new, "bob"), [SECRET], "attempt {attempt}");
+        if !rempart_client::at_rest::is_encrypted(&home) {
+            let out = rempart(&home, passphrase_file())
+                .args([
+                    "passphrase",
+                    "change",
+                    "--new-passphrase-file",
+                    new.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(rempart_client::at_rest::is_encrypted(&home));
+        assert_eq!(history(&home, &new, "bob"), [SECRET], "attempt {attempt}");
+        assert!(
+            holding(&home, name.as_bytes()).is_empty(),
+            "attempt {attempt}"
+        );
+        assert!(
+            holding(&home, SECRET.as_bytes()).is_empty(),
+            "attempt {attempt}"
+        );
+    }
+}

@@ -129,13 +129,33 @@ impl StoreKey {
     /// derivation of its own), wiped when dropped.
     pub(crate) fn pragma(&self) -> Zeroizing<String> {
         let mut sql = Zeroizing::new(String::with_capacity(96));
-        sql.push_str("PRAGMA key = \"x'");
+        sql.push_str("PRAGMA key = ");
+        self.push_literal(&mut sql);
+        sql.push(';');
+        sql
+    }
+
+    /// The statement that attaches the database at `path` as `schema`
+    /// under this key, wiped when dropped.
+    pub(crate) fn attach(&self, path: &Path, schema: &str) -> Zeroizing<String> {
+        let mut sql = Zeroizing::new(String::with_capacity(160));
+        sql.push_str("ATTACH DATABASE '");
+        sql.push_str(&path.to_string_lossy().replace('\'', "''"));
+        sql.push_str("' AS ");
+        sql.push_str(schema);
+        sql.push_str(" KEY ");
+        self.push_literal(&mut sql);
+        sql.push(';');
+        sql
+    }
+
+    fn push_literal(&self, sql: &mut String) {
+        sql.push_str("\"x'");
         for byte in self.0.iter() {
             // Writing to a String cannot fail.
-            let _ = write_hex(&mut sql, *byte);
+            let _ = write_hex(sql, *byte);
         }
-        sql.push_str("'\";");
-        sql
+        sql.push_str("'\"");
     }
 }
 
@@ -158,11 +178,11 @@ pub enum AtRestError {
     EmptyPassphrase,
     /// A new store needs a passphrase, and none can be asked for.
     #[error(
-        "this device's store needs a passphrase: give it with --passphrase-file F or REMPART_PASSPHRASE_FILE, type it on a terminal, or keep the store unencrypted with --no-passphrase"
+        "this device's store needs a new passphrase: give it in a file (`init --passphrase-file F`, `passphrase change --new-passphrase-file F`, or REMPART_PASSPHRASE_FILE at init), type it on a terminal, or keep the store unencrypted with `init --no-passphrase`"
     )]
     PassphraseNeeded,
     /// The passphrase typed twice differs.
-    #[error("the two passphrases differ: nothing was created; run `rempart init` again")]
+    #[error("the two passphrases differ: nothing was changed; try again")]
     PassphrasesDiffer,
     /// The passphrase file could not be read.
     #[error("cannot read the passphrase file {}", path.display())]
@@ -192,9 +212,23 @@ pub fn header_path(home: &Path) -> PathBuf {
     home.join(HEADER_FILE)
 }
 
+/// Path of a header being put in place by a re-key: until it replaces
+/// [`header_path`], the store may already be under it (see
+/// [`crate::store::Store::open_existing`]).
+pub(crate) fn staged_header_path(home: &Path) -> PathBuf {
+    home.join(format!("{HEADER_FILE}.new"))
+}
+
 /// Whether the store in `home` is encrypted (it has a header).
 pub fn is_encrypted(home: &Path) -> bool {
     header_path(home).exists()
+}
+
+/// Whether opening the store in `home` may need a passphrase: it is
+/// encrypted, or a change of passphrase (or an encryption in place) was
+/// interrupted there.
+pub fn needs_passphrase(home: &Path) -> bool {
+    is_encrypted(home) || staged_header_path(home).exists()
 }
 
 /// How the existing store in `home` opens.
@@ -207,13 +241,21 @@ pub(crate) enum Unlock {
     Key(StoreKey),
 }
 
-/// How the existing store in `home` opens with `passphrase`.
-pub(crate) fn unlock(home: &Path, passphrase: Option<&Passphrase>) -> Result<Unlock, AtRestError> {
-    let path = header_path(home);
-    let text = match std::fs::read_to_string(&path) {
+/// How the existing store in `home` opens with `passphrase`, under the
+/// header at `path`.
+pub(crate) fn unlock_with(
+    path: &Path,
+    passphrase: Option<&Passphrase>,
+) -> Result<Unlock, AtRestError> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Unlock::Plain),
-        Err(source) => return Err(AtRestError::Io { path, source }),
+        Err(source) => {
+            return Err(AtRestError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
     let header: Header =
         serde_json::from_str(&text).map_err(|e| AtRestError::Header(e.to_string()))?;
@@ -223,12 +265,34 @@ pub(crate) fn unlock(home: &Path, passphrase: Option<&Passphrase>) -> Result<Unl
     }
 }
 
+/// How the existing store in `home` opens with `passphrase`.
+#[cfg(test)]
+pub(crate) fn unlock(home: &Path, passphrase: Option<&Passphrase>) -> Result<Unlock, AtRestError> {
+    unlock_with(&header_path(home), passphrase)
+}
+
 /// A new header in `home` (mode 0600), and the key `passphrase` gives
 /// under it.
 pub(crate) fn protect(home: &Path, passphrase: &Passphrase) -> Result<StoreKey, AtRestError> {
+    write_header(&header_path(home), passphrase)
+}
+
+/// A new header at [`staged_header_path`] (replacing one left by an
+/// interrupted re-key), and the key `passphrase` gives under it.
+pub(crate) fn stage(home: &Path, passphrase: &Passphrase) -> Result<StoreKey, AtRestError> {
+    let path = staged_header_path(home);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(AtRestError::Io { path, source }),
+    }
+    write_header(&path, passphrase)
+}
+
+fn write_header(path: &Path, passphrase: &Passphrase) -> Result<StoreKey, AtRestError> {
     let header = Header::new();
     let key = header.derive(passphrase)?;
-    let path = header_path(home);
+    let path = path.to_owned();
     let io = |source| AtRestError::Io {
         path: path.clone(),
         source,

@@ -37,6 +37,16 @@ pub enum ClientError {
         /// The home directory.
         home: PathBuf,
     },
+    /// The store is encrypted, and its header is missing.
+    #[error(
+        "{} is encrypted, and no {} beside it says how to open it",
+        path.display(),
+        crate::at_rest::HEADER_FILE
+    )]
+    NotPlain {
+        /// The store.
+        path: PathBuf,
+    },
     /// The store's encryption at rest failed.
     #[error(transparent)]
     AtRest(#[from] crate::at_rest::AtRestError),

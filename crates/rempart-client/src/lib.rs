@@ -246,6 +246,17 @@ impl Client {
         Ok(Self::assemble(home, store, api, id))
     }
 
+    /// Encrypts this device's store under `passphrase`: a plain store in
+    /// place, an encrypted one re-keyed from its old passphrase. Returns
+    /// whether it was encrypted before. An interruption leaves a store that
+    /// opens with the old passphrase (or as plain) or with the new one.
+    pub fn change_passphrase(self, passphrase: &Passphrase) -> Result<bool, ClientError> {
+        let was = at_rest::is_encrypted(&self.home);
+        let home = self.home.clone();
+        self.store.rekey(&home, passphrase)?;
+        Ok(was)
+    }
+
     /// When this device self-updates in each conversation.
     pub fn update_policy(&self) -> Result<UpdatePolicy, ClientError> {
         let default = UpdatePolicy::default();

@@ -320,16 +320,119 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let key = match at_rest::unlock(home, passphrase)? {
-            Unlock::Plain => None,
-            Unlock::Locked => {
-                return Err(ClientError::StoreLocked {
-                    home: home.to_owned(),
-                });
+        // A re-key interrupted after its new file took the store's place
+        // left the store under the staged header: finish it.
+        let staged = at_rest::staged_header_path(home);
+        let mut locked = false;
+        if staged.exists() {
+            match Self::try_open(home, &path, &staged, passphrase)? {
+                Attempt::Opened(store) => {
+                    let header = at_rest::header_path(home);
+                    fs::rename(&staged, &header).map_err(|source| ClientError::Io {
+                        path: header,
+                        source,
+                    })?;
+                    sync_dir(home)?;
+                    return Ok(Some(store));
+                }
+                Attempt::Locked => locked = true,
+                Attempt::Refused => {}
             }
+        }
+        let header = at_rest::header_path(home);
+        match Self::try_open(home, &path, &header, passphrase)? {
+            Attempt::Opened(store) => {
+                // A re-key interrupted before that: it never happened.
+                remove_rekey_leftovers(home);
+                Ok(Some(store))
+            }
+            Attempt::Locked => Err(ClientError::StoreLocked {
+                home: home.to_owned(),
+            }),
+            Attempt::Refused if locked => Err(ClientError::StoreLocked {
+                home: home.to_owned(),
+            }),
+            Attempt::Refused => Err(ClientError::WrongPassphrase {
+                home: home.to_owned(),
+            }),
+        }
+    }
+
+    /// The store at `path` under the header at `header` (plain if there is
+    /// none), if it opens that way.
+    fn try_open(
+        home: &Path,
+        path: &Path,
+        header: &Path,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Attempt, ClientError> {
+        let key = match at_rest::unlock_with(header, passphrase)? {
+            Unlock::Plain => None,
+            Unlock::Locked => return Ok(Attempt::Locked),
             Unlock::Key(key) => Some(key),
         };
-        Self::open_path(home, &path, key.as_ref()).map(Some)
+        match Self::open_path(home, path, key.as_ref()) {
+            Ok(store) => Ok(Attempt::Opened(store)),
+            Err(ClientError::WrongPassphrase { .. } | ClientError::NotPlain { .. }) => {
+                Ok(Attempt::Refused)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Encrypts the whole store under `passphrase` (a plain one in place),
+    /// in a new file that replaces it only once complete: an interruption
+    /// at any point leaves a store that opens with the old passphrase or
+    /// the new one.
+    pub(crate) fn rekey(self, home: &Path, passphrase: &Passphrase) -> Result<(), ClientError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ClientError::Io { path, source }
+        };
+        remove_rekey_leftovers(home);
+        let key = at_rest::stage(home, passphrase)?;
+        let fresh = rekey_path(home);
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        self.conn.execute_batch(&key.attach(&fresh, "rekeyed"))?;
+        self.conn
+            .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))?;
+        self.conn.execute_batch(&format!(
+            "PRAGMA rekeyed.user_version = {version}; DETACH DATABASE rekeyed;"
+        ))?;
+        // Out of WAL mode: the log is copied into the old file and deleted,
+        // or this fails and the old file stays as it was.
+        let mode: String =
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(ClientError::Corrupt(format!(
+                "the store could not leave WAL mode (it is in {mode} mode); nothing was changed"
+            )));
+        }
+        drop(self);
+        let path = Self::path(home);
+        // The old file's log and index are checkpointed: gone, they cannot
+        // be applied to the new file.
+        for suffix in ["-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            match fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io(Path::new(&file))(source)),
+            }
+        }
+        restrict(&fresh, 0o600).map_err(io(&fresh))?;
+        fs::File::open(&fresh)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&fresh))?;
+        fs::rename(&fresh, &path).map_err(io(&path))?;
+        sync_dir(home)?;
+        let header = at_rest::header_path(home);
+        fs::rename(at_rest::staged_header_path(home), &header).map_err(io(&header))?;
+        sync_dir(home)
     }
 
     /// Creates a new store in `home` (created with mode 0700 if missing),
@@ -379,11 +482,9 @@ impl Store {
                     Some(_) => ClientError::WrongPassphrase {
                         home: home.to_owned(),
                     },
-                    None => ClientError::Corrupt(format!(
-                        "{} is not a plain store, and no {} says how to open it",
-                        path.display(),
-                        at_rest::HEADER_FILE
-                    )),
+                    None => ClientError::NotPlain {
+                        path: path.to_owned(),
+                    },
                 });
             }
             Err(error) => return Err(error.into()),
@@ -1383,6 +1484,43 @@ fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
+}
+
+/// How one way of opening a store went.
+enum Attempt {
+    Opened(Store),
+    /// Not this way: another key, or not plain.
+    Refused,
+    /// Encrypted, and no passphrase to try.
+    Locked,
+}
+
+/// Where a re-key writes the store's new file.
+fn rekey_path(home: &Path) -> PathBuf {
+    home.join(format!("{STORE_FILE}.rekey"))
+}
+
+/// What an interrupted re-key may have left: its new file, and the header
+/// it staged. Only called once the store opened under its old header.
+fn remove_rekey_leftovers(home: &Path) {
+    let fresh = rekey_path(home);
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut file = fresh.clone().into_os_string();
+        file.push(suffix);
+        // Best effort: they are not read again.
+        let _ = fs::remove_file(file);
+    }
+    let _ = fs::remove_file(at_rest::staged_header_path(home));
+}
+
+/// Makes the renames in `home` durable.
+fn sync_dir(home: &Path) -> Result<(), ClientError> {
+    fs::File::open(home)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| ClientError::Io {
+            path: home.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]

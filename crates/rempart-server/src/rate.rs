@@ -160,7 +160,7 @@ impl RateLimits {
         claims_of_user: rate(10, HOUR),
         sends: rate(1200, MINUTE),
         send_kib: rate(64 * 1024, HOUR),
-        lookups: rate(600, MINUTE),
+        lookups: rate(3000, MINUTE),
         links: rate(30, HOUR),
     };
 
