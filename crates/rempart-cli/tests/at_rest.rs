@@ -11,6 +11,23 @@ use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// A `rempart-server` process with these arguments, and its data.
+fn server(more: &[&str]) -> (TempDir, ServerProcess) {
+    let data = TempDir::new().unwrap();
+    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
+    let server = ServerProcess::start_with(&binary, "127.0.0.1:0", data.path(), None, more);
+    (data, server)
+}
+
+/// Checks that a command succeeded, showing what it said otherwise.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn rempart(home: &Path, passphrase: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
     cmd.env_remove("REMPART_HOME")
@@ -68,12 +85,7 @@ const REPLY: &str = "understood-bring-the-maps-41d7";
 
 #[test]
 fn a_seized_home_reveals_nothing_and_opens_only_with_its_passphrase() {
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(
-        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-    );
+    let (_data, server) = server(&[]);
     let url = server.url();
     let homes = TempDir::new().unwrap();
     let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
@@ -144,11 +156,7 @@ fn a_seized_home_reveals_nothing_and_opens_only_with_its_passphrase() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(!holding(&plain, b"carol-in-clear").is_empty());
     let who = run(&plain, &["whoami"]);
     assert_eq!(who[0]["store_encrypted"], false);
@@ -163,12 +171,7 @@ fn a_seized_home_reveals_nothing_and_opens_only_with_its_passphrase() {
 
 #[test]
 fn a_wrong_or_missing_passphrase_is_a_plain_error_and_changes_nothing() {
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(
-        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-    );
+    let (_data, server) = server(&[]);
     let homes = TempDir::new().unwrap();
     let alice = homes.path().join("alice");
     run(
@@ -253,12 +256,7 @@ fn passphrase_in(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn a_changed_passphrase_opens_the_store_and_the_old_one_no_longer_does() {
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(
-        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-    );
+    let (_data, server) = server(&[]);
     let homes = TempDir::new().unwrap();
     let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
     run(
@@ -292,11 +290,7 @@ fn a_changed_passphrase_opens_the_store_and_the_old_one_no_longer_does() {
         .args(["send", "--to", "bob", REPLY])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let received = run(&bob, &["sync"]);
     let texts: Vec<&str> = received.iter().filter_map(|e| e["text"].as_str()).collect();
     assert_eq!(texts, [SECRET, REPLY]);
@@ -312,15 +306,8 @@ fn a_changed_passphrase_opens_the_store_and_the_old_one_no_longer_does() {
 
 #[test]
 fn a_plain_store_is_encrypted_in_place_even_when_killed_midway() {
-    let data = TempDir::new().unwrap();
     // A dozen accounts from one address, and their every request.
-    let server = ServerProcess::start_with(
-        &sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-        None,
-        &["--no-rate-limits"],
-    );
+    let (_data, server) = server(&["--no-rate-limits"]);
     let homes = TempDir::new().unwrap();
     let bob = homes.path().join("bob");
     run(&bob, &["init", "--server", &server.url(), "--name", "bob"]);
@@ -345,20 +332,12 @@ fn a_plain_store_is_encrypted_in_place_even_when_killed_midway() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
         let out = rempart(&home, passphrase_file())
             .args(["send", "--to", "bob", SECRET])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
 
         let mut change = std::process::Command::new(env!("CARGO_BIN_EXE_rempart"))
             .env_remove("REMPART_PASSPHRASE_FILE")

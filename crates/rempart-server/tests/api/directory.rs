@@ -396,48 +396,56 @@ async fn witness_cosignatures_are_checked_stored_and_served() {
     server.stop().await;
 }
 
+/// A server on `dir` that takes only `witness`'s cosignatures.
+async fn listing(dir: &Path, witness: &SigningKey) -> TestServer {
+    let mut config = rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.into());
+    config.epoch_interval = EPOCH;
+    config.witnesses = rempart_server::WitnessPolicy::Only(vec![rempart_proto::PublicKey::new(
+        witness.verifying_key(),
+    )]);
+    TestServer::start_with(config).await
+}
+
+/// Registers Alice and waits for her epoch: its head, verified.
+async fn alice_published(server: &TestServer) -> DirectoryHead {
+    let alice = Account::new("alice", 1);
+    server.register(&alice).await;
+    published(server, &alice, &alice.signed_list(1)).await;
+    let info: DirectoryInfo = get(server, kt::DIRECTORY_PATH).await;
+    let latest: HeadWithCosignatures = get(server, kt::HEAD_PATH).await;
+    latest.head.verify(&info.directory_key).unwrap()
+}
+
+/// `key`'s cosignature of `head`, as posted.
+fn cosigned(key: &SigningKey, head: &DirectoryHead) -> (Cosignature, Vec<u8>) {
+    let cosignature = Cosignature::sign(key, &head.server_id, head.epoch, &head.root_hash);
+    let body = serde_json::to_vec(&PostCosignature {
+        epoch: head.epoch,
+        cosignature: cosignature.clone(),
+    })
+    .unwrap();
+    (cosignature, body)
+}
+
 /// With witnesses configured, only their cosignatures are accepted and
 /// served: anyone else's, however valid, is refused and stores nothing.
 #[tokio::test]
 async fn only_the_configured_witnesses_cosignatures_are_accepted() {
     let data = TempDir::new().unwrap();
     let witness = SigningKey::generate(&mut OsRng);
-    let mut config =
-        rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("data"));
-    config.epoch_interval = EPOCH;
-    config.witnesses = rempart_server::WitnessPolicy::Only(vec![rempart_proto::PublicKey::new(
-        witness.verifying_key(),
-    )]);
-    let server = TestServer::start_with(config).await;
-    let alice = Account::new("alice", 1);
-    server.register(&alice).await;
-    published(&server, &alice, &alice.signed_list(1)).await;
-    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
-    let latest: HeadWithCosignatures = get(&server, kt::HEAD_PATH).await;
-    let head = latest.head.verify(&info.directory_key).unwrap();
-    let post = |cosignature: Cosignature| {
-        serde_json::to_vec(&PostCosignature {
-            epoch: head.epoch,
-            cosignature,
-        })
-        .unwrap()
-    };
+    let server = listing(&data.path().join("data"), &witness).await;
+    let head = alice_published(&server).await;
 
-    let stranger = SigningKey::generate(&mut OsRng);
-    let unlisted = Cosignature::sign(&stranger, &head.server_id, head.epoch, &head.root_hash);
+    let (unlisted, post) = cosigned(&SigningKey::generate(&mut OsRng), &head);
     assert!(unlisted.verify(&head).is_ok(), "valid, but not a witness");
     refused(
-        server
-            .unsigned("POST", kt::COSIGNATURES_PATH, post(unlisted))
-            .await,
+        server.unsigned("POST", kt::COSIGNATURES_PATH, post).await,
         400,
         error_code::BAD_REQUEST,
     )
     .await;
-    let listed = Cosignature::sign(&witness, &head.server_id, head.epoch, &head.root_hash);
-    let response = server
-        .unsigned("POST", kt::COSIGNATURES_PATH, post(listed.clone()))
-        .await;
+    let (listed, post) = cosigned(&witness, &head);
+    let response = server.unsigned("POST", kt::COSIGNATURES_PATH, post).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let served: HeadWithCosignatures = get(&server, &kt::head_path(head.epoch)).await;
     assert_eq!(served.cosignatures, [listed]);
@@ -454,44 +462,23 @@ async fn strangers_cosignatures_are_neither_kept_nor_served() {
     // First without an allow-list (as a test server runs): a stranger's
     // cosignature is kept.
     let server = TestServer::start_in(&dir).await;
-    let alice = Account::new("alice", 1);
-    server.register(&alice).await;
-    published(&server, &alice, &alice.signed_list(1)).await;
-    let info: DirectoryInfo = get(&server, kt::DIRECTORY_PATH).await;
-    let latest: HeadWithCosignatures = get(&server, kt::HEAD_PATH).await;
-    let head = latest.head.verify(&info.directory_key).unwrap();
-    let post = |cosignature: Cosignature| {
-        serde_json::to_vec(&PostCosignature {
-            epoch: head.epoch,
-            cosignature,
-        })
-        .unwrap()
-    };
-    let stranger = |_| {
-        let key = SigningKey::generate(&mut OsRng);
-        Cosignature::sign(&key, &head.server_id, head.epoch, &head.root_hash)
-    };
+    let head = alice_published(&server).await;
+    let stranger = || cosigned(&SigningKey::generate(&mut OsRng), &head).1;
     let response = server
-        .unsigned("POST", kt::COSIGNATURES_PATH, post(stranger(())))
+        .unsigned("POST", kt::COSIGNATURES_PATH, stranger())
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     server.stop().await;
 
     // Then with its witness listed.
-    let witness = SigningKey::generate(&mut OsRng);
-    let mut config = rempart_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir);
-    config.epoch_interval = EPOCH;
-    config.witnesses = rempart_server::WitnessPolicy::Only(vec![rempart_proto::PublicKey::new(
-        witness.verifying_key(),
-    )]);
-    let server = TestServer::start_with(config).await;
+    let server = listing(&dir, &SigningKey::generate(&mut OsRng)).await;
     let served: HeadWithCosignatures = get(&server, &kt::head_path(head.epoch)).await;
     assert!(served.cosignatures.is_empty(), "{served:?}");
     let size = serde_json::to_vec(&served).unwrap().len();
     for _ in 0..1000 {
         refused(
             server
-                .unsigned("POST", kt::COSIGNATURES_PATH, post(stranger(())))
+                .unsigned("POST", kt::COSIGNATURES_PATH, stranger())
                 .await,
             400,
             error_code::BAD_REQUEST,
