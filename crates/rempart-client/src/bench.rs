@@ -54,8 +54,18 @@ use crate::{Client, new_identity};
 /// is a key made here, with one signed head accepted, so that its messages
 /// gossip a head as those of a client synced with a real directory do.
 pub fn offline_account(home: &Path, user: UserName) -> Result<Client, ClientError> {
+    offline_account_with(home, user, None)
+}
+
+/// [`offline_account`] with its store encrypted at rest under
+/// `passphrase`, as `rempart init` makes it.
+pub fn offline_account_with(
+    home: &Path,
+    user: UserName,
+    passphrase: Option<&crate::Passphrase>,
+) -> Result<Client, ClientError> {
     let api = ServerApi::offline()?;
-    let store = Store::create(home, None)?;
+    let store = Store::create(home, passphrase)?;
     let id = new_identity(user, api.base())?;
     let directory_key = SigningKey::generate(&mut OsRng);
     let directory_public = PublicKey::new(directory_key.verifying_key());

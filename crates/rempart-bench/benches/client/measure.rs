@@ -45,6 +45,11 @@
 //! openmls's; and `ratio_OP_N = OP_ms_N / raw_OP_ms_N`. `max_overhead_ratio`
 //! is the largest of the ratios, and `iterations` the number of times each
 //! operation was measured.
+//!
+//! A second engine, built the same way in the same run but with its store
+//! encrypted at rest (SQLCipher, as `rempart init` makes it), gives
+//! `sealed_OP_ms_N` and `at_rest_ratio_OP_N = sealed_OP_ms_N / OP_ms_N`,
+//! what encryption at rest costs; `max_at_rest_ratio` is the largest.
 
 use std::fmt;
 use std::io;
@@ -62,7 +67,7 @@ use openmls_traits::types::SignatureScheme;
 use rand::rngs::OsRng;
 use rempart_client::bench::{self as engine, ConversationRef};
 use rempart_client::protocol::{CIPHERSUITE, capabilities, join_config};
-use rempart_client::{Client, ClientError, Event};
+use rempart_client::{Client, ClientError, Event, Passphrase};
 use rempart_proto::api::{EntryKind, LogEntry};
 use rempart_proto::directory::SignedHead;
 use rempart_proto::{
@@ -187,12 +192,21 @@ pub struct Figures {
     pub engine_ms: f64,
     /// openmls's median time, in milliseconds.
     pub raw_ms: f64,
+    /// The engine's median time with its store encrypted at rest, in
+    /// milliseconds.
+    pub sealed_ms: f64,
 }
 
 impl Figures {
     /// The engine's time over openmls's.
     pub fn ratio(&self) -> f64 {
         self.engine_ms / self.raw_ms.max(f64::MIN_POSITIVE)
+    }
+
+    /// The engine's time with its store encrypted over its time with a
+    /// plain store: what encryption at rest costs.
+    pub fn at_rest_ratio(&self) -> f64 {
+        self.sealed_ms / self.engine_ms.max(f64::MIN_POSITIVE)
     }
 }
 
@@ -212,6 +226,15 @@ impl ClientReport {
         self.figures.iter().map(Figures::ratio).fold(0.0, f64::max)
     }
 
+    /// The largest cost of encryption at rest over every operation and
+    /// size.
+    pub fn max_at_rest_ratio(&self) -> f64 {
+        self.figures
+            .iter()
+            .map(Figures::at_rest_ratio)
+            .fold(0.0, f64::max)
+    }
+
     /// The figures with the largest ratio.
     pub fn worst(&self) -> Option<&Figures> {
         self.figures
@@ -222,14 +245,17 @@ impl ClientReport {
 
 impl Serialize for ClientReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(2 + 3 * self.figures.len()))?;
+        let mut map = serializer.serialize_map(Some(3 + 5 * self.figures.len()))?;
         map.serialize_entry("iterations", &self.iterations)?;
         map.serialize_entry("max_overhead_ratio", &self.max_overhead_ratio())?;
+        map.serialize_entry("max_at_rest_ratio", &self.max_at_rest_ratio())?;
         for figures in &self.figures {
             let (op, n) = (figures.operation.key(), figures.members);
             map.serialize_entry(&format!("{op}_ms_{n}"), &figures.engine_ms)?;
             map.serialize_entry(&format!("raw_{op}_ms_{n}"), &figures.raw_ms)?;
             map.serialize_entry(&format!("ratio_{op}_{n}"), &figures.ratio())?;
+            map.serialize_entry(&format!("sealed_{op}_ms_{n}"), &figures.sealed_ms)?;
+            map.serialize_entry(&format!("at_rest_ratio_{op}_{n}"), &figures.at_rest_ratio())?;
         }
         map.end()
     }
@@ -246,20 +272,33 @@ impl fmt::Display for ClientReport {
         )?;
         writeln!(
             f,
-            "{:<16}{:>9}{:>13}{:>13}{:>9}",
-            "operation", "members", "engine, ms", "openmls, ms", "ratio"
+            "{:<16}{:>9}{:>13}{:>13}{:>9}{:>16}{:>10}",
+            "operation",
+            "members",
+            "engine, ms",
+            "openmls, ms",
+            "ratio",
+            "encrypted, ms",
+            "at rest"
         )?;
         for figures in &self.figures {
             writeln!(
                 f,
-                "{:<16}{:>9}{:>13.3}{:>13.3}{:>9.2}",
+                "{:<16}{:>9}{:>13.3}{:>13.3}{:>9.2}{:>16.3}{:>10.2}",
                 figures.operation.key(),
                 figures.members,
                 figures.engine_ms,
                 figures.raw_ms,
-                figures.ratio()
+                figures.ratio(),
+                figures.sealed_ms,
+                figures.at_rest_ratio()
             )?;
         }
+        writeln!(
+            f,
+            "largest cost of encryption at rest: {:.2}x",
+            self.max_at_rest_ratio()
+        )?;
         match self.worst() {
             Some(worst) => write!(
                 f,
@@ -338,12 +377,18 @@ type Times = [Vec<Duration>; Operation::ALL.len()];
 async fn measure_size(members: usize, iterations: usize) -> Result<Vec<Figures>, ClientBenchError> {
     let home = tempfile::tempdir()?;
     let people = People::new(members, iterations)?;
-    let mut engine_side = EngineSide::build(home.path(), &people).await?;
+    let mut engine_side = EngineSide::build(&home.path().join("engine"), &people, None).await?;
+    let passphrase =
+        Passphrase::new("the benchmark's passphrase".into()).map_err(ClientError::from)?;
+    let mut sealed_side =
+        EngineSide::build(&home.path().join("sealed"), &people, Some(&passphrase)).await?;
     let mut raw_side = RawSide::build(&people, engine_side.head.clone())?;
     let mut engine_times: Times = Default::default();
+    let mut sealed_times: Times = Default::default();
     let mut raw_times: Times = Default::default();
     for round in 0..iterations {
         engine_side.round(&people, round, &mut engine_times).await?;
+        sealed_side.round(&people, round, &mut sealed_times).await?;
         raw_side.round(&people, round, &mut raw_times)?;
     }
     Ok(Operation::ALL
@@ -353,6 +398,7 @@ async fn measure_size(members: usize, iterations: usize) -> Result<Vec<Figures>,
             members,
             engine_ms: median_ms(&mut engine_times[operation.index()]),
             raw_ms: median_ms(&mut raw_times[operation.index()]),
+            sealed_ms: median_ms(&mut sealed_times[operation.index()]),
         })
         .collect())
 }
@@ -668,8 +714,14 @@ struct EngineSide {
 }
 
 impl EngineSide {
-    async fn build(home: &std::path::Path, people: &People) -> Result<Self, ClientBenchError> {
-        let mut client = engine::offline_account(&home.join("engine"), "founder".parse()?)?;
+    /// The group of a founder whose store is in `home`, encrypted at rest
+    /// under `passphrase` if given.
+    async fn build(
+        home: &std::path::Path,
+        people: &People,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Self, ClientBenchError> {
+        let mut client = engine::offline_account_with(home, "founder".parse()?, passphrase)?;
         let lists: Vec<_> = people
             .everyone()
             .map(|d| (d.user.clone(), d.list.clone()))
