@@ -30,6 +30,7 @@ fn assert_every_figure(report: &Value, sizes: &[usize], iterations: u64) {
             .unwrap_or_else(|| panic!("no {key} in {report}"))
     };
     let mut largest: f64 = 0.0;
+    let mut largest_at_rest: f64 = 0.0;
     for size in sizes {
         for operation in Operation::ALL {
             let op = operation.key();
@@ -41,11 +42,19 @@ fn assert_every_figure(report: &Value, sizes: &[usize], iterations: u64) {
                 "{op} at {size}"
             );
             largest = largest.max(ratio);
+            let sealed = figure(&format!("sealed_{op}_ms_{size}"));
+            let at_rest = figure(&format!("at_rest_ratio_{op}_{size}"));
+            assert!(
+                (at_rest - sealed / engine).abs() <= 1e-9 * at_rest,
+                "{op} at {size}"
+            );
+            largest_at_rest = largest_at_rest.max(at_rest);
         }
     }
     assert_eq!(figure("max_overhead_ratio"), largest);
-    // Nothing else: three figures per operation and size, and the two.
-    assert_eq!(object.len(), 2 + 3 * Operation::ALL.len() * sizes.len());
+    assert_eq!(figure("max_at_rest_ratio"), largest_at_rest);
+    // Nothing else: five figures per operation and size, and the three.
+    assert_eq!(object.len(), 3 + 5 * Operation::ALL.len() * sizes.len());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -59,7 +68,7 @@ async fn a_tiny_run_in_process_reports_every_figure() {
     assert_every_figure(&serde_json::to_value(&report).unwrap(), &[2], 2);
     // The table names both sides and every operation.
     let table = report.to_string();
-    for word in ["engine", "openmls", "sparse"] {
+    for word in ["engine", "openmls", "sparse", "encrypted", "at rest"] {
         assert!(table.contains(word), "{table}");
     }
     for operation in Operation::ALL {
