@@ -147,6 +147,32 @@ enum Command {
     /// The passphrase that encrypts this device's store.
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
+    /// Mail: this account's OpenPGP keys.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// This account's OpenPGP certificates, one per mail address.
+    #[command(subcommand)]
+    Key(MailKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MailKeyCommand {
+    /// Make an OpenPGP certificate (v4, Ed25519 and Curve25519) for a mail
+    /// address; its secret key stays in this device's store.
+    Create {
+        /// The mail address, e.g. alice@example.org.
+        #[arg(long)]
+        address: String,
+    },
+    /// Print a certificate of this account in ASCII armor (for GnuPG).
+    Export {
+        /// Its mail address [default: the account's only one].
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -541,6 +567,29 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
+        Command::Mail(MailCommand::Key(MailKeyCommand::Create { address })) => {
+            let key = open(&home)?.create_mail_key(&address)?;
+            out.line(
+                json!({"kind": "mail_key_created", "address": key.address,
+                       "fingerprint": key.fingerprint}),
+                format!(
+                    "mail key for {}\nfingerprint: {}",
+                    key.address, key.fingerprint
+                ),
+            );
+            Vec::new()
+        }
+        Command::Mail(MailCommand::Key(MailKeyCommand::Export { address })) => {
+            let armored = open(&home)?.export_mail_key(address.as_deref())?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(armored.as_bytes())
+                .map_err(|source| ClientError::Io {
+                    path: PathBuf::from("stdout"),
+                    source,
+                })?;
+            Vec::new()
+        }
         Command::Passphrase(PassphraseCommand::Change {
             new_passphrase_file,
         }) => {

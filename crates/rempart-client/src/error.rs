@@ -47,6 +47,9 @@ pub enum ClientError {
         /// The store.
         path: PathBuf,
     },
+    /// A mail operation failed.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
     /// The store's encryption at rest failed.
     #[error(transparent)]
     AtRest(#[from] crate::at_rest::AtRestError),

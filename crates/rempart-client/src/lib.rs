@@ -40,6 +40,7 @@ mod error;
 mod event;
 pub mod history;
 mod keys;
+pub mod mail;
 mod mls;
 pub mod outbox;
 mod safety;

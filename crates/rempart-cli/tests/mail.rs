@@ -1,0 +1,131 @@
+//! `rempart mail key`: an OpenPGP certificate per mail address, made on
+//! the device, that GnuPG reads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn rempart(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
+    cmd.env_remove("REMPART_HOME")
+        .env_remove("RUST_LOG")
+        .env("REMPART_PASSPHRASE_FILE", passphrase_file())
+        .arg("--home")
+        .arg(home);
+    cmd
+}
+
+fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .arg("--batch")
+        .args(args)
+        .output()
+        .expect("GnuPG (apt-get install gnupg)")
+}
+
+#[test]
+fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
+    let data = TempDir::new().unwrap();
+    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
+    let server = ServerProcess::start(&binary, "127.0.0.1:0", data.path());
+    let homes = TempDir::new().unwrap();
+    let alice = homes.path().join("alice");
+    rempart(&alice)
+        .args(["init", "--server", &server.url(), "--name", "alice"])
+        .assert()
+        .success();
+
+    let out = rempart(&alice)
+        .args([
+            "--json",
+            "mail",
+            "key",
+            "create",
+            "--address",
+            "Alice@Example.org",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["kind"], "mail_key_created");
+    assert_eq!(created["address"], "alice@example.org");
+    let fingerprint = created["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 40, "a v4 fingerprint: {fingerprint}");
+
+    // One key per address.
+    let out = rempart(&alice)
+        .args(["mail", "key", "create", "--address", "alice@example.org"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already has a mail key"),
+        "{out:?}"
+    );
+    let out = rempart(&alice)
+        .args(["mail", "key", "create", "--address", "not an address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a mail address"),
+        "{out:?}"
+    );
+
+    // GnuPG imports the certificate, with the same fingerprint, an Ed25519
+    // primary key and a Curve25519 encryption subkey.
+    let out = rempart(&alice)
+        .args(["mail", "key", "export"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let armored = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{armored}"
+    );
+    assert!(!armored.contains("PRIVATE"), "{armored}");
+    let keyring = TempDir::new().unwrap();
+    let certificate = homes.path().join("alice.asc");
+    std::fs::write(&certificate, &armored).unwrap();
+    let imported = gpg(keyring.path(), &["--import", certificate.to_str().unwrap()]);
+    assert!(imported.status.success(), "{imported:?}");
+    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    let field = |line: &str, n: usize| line.split(':').nth(n).unwrap_or("").to_owned();
+    let primary = lines.iter().position(|l| l.starts_with("pub:")).unwrap();
+    assert_eq!(field(lines[primary], 16), "ed25519", "{listed}");
+    assert_eq!(field(lines[primary + 1], 9), fingerprint, "{listed}");
+    let subkey = lines.iter().find(|l| l.starts_with("sub:")).unwrap();
+    assert_eq!(field(subkey, 16), "cv25519", "{listed}");
+    assert!(
+        field(subkey, 11).contains('e'),
+        "an encryption subkey: {listed}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("uid:") && l.contains("alice <alice@example.org>")),
+        "{listed}"
+    );
+    // Only the certificate: GnuPG holds no secret key.
+    let secrets = gpg(keyring.path(), &["--list-secret-keys"]);
+    assert!(String::from_utf8_lossy(&secrets.stdout).trim().is_empty());
+}
