@@ -299,6 +299,15 @@ fn write_header(path: &Path, passphrase: &Passphrase) -> Result<StoreKey, AtRest
     };
     let text =
         serde_json::to_string_pretty(&header).map_err(|e| AtRestError::Header(e.to_string()))?;
+    if path.exists() {
+        return Err(io(std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
+    }
+    // Written whole beside it, then renamed into place: the header is
+    // there complete, or not at all.
+    let mut partial = path.clone().into_os_string();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -306,9 +315,10 @@ fn write_header(path: &Path, passphrase: &Passphrase) -> Result<StoreKey, AtRest
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(&path).map_err(io)?;
+    let mut file = options.open(&partial).map_err(io)?;
     file.write_all(text.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
+    std::fs::rename(&partial, &path).map_err(io)?;
     Ok(key)
 }
 

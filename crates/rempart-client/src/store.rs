@@ -17,7 +17,7 @@ use rempart_proto::{DeviceId, GroupId, MessageId, PublicKey, SignedDeviceList, U
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest as _;
 
-use crate::at_rest::{self, Passphrase, StoreKey, Unlock};
+use crate::at_rest::{self, AtRestError, Passphrase, StoreKey, Unlock};
 use crate::directory::PinnedDirectory;
 use crate::error::ClientError;
 use crate::event::Event;
@@ -325,7 +325,13 @@ impl Store {
         let staged = at_rest::staged_header_path(home);
         let mut locked = false;
         if staged.exists() {
-            match Self::try_open(home, &path, &staged, passphrase)? {
+            // A staged header that cannot be read was never complete, so
+            // the store never went under it: it is tried no further.
+            let attempt = match Self::try_open(home, &path, &staged, passphrase) {
+                Err(ClientError::AtRest(AtRestError::Header(_))) => Attempt::Refused,
+                attempt => attempt?,
+            };
+            match attempt {
                 Attempt::Opened(store) => {
                     let header = at_rest::header_path(home);
                     fs::rename(&staged, &header).map_err(|source| ClientError::Io {
@@ -1511,7 +1517,11 @@ fn remove_rekey_leftovers(home: &Path) {
         // Best effort: they are not read again.
         let _ = fs::remove_file(file);
     }
-    let _ = fs::remove_file(at_rest::staged_header_path(home));
+    let staged = at_rest::staged_header_path(home);
+    let mut partial = staged.clone().into_os_string();
+    partial.push(".part");
+    let _ = fs::remove_file(partial);
+    let _ = fs::remove_file(staged);
 }
 
 /// Makes the renames in `home` durable.
