@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary};
+use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -17,15 +17,6 @@ fn server(more: &[&str]) -> (TempDir, ServerProcess) {
     let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
     let server = ServerProcess::start_with(&binary, "127.0.0.1:0", data.path(), None, more);
     (data, server)
-}
-
-/// Checks that a command succeeded, showing what it said otherwise.
-fn succeeded(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn rempart(home: &Path, passphrase: &Path) -> Command {

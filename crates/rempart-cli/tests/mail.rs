@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary};
+use rempart_testkit::{ServerProcess, failed_saying, passphrase_file, sibling_binary, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -53,11 +53,7 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(created["kind"], "mail_key_created");
     assert_eq!(created["address"], "alice@example.org");
@@ -69,20 +65,12 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
         .args(["mail", "key", "create", "--address", "alice@example.org"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("already has a mail key"),
-        "{out:?}"
-    );
+    failed_saying(&out, "already has a mail key");
     let out = rempart(&alice)
         .args(["mail", "key", "create", "--address", "not an address"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is not a mail address"),
-        "{out:?}"
-    );
+    failed_saying(&out, "is not a mail address");
 
     // GnuPG imports the certificate, with the same fingerprint, an Ed25519
     // primary key and a Curve25519 encryption subkey.
@@ -90,11 +78,7 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
         .args(["mail", "key", "export"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let armored = String::from_utf8(out.stdout).unwrap();
     assert!(
         armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),

@@ -1112,3 +1112,20 @@ pub fn passphrase_file() -> &'static Path {
         })
         .1
 }
+
+/// Checks that a command succeeded, showing what it said otherwise.
+pub fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Checks that a command failed with exit status 1, saying `said` on
+/// stderr.
+pub fn failed_saying(out: &std::process::Output, said: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(said), "{said:?} not in {stderr:?}");
+}
