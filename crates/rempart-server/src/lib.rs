@@ -97,7 +97,6 @@ use std::time::Duration;
 use std::{fmt, io};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::Method;
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -679,13 +678,22 @@ impl fmt::Debug for AppState {
 /// The whole HTTP API (the table in [`rempart_proto::api`]), with the body
 /// limit applied to every route.
 pub fn router(state: AppState) -> Router {
+    // The per-address limits, applied before anything reads the request.
+    let by_address = |limit: AddressLimit| {
+        middleware::from_fn_with_state((state.clone(), limit), limit_by_address)
+    };
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::document))
-        .route(api::ACCOUNTS_PATH, post(accounts::register))
+        .route(
+            api::ACCOUNTS_PATH,
+            post(accounts::register).layer(by_address(Limiter::register)),
+        )
         .route(
             "/v1/accounts/{user}/devices",
-            get(accounts::device_list).put(accounts::replace_device_list),
+            get(accounts::device_list)
+                .layer(by_address(Limiter::lookup))
+                .put(accounts::replace_device_list),
         )
         .route(
             api::KEYPACKAGES_PATH,
@@ -696,12 +704,17 @@ pub fn router(state: AppState) -> Router {
             post(keypackages::claim),
         )
         .route(api::CLAIM_PATH, post(keypackages::claim_batch))
-        .route(api::LINKS_PATH, post(links::create))
+        .route(
+            api::LINKS_PATH,
+            post(links::create).layer(by_address(Limiter::link)),
+        )
         .route("/v1/links/{link}", get(links::read_request))
         .route(
             "/v1/links/{link}/request",
             // Read no more than a payload from anyone who asks.
-            put(links::put_request).layer(DefaultBodyLimit::max(links::payload_limit(&state))),
+            put(links::put_request)
+                .layer(DefaultBodyLimit::max(links::payload_limit(&state)))
+                .layer(by_address(Limiter::link)),
         )
         .route(
             "/v1/links/{link}/response",
@@ -724,14 +737,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/directory/lookup/{user}",
-            get(directory::endpoints::lookup),
+            get(directory::endpoints::lookup).layer(by_address(Limiter::lookup)),
         )
         .route(
             "/v1/directory/history/{user}",
-            get(directory::endpoints::history),
+            get(directory::endpoints::history).layer(by_address(Limiter::lookup)),
         )
         .route(kt::HEADS_PATH, get(directory::endpoints::heads))
-        .route(kt::LOOKUPS_PATH, post(directory::endpoints::lookups))
+        .route(
+            kt::LOOKUPS_PATH,
+            post(directory::endpoints::lookups).layer(by_address(Limiter::lookup)),
+        )
         .route(kt::AUDIT_PATH, get(directory::endpoints::audit))
         .route(
             kt::COSIGNATURES_PATH,
@@ -742,10 +758,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             refuse_declared_oversize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_by_address,
         ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(TraceLayer::new_for_http())
@@ -799,25 +811,16 @@ struct PeerAddr(IpAddr);
 /// A per-address limit.
 type AddressLimit = fn(&Limiter, Source) -> Result<(), ApiError>;
 
-/// Which per-address limit a request counts against, if any.
-fn address_limit(method: &Method, path: &str) -> Option<AddressLimit> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["v1", "accounts"]) => Some(Limiter::register),
-        ("POST", ["v1", "links"]) | ("PUT", ["v1", "links", _, "request"]) => Some(Limiter::link),
-        ("GET", ["v1", "accounts", _, "devices"])
-        | ("GET", ["v1", "directory", "lookup" | "history", _])
-        | ("POST", ["v1", "directory", "lookups"]) => Some(Limiter::lookup),
-        _ => None,
-    }
-}
-
-/// Applies the per-address rate limits before anything else reads the
-/// request: registrations, link attempts and directory reads.
-async fn limit_by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Applies a per-address rate limit (registrations, link attempts,
+/// directory reads) to the route it layers, before its handler reads the
+/// request.
+async fn limit_by_address(
+    State((state, limit)): State<(AppState, AddressLimit)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request.extensions().get::<PeerAddr>().copied();
     if let Some(PeerAddr(address)) = peer
-        && let Some(limit) = address_limit(request.method(), request.uri().path())
         && let Err(refused) = limit(&state.limits, Source::of(address))
     {
         return refused.into_response();

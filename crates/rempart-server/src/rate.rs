@@ -208,25 +208,25 @@ impl Source {
 struct Bucket<K: Hash + Eq + Clone> {
     /// What the limit counts, for the refusal's message.
     what: &'static str,
-    rate: Option<Rate>,
-    limiter: Option<DefaultKeyedRateLimiter<K>>,
+    /// The limit and its buckets; `None` when it is off.
+    limiter: Option<(Rate, DefaultKeyedRateLimiter<K>)>,
 }
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
     fn new(what: &'static str, rate: Option<Rate>) -> Self {
         Self {
             what,
-            rate,
-            limiter: rate.map(|rate| DefaultKeyedRateLimiter::keyed(rate.quota())),
+            limiter: rate.map(|rate| (rate, DefaultKeyedRateLimiter::keyed(rate.quota()))),
         }
     }
 
     /// Takes `n` tokens from `key`'s bucket, or says when there will be
     /// enough (429), or that there never will (400: `n` exceeds the burst).
     fn take(&self, key: &K, n: usize) -> Result<(), ApiError> {
-        let (Some(limiter), Some(rate)) = (&self.limiter, self.rate) else {
+        let Some((rate, limiter)) = &self.limiter else {
             return Ok(());
         };
+        let rate = *rate;
         let Some(cells) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
             return if n == 0 {
                 Ok(())
@@ -255,7 +255,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
     /// Forgets the buckets that are full again, so that memory follows the
     /// keys active lately rather than every key ever seen.
     fn forget_idle(&self) {
-        if let Some(limiter) = &self.limiter {
+        if let Some((_, limiter)) = &self.limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -265,7 +265,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
     fn keys(&self) -> usize {
         self.limiter
             .as_ref()
-            .map_or(0, DefaultKeyedRateLimiter::len)
+            .map_or(0, |(_, limiter)| limiter.len())
     }
 }
 
