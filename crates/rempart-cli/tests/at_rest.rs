@@ -7,16 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, passphrase_file, sibling_binary, succeeded};
+use rempart_testkit::{ServerProcess, passphrase_file, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
 /// A `rempart-server` process with these arguments, and its data.
 fn server(more: &[&str]) -> (TempDir, ServerProcess) {
-    let data = TempDir::new().unwrap();
-    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
-    let server = ServerProcess::start_with(&binary, "127.0.0.1:0", data.path(), None, more);
-    (data, server)
+    ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), more)
 }
 
 fn rempart(home: &Path, passphrase: &Path) -> Command {

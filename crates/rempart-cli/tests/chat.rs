@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rempart_testkit::{ServerProcess, forge_unsigned_head, sibling_binary};
+use rempart_testkit::{ServerProcess, forge_unsigned_head};
 use tempfile::TempDir;
 
 /// A guard against a hang, not a measure: generous on any machine.
@@ -133,12 +133,7 @@ fn init(home: &Path, server: &str, name: &str) {
 
 #[test]
 fn two_chats_talk_live_see_a_new_group_and_an_alert() {
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(
-        &sibling_binary(&rempart_binary(), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-    );
+    let (data, server) = ServerProcess::beside(&rempart_binary(), &[]);
     let homes = TempDir::new().unwrap();
     let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
     init(&alice, &server.url(), "alice");
@@ -235,12 +230,7 @@ fn two_chats_talk_live_see_a_new_group_and_an_alert() {
 
 #[test]
 fn sigterm_ends_the_chat_with_the_terminal_put_back() {
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(
-        &sibling_binary(&rempart_binary(), "rempart-server"),
-        "127.0.0.1:0",
-        data.path(),
-    );
+    let (_data, server) = ServerProcess::beside(&rempart_binary(), &[]);
     let homes = TempDir::new().unwrap();
     let alice = homes.path().join("alice");
     init(&alice, &server.url(), "alice");

@@ -10,10 +10,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 fn server() -> (TempDir, ServerProcess) {
-    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
-    let data = TempDir::new().unwrap();
-    let server = ServerProcess::start(&binary, "127.0.0.1:0", data.path());
-    (data, server)
+    ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[])
 }
 
 fn rempart(home: &Path) -> Command {

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, failed_saying, passphrase_file, sibling_binary, succeeded};
+use rempart_testkit::{ServerProcess, failed_saying, passphrase_file, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -32,9 +32,7 @@ fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
-    let data = TempDir::new().unwrap();
-    let binary = sibling_binary(Path::new(env!("CARGO_BIN_EXE_rempart")), "rempart-server");
-    let server = ServerProcess::start(&binary, "127.0.0.1:0", data.path());
+    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
     let homes = TempDir::new().unwrap();
     let alice = homes.path().join("alice");
     rempart(&alice)

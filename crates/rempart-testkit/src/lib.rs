@@ -233,6 +233,16 @@ impl ServerProcess {
         Self::start_with(binary, listen, data, database, &[])
     }
 
+    /// The `rempart-server` beside the binary `rempart` on 127.0.0.1, over a
+    /// fresh data directory that lives as long as the returned one, with
+    /// `more` arguments.
+    pub fn beside(rempart: &Path, more: &[&str]) -> (TempDir, Self) {
+        let data = TempDir::new().unwrap();
+        let binary = sibling_binary(rempart, "rempart-server");
+        let server = Self::start_with(&binary, "127.0.0.1:0", data.path(), None, more);
+        (data, server)
+    }
+
     /// [`ServerProcess::start_on`] with more arguments (`--witness KEY`…).
     pub fn start_with(
         binary: &Path,
