@@ -88,6 +88,7 @@ async fn group_of_two(store: &SqliteStore) -> (GroupId, DeviceId) {
         version: 1,
         timestamp: 1_700_000_000,
         devices,
+        mail: Vec::new(),
     };
     let signed = SignedDeviceList::sign(&list, &account_key).expect("a well-formed device list");
     let verified = AccountSignedDeviceList::verify(signed, &user).expect("the list verifies");

@@ -165,6 +165,7 @@ fn device_list(user: &UserName) -> SignedDeviceList {
             id: DeviceId::random(),
             signature_key: PublicKey::new(SigningKey::from_bytes(&[2; 32]).verifying_key()),
         }],
+        mail: Vec::new(),
     };
     SignedDeviceList::sign(&list, &account_key).expect("a well-formed device list")
 }

@@ -62,6 +62,7 @@ impl BenchDevice {
                 id: device.device,
                 signature_key: PublicKey::new(device.key.verifying_key()),
             }],
+            mail: Vec::new(),
         };
         let register = RegisterRequest {
             user: device.user.clone(),

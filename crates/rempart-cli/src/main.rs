@@ -162,16 +162,48 @@ enum MailCommand {
 #[derive(Debug, Subcommand)]
 enum MailKeyCommand {
     /// Make an OpenPGP certificate (v4, Ed25519 and Curve25519) for a mail
-    /// address; its secret key stays in this device's store.
+    /// address and publish it: its fingerprint is bound to the address in
+    /// the account-signed device list, which the directory proves. Its
+    /// secret key stays in this account's devices' stores.
     Create {
         /// The mail address, e.g. alice@example.org.
         #[arg(long)]
         address: String,
+        /// Make a new key in place of the address's current one (kept to
+        /// read mail sent to it).
+        #[arg(long)]
+        replace: bool,
     },
     /// Print a certificate of this account in ASCII armor (for GnuPG).
     Export {
         /// Its mail address [default: the account's only one].
         address: Option<String>,
+    },
+    /// Import a correspondent's certificate (ASCII armor or binary) for the
+    /// addresses its User IDs name, and show its fingerprint.
+    Import {
+        /// The certificate file.
+        file: PathBuf,
+    },
+    /// Look up the certificate of a Rempart user's address on the server,
+    /// accepted only with the directory's proofs.
+    Lookup {
+        /// The mail address.
+        address: String,
+    },
+    /// Show the certificate kept for an address: its fingerprint and where
+    /// it came from (own, proven by the directory, imported, verified).
+    Show {
+        /// The mail address.
+        address: String,
+    },
+    /// Mark a correspondent's certificate as verified after comparing its
+    /// fingerprint with them on another channel; accepts a changed one.
+    Verify {
+        /// The mail address.
+        address: String,
+        /// The fingerprint they told you (40 hex digits, spaces allowed).
+        fingerprint: String,
     },
 }
 
@@ -250,6 +282,77 @@ const PASSPHRASE_FILE_VAR: &str = "REMPART_PASSPHRASE_FILE";
 /// Opens the account in `home`, with its passphrase if its store is
 /// encrypted: from the file named by REMPART_PASSPHRASE_FILE, or typed on
 /// the terminal.
+/// `rempart mail key …`.
+async fn mail_key(
+    command: MailKeyCommand,
+    home: &Path,
+    out: &Output,
+) -> Result<Vec<Event>, ClientError> {
+    let client = open(home)?;
+    let shown = match command {
+        MailKeyCommand::Create { address, replace } => {
+            let key = client.create_mail_key(&address, replace).await?;
+            out.line(
+                json!({"kind": "mail_key_created", "address": key.address,
+                       "fingerprint": key.fingerprint}),
+                format!(
+                    "mail key for {}\nfingerprint: {}\npublished: bound in your device list, proven by the directory from its next epoch",
+                    key.address, key.fingerprint
+                ),
+            );
+            Vec::new()
+        }
+        MailKeyCommand::Export { address } => {
+            let armored = client.export_mail_key(address.as_deref())?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(armored.as_bytes())
+                .map_err(|source| ClientError::Io {
+                    path: PathBuf::from("stdout"),
+                    source,
+                })?;
+            Vec::new()
+        }
+        MailKeyCommand::Import { file } => {
+            let bytes = std::fs::read(&file).map_err(|source| ClientError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            client.import_mail_key(&bytes)?
+        }
+        MailKeyCommand::Lookup { address } => vec![client.lookup_mail_key(&address).await?],
+        MailKeyCommand::Show { address } => vec![client.show_mail_key(&address)?],
+        MailKeyCommand::Verify {
+            address,
+            fingerprint,
+        } => vec![client.verify_mail_key(&address, &fingerprint)?],
+    };
+    for info in shown {
+        let mut text = format!(
+            "{}\nfingerprint: {}\nsource: {}",
+            info.address,
+            info.fingerprint,
+            info.source.as_str()
+        );
+        if let Some(user) = &info.user {
+            text.push_str(&format!("\nrempart user: {user}"));
+        }
+        if let Some(epoch) = info.proven_at {
+            text.push_str(&format!("\nproven at directory epoch {epoch}"));
+        }
+        if let Some(changed) = &info.changed_to {
+            text.push_str(&format!(
+                "\nCHANGED: the address now shows {changed}, not used until you verify it"
+            ));
+        }
+        let mut value =
+            serde_json::to_value(&info).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+        value["kind"] = json!("mail_key");
+        out.line(value, text);
+    }
+    Ok(Vec::new())
+}
+
 fn open(home: &Path) -> Result<Client, ClientError> {
     let passphrase = if rempart_client::at_rest::needs_passphrase(home) {
         if let Some(file) = std::env::var_os(PASSPHRASE_FILE_VAR) {
@@ -567,29 +670,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         }
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
-        Command::Mail(MailCommand::Key(MailKeyCommand::Create { address })) => {
-            let key = open(&home)?.create_mail_key(&address)?;
-            out.line(
-                json!({"kind": "mail_key_created", "address": key.address,
-                       "fingerprint": key.fingerprint}),
-                format!(
-                    "mail key for {}\nfingerprint: {}",
-                    key.address, key.fingerprint
-                ),
-            );
-            Vec::new()
-        }
-        Command::Mail(MailCommand::Key(MailKeyCommand::Export { address })) => {
-            let armored = open(&home)?.export_mail_key(address.as_deref())?;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(armored.as_bytes())
-                .map_err(|source| ClientError::Io {
-                    path: PathBuf::from("stdout"),
-                    source,
-                })?;
-            Vec::new()
-        }
+        Command::Mail(MailCommand::Key(command)) => mail_key(command, &home, out).await?,
         Command::Passphrase(PassphraseCommand::Change {
             new_passphrase_file,
         }) => {

@@ -15,6 +15,10 @@ use rempart_proto::directory::{
     self as kt, AuditResponse, DirectoryInfo, HeadWithCosignatures, HistoryResponse,
     LookupsRequest, LookupsResponse,
 };
+use rempart_proto::mail::{
+    MAIL_CERTIFICATES_PATH, MAIL_LOOKUP_PATH, MailAddress, MailCertificateUpload,
+    MailLookupRequest, MailLookupResponse,
+};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -177,6 +181,33 @@ impl ServerApi {
             json(list)?,
         )
         .await
+    }
+
+    /// Keeps one of this account's OpenPGP certificates on the server.
+    pub async fn put_mail_certificate(
+        &self,
+        signer: Signer<'_>,
+        upload: &MailCertificateUpload,
+    ) -> Result<(), ClientError> {
+        self.request_empty(
+            Some(signer),
+            Method::POST,
+            MAIL_CERTIFICATES_PATH,
+            json(upload)?,
+        )
+        .await
+    }
+
+    /// Who holds `address`, with the directory's proofs and the certificate.
+    pub async fn mail_lookup(
+        &self,
+        address: &MailAddress,
+    ) -> Result<MailLookupResponse, ClientError> {
+        let body = MailLookupRequest {
+            address: address.clone(),
+        };
+        self.call(None, Method::POST, MAIL_LOOKUP_PATH, json(&body)?)
+            .await
     }
 
     pub async fn directory_info(&self) -> Result<DirectoryInfo, ClientError> {

@@ -503,6 +503,7 @@ mod tests {
                 id: DeviceId::random(),
                 signature_key: DeviceKey::generate().public(),
             }],
+            mail: Vec::new(),
         };
         SignedDeviceList::sign(&list, account.signing_key()).unwrap()
     }

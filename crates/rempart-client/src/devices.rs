@@ -5,8 +5,8 @@
 //! from it a rendezvous id (the only thing the server learns) and a
 //! ChaCha20-Poly1305 key. The new device seals its device id and key to the
 //! rendezvous; the existing device opens it, signs a new device list with
-//! the account key, publishes it, and seals back the account's name, key
-//! and that list. Without the code the server can neither read nor forge
+//! the account key, publishes it, and seals back the account's name, key,
+//! that list and the account's mail keys. Without the code the server can neither read nor forge
 //! either message, and the code works once and expires.
 
 use std::path::Path;
@@ -33,6 +33,7 @@ use crate::device_list::VerifiedDeviceList;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::keys::{AccountKey, DeviceKey};
+use crate::mail::LinkedMailKey;
 use crate::store::{Identity, Store};
 
 const LINK_SALT: &[u8] = b"rempart/link/v1";
@@ -170,6 +171,9 @@ struct LinkResponse {
     #[serde(with = "rempart_proto::b64")]
     account_secret: Vec<u8>,
     device_list: SignedDeviceList,
+    /// This account's mail keys, secrets included.
+    #[serde(default)]
+    mail_keys: Vec<LinkedMailKey>,
 }
 
 impl Drop for LinkResponse {
@@ -303,6 +307,7 @@ impl Client {
             user: self.id.user.clone(),
             account_secret: self.id.account_key.secret_bytes().to_vec(),
             device_list: signed,
+            mail_keys: self.own_mail_keys_for_link()?,
         };
         let plaintext = Zeroizing::new(
             serde_json::to_vec(&response).map_err(|e| ClientError::Corrupt(e.to_string()))?,
@@ -405,6 +410,7 @@ impl Client {
         };
         store.atomic(|| {
             store.save_identity(&id)?;
+            crate::mail::keep_linked_keys(&store, &response.mail_keys)?;
             store.pin_key(&id.user, &id.account_key.public())
         })?;
         let client = Self::assemble(home, store, api, id);
@@ -463,7 +469,7 @@ impl Client {
     }
 
     /// This device's copy of its account's device list, verified.
-    fn own_list(&self) -> Result<VerifiedDeviceList, ClientError> {
+    pub(crate) fn own_list(&self) -> Result<VerifiedDeviceList, ClientError> {
         VerifiedDeviceList::from_store(
             &self.store,
             &self.id.user,
@@ -473,7 +479,10 @@ impl Client {
     }
 
     /// Signs `list` with the account key, publishes it, and keeps it.
-    async fn publish_own_list(&self, list: &DeviceList) -> Result<SignedDeviceList, ClientError> {
+    pub(crate) async fn publish_own_list(
+        &self,
+        list: &DeviceList,
+    ) -> Result<SignedDeviceList, ClientError> {
         let signed = SignedDeviceList::sign(list, self.id.account_key.signing_key())
             .map_err(|e| ClientError::Corrupt(format!("cannot sign own device list: {e}")))?;
         self.api

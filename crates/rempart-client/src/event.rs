@@ -74,6 +74,12 @@ pub enum AlertCode {
     /// not encrypted as Rempart requires, or forged by the server). Every
     /// member rejects it alike, and the conversation goes on without it.
     InvalidCommit,
+    /// The server shows one of this account's mail addresses bound to a
+    /// certificate or an account this account did not bind it to.
+    UnknownOwnMailKey,
+    /// A contact's mail certificate is not the one kept for the address:
+    /// the new one is kept aside, never used until the user verifies it.
+    MailKeyChanged,
 }
 
 impl AlertCode {
@@ -95,6 +101,8 @@ impl AlertCode {
             Self::ConversationFork => "conversation_fork",
             Self::ConversationWithheld => "conversation_withheld",
             Self::InvalidCommit => "invalid_commit",
+            Self::UnknownOwnMailKey => "unknown_own_mail_key",
+            Self::MailKeyChanged => "mail_key_changed",
         }
     }
 }
@@ -148,6 +156,12 @@ impl AlertCode {
             }
             Self::InvalidCommit => {
                 "A change of this conversation was malformed or forged; every member rejected it alike, and the conversation goes on without it."
+            }
+            Self::UnknownOwnMailKey => {
+                "Your mail address is shown bound to a key you did not make: whoever writes to it may encrypt to someone else. Check `rempart mail key show ADDRESS` and tell your contacts on another channel."
+            }
+            Self::MailKeyChanged => {
+                "This contact's mail key is not the one you had: the new one is not used. Compare fingerprints with them on another channel, then `rempart mail key verify ADDRESS FINGERPRINT`."
             }
         }
     }

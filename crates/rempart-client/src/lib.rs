@@ -474,6 +474,7 @@ fn new_identity(user: UserName, server: &str) -> Result<Identity, ClientError> {
             id: device,
             signature_key: device_key.public(),
         }],
+        mail: Vec::new(),
     };
     let device_list = SignedDeviceList::sign(&list, account_key.signing_key())
         .map_err(|e| ClientError::Corrupt(format!("cannot sign own device list: {e}")))?;

@@ -116,6 +116,8 @@ impl Client {
         journal.keep(&self.store)?;
         self.monitor_own_history(&mut journal.events).await?;
         journal.keep(&self.store)?;
+        self.check_own_mail(&mut journal.events).await?;
+        journal.keep(&self.store)?;
         self.sync_inbox(&mut journal).await?;
         for conversation in self.store.active_conversations()? {
             self.sync_conversation(&conversation, &mut journal.events, Keep::Durably)

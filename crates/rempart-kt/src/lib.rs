@@ -29,6 +29,7 @@ use akd::proto::specs::types as proto;
 use akd::{AkdLabel, HistoryParams, HistoryVerificationParams, WhatsAppV1Configuration};
 use protobuf::Message as _;
 use rempart_proto::directory::{DirectoryHead, directory_value};
+use rempart_proto::mail::{MailAddress, mail_label};
 use rempart_proto::{SignedDeviceList, UserName};
 
 /// The akd configuration the server runs.
@@ -127,12 +128,74 @@ pub fn prove_device_list(
     })
 }
 
+/// An address the directory proves, at a checked head, to be published
+/// with the same device list as its user's own label: the user's current
+/// list, which is to bind the address. Made only by [`prove_mail_binding`].
+/// As with [`ProvenDeviceList`], the list's signature and binding are the
+/// client's to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenMailBinding {
+    address: MailAddress,
+    list: ProvenDeviceList,
+}
+
+impl ProvenMailBinding {
+    /// The address.
+    pub fn address(&self) -> &MailAddress {
+        &self.address
+    }
+
+    /// The holder's device list, proven as the holder's current one.
+    pub fn device_list(&self) -> &ProvenDeviceList {
+        &self.list
+    }
+
+    /// The address and the holder's proven list.
+    pub fn into_parts(self) -> (MailAddress, ProvenDeviceList) {
+        (self.address, self.list)
+    }
+}
+
+/// Proves, at the checked `head`, that `address` is published with `list`
+/// (`address_proof`) and that `list` is `user`'s current device list
+/// (`user_proof`).
+pub fn prove_mail_binding(
+    vrf_public_key: &[u8],
+    head: &CheckedHead,
+    address: MailAddress,
+    user: UserName,
+    address_proof: &[u8],
+    user_proof: &[u8],
+    list: SignedDeviceList,
+) -> Result<ProvenMailBinding, ProofError> {
+    verify_label(
+        vrf_public_key,
+        head.head(),
+        &mail_label(&address),
+        address_proof,
+        &list,
+    )?;
+    let list = prove_device_list(vrf_public_key, head, user, user_proof, list)?;
+    Ok(ProvenMailBinding { address, list })
+}
+
 /// Checks that `proof` proves `list` is `user`'s current device list at
 /// `head`, under the directory's VRF key.
 pub fn verify_lookup(
     vrf_public_key: &[u8],
     head: &DirectoryHead,
     user: &UserName,
+    proof: &[u8],
+    list: &SignedDeviceList,
+) -> Result<ProvenVersion, ProofError> {
+    verify_label(vrf_public_key, head, user.as_str(), proof, list)
+}
+
+/// Checks that `proof` proves `list` is the current value of `label`.
+fn verify_label(
+    vrf_public_key: &[u8],
+    head: &DirectoryHead,
+    label: &str,
     proof: &[u8],
     list: &SignedDeviceList,
 ) -> Result<ProvenVersion, ProofError> {
@@ -145,7 +208,7 @@ pub fn verify_lookup(
         vrf_public_key,
         head.root_hash,
         head.epoch,
-        AkdLabel::from(user.as_str()),
+        AkdLabel::from(label),
         proof,
     )
     .map_err(|e| refused(KIND, e))?;

@@ -99,6 +99,7 @@ fn device_list(user: &UserName, version: u64) -> SignedDeviceList {
             id: DeviceId::random(),
             signature_key: PublicKey::new(SigningKey::generate(&mut OsRng).verifying_key()),
         }],
+        mail: Vec::new(),
     };
     SignedDeviceList::sign(&list, &account).unwrap()
 }

@@ -101,6 +101,8 @@ pub mod error_code {
     pub const LINK_USED: &str = "link_used";
     /// The body is larger than allowed.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// 409: another account holds the mail address or the certificate.
+    pub const MAIL_ADDRESS_TAKEN: &str = "mail_address_taken";
     /// The server failed; nothing was stored.
     pub const INTERNAL: &str = "internal";
     /// The server cannot answer for a moment (its database is out of reach,

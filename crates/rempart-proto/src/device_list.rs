@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::ids::{DeviceId, UserName};
-use crate::limits::MAX_DEVICES_PER_ACCOUNT;
+use crate::limits::{MAX_DEVICES_PER_ACCOUNT, MAX_MAIL_ADDRESSES_PER_ACCOUNT};
+use crate::mail::{Fingerprint, MailAddress, MailBinding};
 
 /// Domain-separation context for device-list signatures.
 const DEVICE_LIST_CONTEXT: &[u8] = b"rempart/device-list/v1\0";
@@ -117,12 +118,24 @@ pub struct DeviceList {
     pub timestamp: i64,
     /// The account's devices.
     pub devices: Vec<DeviceEntry>,
+    /// The mail addresses the account holds, each bound to the fingerprint
+    /// of its OpenPGP certificate (absent from the signed bytes when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mail: Vec<MailBinding>,
 }
 
 impl DeviceList {
     /// The entry for `device`, if listed.
     pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
         self.devices.iter().find(|d| &d.id == device)
+    }
+
+    /// The fingerprint this list binds `address` to, if any.
+    pub fn mail_fingerprint(&self, address: &MailAddress) -> Option<&Fingerprint> {
+        self.mail
+            .iter()
+            .find(|b| &b.address == address)
+            .map(|b| &b.fingerprint)
     }
 
     fn check_shape(&self) -> Result<(), DeviceListError> {
@@ -137,6 +150,15 @@ impl DeviceList {
         for d in &self.devices {
             if !ids.insert(d.id) || !keys.insert(d.signature_key) {
                 return Err(DeviceListError::DuplicateDevice(d.id));
+            }
+        }
+        if self.mail.len() > MAX_MAIL_ADDRESSES_PER_ACCOUNT {
+            return Err(DeviceListError::TooManyAddresses(self.mail.len()));
+        }
+        let mut addresses = HashSet::new();
+        for binding in &self.mail {
+            if !addresses.insert(&binding.address) {
+                return Err(DeviceListError::DuplicateAddress(binding.address.clone()));
             }
         }
         if self.version == 0 {
@@ -277,6 +299,12 @@ pub enum DeviceListError {
     /// A device id or key appears twice.
     #[error("device {0} or its key appears twice in the device list")]
     DuplicateDevice(DeviceId),
+    /// The list binds more mail addresses than allowed.
+    #[error("device list binds {0} mail addresses, more than the limit of {max}", max = MAX_MAIL_ADDRESSES_PER_ACCOUNT)]
+    TooManyAddresses(usize),
+    /// A mail address is bound twice.
+    #[error("mail address {0} is bound twice in the device list")]
+    DuplicateAddress(MailAddress),
     /// Version 0 is not a valid version.
     #[error("device list version must start at 1")]
     ZeroVersion,
@@ -303,6 +331,7 @@ mod tests {
             version: 1,
             timestamp: 1_700_000_000,
             devices,
+            mail: Vec::new(),
         }
     }
 

@@ -492,6 +492,7 @@ mod tests {
                 id: DeviceId::random(),
                 signature_key: PublicKey::new(SigningKey::generate(&mut OsRng).verifying_key()),
             }],
+            mail: Vec::new(),
         };
         let signed = SignedDeviceList::sign(&list, &account).unwrap();
         let value = directory_value(&signed);

@@ -35,6 +35,7 @@ pub mod directory;
 pub mod ids;
 pub mod limits;
 pub mod local;
+pub mod mail;
 
 pub use device_list::{
     AccountSignedDeviceList, DeviceEntry, DeviceList, DeviceListError, PublicKey, SignedDeviceList,

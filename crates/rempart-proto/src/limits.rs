@@ -63,3 +63,15 @@ pub const MAX_SESSION_FRAME_BYTES: usize = MAX_MESSAGE_BYTES / 3 * 4 + 4096;
 /// Most requests one WebSocket session may have in flight; the server reads
 /// no further frames from the session until one is answered.
 pub const MAX_SESSION_IN_FLIGHT: usize = 256;
+
+/// Most mail addresses one account may bind in its device list.
+pub const MAX_MAIL_ADDRESSES_PER_ACCOUNT: usize = 8;
+
+/// Largest OpenPGP certificate the server keeps, in bytes. Rempart's own
+/// (an Ed25519 primary key, one Curve25519 subkey, one User ID) are about
+/// 400 bytes; this leaves room for a few more User IDs and subkeys.
+pub const MAX_MAIL_CERTIFICATE_BYTES: usize = 16 * 1024;
+
+/// Most certificates the server keeps per account: the current one of each
+/// address and the ones they replaced.
+pub const MAX_MAIL_CERTIFICATES_PER_ACCOUNT: usize = 64;

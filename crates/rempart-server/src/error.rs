@@ -147,8 +147,12 @@ impl ApiError {
                 StoreError::UnknownUser(_) | StoreError::UnknownGroup(_) => {
                     (S::NOT_FOUND, c::NOT_FOUND, None)
                 }
+                StoreError::MailAddressTaken(_) | StoreError::MailCertificateTaken(_) => {
+                    (S::CONFLICT, c::MAIL_ADDRESS_TAKEN, None)
+                }
                 StoreError::UnknownDevice(_)
                 | StoreError::TooManyKeyPackages { .. }
+                | StoreError::TooManyMailCertificates
                 | StoreError::OutOfRange(_) => (S::BAD_REQUEST, c::BAD_REQUEST, None),
                 StoreError::NotOwnDevice { .. } | StoreError::NotMember { .. } => {
                     (S::FORBIDDEN, c::FORBIDDEN, None)

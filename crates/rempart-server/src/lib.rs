@@ -81,6 +81,7 @@ mod inbox;
 mod invitations;
 mod keypackages;
 mod links;
+mod mail;
 mod openapi;
 mod push;
 mod rate;
@@ -105,6 +106,7 @@ use axum::{Extension, Json, Router};
 use rempart_proto::api::{self, Health};
 use rempart_proto::directory as kt;
 use rempart_proto::limits::MAX_BODY_BYTES;
+use rempart_proto::mail::{MAIL_CERTIFICATES_PATH, MAIL_LOOKUP_PATH};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
@@ -749,6 +751,11 @@ pub fn router(state: AppState) -> Router {
             post(directory::endpoints::lookups).layer(by_address(Limiter::lookup)),
         )
         .route(kt::AUDIT_PATH, get(directory::endpoints::audit))
+        .route(MAIL_CERTIFICATES_PATH, post(mail::upload_certificate))
+        .route(
+            MAIL_LOOKUP_PATH,
+            post(mail::lookup).layer(by_address(Limiter::lookup)),
+        )
         .route(
             kt::COSIGNATURES_PATH,
             post(directory::endpoints::post_cosignature),

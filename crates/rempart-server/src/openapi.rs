@@ -5,7 +5,7 @@ use rempart_proto::auth::HEADER_SIGNATURE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
+use crate::{accounts, delivery, directory, inbox, keypackages, links, mail, push};
 
 /// The API description, generated from the handlers and the wire types of
 /// `rempart-proto`.
@@ -13,7 +13,7 @@ use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
 #[openapi(
     info(
         title = "Rempart server API",
-        description = "Delivery service, accounts, KeyPackages, push and device linking for Rempart. \
+        description = "Delivery service, accounts, KeyPackages, push, device linking and mail identity for Rempart. \
             The server stores public keys, signatures and MLS ciphertext only."
     ),
     paths(
@@ -45,6 +45,8 @@ use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
         directory::endpoints::history,
         directory::endpoints::audit,
         directory::endpoints::post_cosignature,
+        mail::upload_certificate,
+        mail::lookup,
     ),
     // Frames a device sends on its WebSocket session (no path describes them).
     components(schemas(rempart_proto::api::SessionRequest)),
@@ -57,6 +59,7 @@ use crate::{accounts, delivery, directory, inbox, keypackages, links, push};
         (name = "push", description = "WebSocket sessions: notifications, and application messages sent without a signature each"),
         (name = "links", description = "Device-linking rendezvous: sealed bytes relayed between an existing and a new device"),
         (name = "directory", description = "Key-transparency directory: signed epoch heads, akd proofs (protobuf) and witness cosignatures"),
+        (name = "mail", description = "Mail identity: the accounts' OpenPGP certificates, and who holds an address, with directory proofs"),
     )
 )]
 pub struct ApiDoc;

@@ -357,6 +357,7 @@ impl RawDevice {
                 id: device.device,
                 signature_key: PublicKey::new(device.key.verifying_key()),
             }],
+            mail: Vec::new(),
         };
         let register = RegisterRequest {
             user: user.clone(),
@@ -514,6 +515,7 @@ fn list_under_new_key(user: &str, version: u64) -> SignedDeviceList {
             id: DeviceId::random(),
             signature_key: PublicKey::new(SigningKey::from_bytes(&[78; 32]).verifying_key()),
         }],
+        mail: Vec::new(),
     };
     SignedDeviceList::sign(&list, &account).unwrap()
 }
@@ -832,6 +834,26 @@ pub fn latest_head_epoch(data_dir: &Path) -> u64 {
         .query_row("SELECT MAX(epoch) FROM directory_heads", [], |r| r.get(0))
         .unwrap();
     epoch.unwrap_or(0) as u64
+}
+
+/// Waits (polling, with a deadline) until the directory has published
+/// every update queued so far.
+pub async fn wait_until_published(data_dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+        let queued: i64 = conn
+            .query_row("SELECT count(*) FROM directory_pending", [], |r| r.get(0))
+            .unwrap();
+        if queued == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queued} directory updates stay queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (polling, with a deadline) until the server has published an epoch

@@ -446,6 +446,7 @@ impl RawDevice {
                 id: device,
                 signature_key: PublicKey::new(key.verifying_key()),
             }],
+            mail: Vec::new(),
         };
         let list = SignedDeviceList::sign(&list, &account)?;
         let signer = SignatureKeyPair::from_raw(

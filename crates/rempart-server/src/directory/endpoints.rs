@@ -204,14 +204,14 @@ pub(crate) async fn post_cosignature(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn directory(state: &AppState) -> Result<&Arc<DirectoryService>, ApiError> {
+pub(crate) fn directory(state: &AppState) -> Result<&Arc<DirectoryService>, ApiError> {
     state
         .directory
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("this server runs no directory".into()))
 }
 
-fn found<T>(answer: Answer<T>) -> Result<T, ApiError> {
+pub(crate) fn found<T>(answer: Answer<T>) -> Result<T, ApiError> {
     match answer {
         Answer::Found(value) => Ok(value),
         Answer::Missing(message) => Err(ApiError::NotFound(message)),

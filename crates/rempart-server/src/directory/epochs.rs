@@ -53,6 +53,7 @@ use rempart_proto::directory::{
 };
 use rempart_proto::limits::MAX_HEADS_PER_REQUEST;
 use rempart_proto::local::error_chain;
+use rempart_proto::mail::{MailAddress, MailLookupResponse, mail_label};
 use rempart_proto::{DeviceList, SignedDeviceList, UserName};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard, oneshot};
 use tokio::time::MissedTickBehavior;
@@ -521,6 +522,42 @@ impl DirectoryService {
             head,
             proof,
             device_list,
+        }))
+    }
+
+    /// The proofs that `address` is published with `user`'s current device
+    /// list: both labels' lookup proofs at one epoch, with the list; the
+    /// certificate is the caller's to add.
+    pub(crate) async fn mail_lookup(
+        &self,
+        address: &MailAddress,
+        user: &UserName,
+    ) -> Result<Answer<MailLookupResponse>, DirectoryServiceError> {
+        let _reading = self.current().await?;
+        let address_label = AkdLabel::from(mail_label(address).as_str());
+        let EpochHash(latest, _) = self.akd.get_epoch_hash().await?;
+        if !self.is_published(&address_label, latest).await? {
+            return Ok(Answer::Missing(format!(
+                "{address} is not in the directory (yet: a new address is published at the next epoch)"
+            )));
+        }
+        let labels = [address_label, AkdLabel::from(user.as_str())];
+        let (proofs, EpochHash(epoch, _)) = self.akd.batch_lookup(&labels).await?;
+        let [address_proof, user_proof] = proofs.as_slice() else {
+            return Err(DirectoryServiceError::Inconsistent(format!(
+                "akd gave {} proofs for two labels",
+                proofs.len()
+            )));
+        };
+        let head = self.stored_head(epoch).await?;
+        let device_list = self.archived_list(user, &user_proof.value).await?;
+        Ok(Answer::Found(MailLookupResponse {
+            head,
+            user: user.clone(),
+            address_proof: proto::LookupProof::from(address_proof).write_to_bytes()?,
+            user_proof: proto::LookupProof::from(user_proof).write_to_bytes()?,
+            device_list,
+            certificate: Vec::new(),
         }))
     }
 

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use rempart_proto::directory::directory_value;
-use rempart_proto::{SignedDeviceList, UserName};
+use rempart_proto::mail::mail_label;
+use rempart_proto::{AccountSignedDeviceList, SignedDeviceList};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::store::StoreError;
@@ -30,25 +31,39 @@ pub(crate) struct Pending {
     pub(crate) ids: Vec<i64>,
 }
 
-/// Queues `(user, directory_value(list))` and archives the list. Runs in the
-/// caller's transaction.
+/// Queues `directory_value(list)` under each of the list's labels
+/// ([`labels`]) and archives the list under each. Runs in the caller's
+/// transaction.
 pub(crate) fn enqueue(
     conn: &Connection,
-    user: &UserName,
-    list: &SignedDeviceList,
+    verified: &AccountSignedDeviceList,
 ) -> Result<(), StoreError> {
+    let list = verified.signed();
     let value = directory_value(list);
-    conn.execute(
-        "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
-        params![user.as_str(), value.as_slice()],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO directory_device_lists
-             (user_name, value, device_list, list_signature)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![user.as_str(), value.as_slice(), list.list, list.signature],
-    )?;
+    for label in labels(verified) {
+        conn.execute(
+            "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
+            params![label, value.as_slice()],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO directory_device_lists
+                 (user_name, value, device_list, list_signature)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![label, value.as_slice(), list.list, list.signature],
+        )?;
+    }
     Ok(())
+}
+
+/// The directory labels a device list is published under: its user's
+/// name, and the label of each mail address it binds
+/// ([`mail_label`]), so that an address always proves its holder's
+/// current list.
+pub(crate) fn labels(verified: &AccountSignedDeviceList) -> Vec<String> {
+    let list = verified.list();
+    std::iter::once(list.user.to_string())
+        .chain(list.mail.iter().map(|binding| mail_label(&binding.address)))
+        .collect()
 }
 
 /// Reads the queue: the latest value of each user, in queue order.

@@ -20,6 +20,7 @@ use rempart_proto::api::{
     Appended, ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload,
     LogPage,
 };
+use rempart_proto::mail::{Fingerprint, MailAddress};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId};
 use rempart_proto::{PublicKey, SignedDeviceList, UserName};
 
@@ -61,6 +62,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// A registered device's owner and key.
     async fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// Keeps one of `user`'s OpenPGP certificates under its fingerprint (a
+    /// new copy of the same certificate replaces the old one). One of
+    /// another account's is [`StoreError::MailCertificateTaken`]; beyond
+    /// [`MAX_MAIL_CERTIFICATES_PER_ACCOUNT`], [`StoreError::TooManyMailCertificates`].
+    ///
+    /// [`MAX_MAIL_CERTIFICATES_PER_ACCOUNT`]: rempart_proto::limits::MAX_MAIL_CERTIFICATES_PER_ACCOUNT
+    async fn put_mail_certificate(
+        &self,
+        user: UserName,
+        fingerprint: Fingerprint,
+        certificate: Vec<u8>,
+    ) -> Result<(), StoreError>;
+
+    /// `user`'s certificate with `fingerprint`, if the user uploaded it.
+    async fn mail_certificate(
+        &self,
+        user: &UserName,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The user whose device list first bound `address`, if any: an
+    /// address, once bound, stays with its account.
+    async fn mail_holder(&self, address: &MailAddress) -> Result<Option<UserName>, StoreError>;
 
     /// Records a request nonce of `device`; fails with
     /// [`StoreError::ReplayedNonce`] if that device already used it.
@@ -318,6 +343,18 @@ pub enum StoreError {
         /// The device that asked.
         device: DeviceId,
     },
+    /// The device list binds a mail address another account holds.
+    #[error("the mail address {0} belongs to another account")]
+    MailAddressTaken(MailAddress),
+    /// Another account uploaded a certificate with this fingerprint.
+    #[error("another account holds the certificate {0}")]
+    MailCertificateTaken(Fingerprint),
+    /// The account holds as many certificates as allowed.
+    #[error(
+        "the account holds {max} certificates, the limit",
+        max = rempart_proto::limits::MAX_MAIL_CERTIFICATES_PER_ACCOUNT
+    )]
+    TooManyMailCertificates,
     /// A number does not fit the database's integer range.
     #[error("{0} is out of range")]
     OutOfRange(&'static str),

@@ -327,6 +327,7 @@ impl Account {
             version,
             timestamp: 1_700_000_000 + version as i64,
             devices: self.devices.iter().map(Device::entry).collect(),
+            mail: Vec::new(),
         };
         SignedDeviceList::sign(&list, &self.account_key).unwrap()
     }

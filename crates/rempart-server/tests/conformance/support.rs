@@ -116,6 +116,7 @@ impl Account {
             version,
             timestamp: 1_700_000_000 + version as i64,
             devices: devices.into_iter().map(Device::entry).collect(),
+            mail: Vec::new(),
         };
         let signed = SignedDeviceList::sign(&list, key).unwrap();
         AccountSignedDeviceList::verify(signed, &self.user).unwrap()

@@ -69,7 +69,8 @@ pub(super) async fn register(
     }
     let devices: Vec<&DeviceEntry> = list.devices.iter().collect();
     insert_devices(tx, &list.user, &devices).await?;
-    queue_directory_update(tx, &list.user, verified.signed()).await
+    super::mail::claim_addresses(tx, list).await?;
+    queue_directory_update(tx, verified).await
 }
 
 /// The user's current signed device list, if the user exists.
@@ -158,7 +159,8 @@ pub(super) async fn replace_device_list(
         ],
     )
     .await?;
-    queue_directory_update(tx, user, verified.signed()).await?;
+    super::mail::claim_addresses(tx, list).await?;
+    queue_directory_update(tx, verified).await?;
 
     let removed: Vec<DeviceId> = current
         .iter()
@@ -304,14 +306,14 @@ async fn insert_devices(
     }
 }
 
-/// Queues the list's directory value for the next epoch and archives the
-/// list under it, in the caller's transaction, as
+/// Queues the list's directory value under each of its labels for the
+/// next epoch and archives the list under each, in the caller's transaction, as
 /// `crate::directory::queue::enqueue` does for SQLite.
 async fn queue_directory_update(
     tx: &Transaction<'_>,
-    user: &UserName,
-    list: &SignedDeviceList,
+    verified: &AccountSignedDeviceList,
 ) -> Result<(), StoreError> {
+    let list = verified.signed();
     let queue = tx
         .prepare_cached(
             "WITH pending AS (
@@ -323,15 +325,12 @@ async fn queue_directory_update(
         )
         .await?;
     let value = directory_value(list);
-    tx.execute(
-        &queue,
-        &[
-            &user.as_str(),
-            &value.as_slice(),
-            &list.list,
-            &list.signature,
-        ],
-    )
-    .await?;
+    for label in crate::directory::queue::labels(verified) {
+        tx.execute(
+            &queue,
+            &[&label, &value.as_slice(), &list.list, &list.signature],
+        )
+        .await?;
+    }
     Ok(())
 }

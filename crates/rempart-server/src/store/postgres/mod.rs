@@ -28,6 +28,7 @@ mod delivery;
 mod inbox;
 mod keypackages;
 mod links;
+mod mail;
 mod operations;
 mod schema;
 #[cfg(test)]

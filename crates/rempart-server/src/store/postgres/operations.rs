@@ -6,10 +6,11 @@ use deadpool_postgres::Transaction;
 use rempart_proto::api::{
     ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload, LogPage,
 };
+use rempart_proto::mail::{Fingerprint, MailAddress};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 
 use super::transaction::Pending;
-use super::{PostgresStore, accounts, delivery, inbox, keypackages, links};
+use super::{PostgresStore, accounts, delivery, inbox, keypackages, links, mail};
 use crate::store::{
     AccountSignedDeviceList, AppendOutcome, DeviceRecord, Pruned, Store, StoreError,
 };
@@ -56,6 +57,39 @@ impl Store for PostgresStore {
     async fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         self.run(&device, |conn, device| {
             Box::pin(accounts::device(conn, *device))
+        })
+        .await
+    }
+
+    async fn put_mail_certificate(
+        &self,
+        user: UserName,
+        fingerprint: Fingerprint,
+        certificate: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.write(
+            &(user, fingerprint, certificate),
+            |tx, (user, fingerprint, cert)| {
+                Box::pin(mail::put_certificate(tx, user, fingerprint, cert))
+            },
+        )
+        .await
+    }
+
+    async fn mail_certificate(
+        &self,
+        user: &UserName,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(&(user, fingerprint), |conn, (user, fingerprint)| {
+            Box::pin(mail::certificate(conn, user, fingerprint))
+        })
+        .await
+    }
+
+    async fn mail_holder(&self, address: &MailAddress) -> Result<Option<UserName>, StoreError> {
+        self.run(address, |conn, address| {
+            Box::pin(mail::holder(conn, address))
         })
         .await
     }

@@ -274,6 +274,21 @@ CREATE TABLE invitations_used (
     used_at   bigint NOT NULL
 );
 ",
+    // Version 6: mail addresses (each held by the account whose device
+    // list first bound it) and the accounts' OpenPGP certificates.
+    r"
+CREATE TABLE mail_addresses (
+    address   text PRIMARY KEY,
+    user_name text NOT NULL REFERENCES accounts (user_name) ON DELETE CASCADE
+);
+
+CREATE TABLE mail_certificates (
+    fingerprint text PRIMARY KEY,
+    user_name   text NOT NULL REFERENCES accounts (user_name) ON DELETE CASCADE,
+    certificate bytea NOT NULL
+);
+CREATE INDEX mail_certificates_by_user ON mail_certificates (user_name);
+",
 ];
 
 /// The schema version this server writes.

@@ -52,7 +52,8 @@ pub(super) fn register(
     for device in &list.devices {
         insert_device(conn, &list.user, device.id, &device.signature_key)?;
     }
-    crate::directory::queue::enqueue(conn, &list.user, verified.signed())?;
+    super::mail::claim_addresses(conn, list)?;
+    crate::directory::queue::enqueue(conn, verified)?;
     Ok(())
 }
 
@@ -116,7 +117,8 @@ pub(super) fn replace_device_list(
             to_sql(list.version, "device list version")?,
         ],
     )?;
-    crate::directory::queue::enqueue(conn, user, verified.signed())?;
+    super::mail::claim_addresses(conn, list)?;
+    crate::directory::queue::enqueue(conn, verified)?;
 
     let current: Vec<(DeviceId, Vec<u8>)> = conn
         .prepare("SELECT device_id, signature_key FROM devices WHERE user_name = ?1")?

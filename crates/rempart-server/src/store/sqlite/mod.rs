@@ -10,6 +10,7 @@ mod delivery;
 mod inbox;
 mod keypackages;
 mod links;
+mod mail;
 mod schema;
 mod writer;
 
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use rempart_proto::api::{
     ClaimedKeyPackage, CommitUpload, InboxPage, KeyPackageStatus, KeyPackageUpload, LogPage,
 };
+use rempart_proto::mail::{Fingerprint, MailAddress};
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use rusqlite::{Connection, OpenFlags};
 
@@ -212,6 +214,32 @@ impl Store for SqliteStore {
 
     async fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         self.read(move |conn| accounts::device(conn, device)).await
+    }
+
+    async fn put_mail_certificate(
+        &self,
+        user: UserName,
+        fingerprint: Fingerprint,
+        certificate: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .execute(move |conn| mail::put_certificate(conn, &user, &fingerprint, &certificate))
+            .await
+    }
+
+    async fn mail_certificate(
+        &self,
+        user: &UserName,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (user, fingerprint) = (user.clone(), fingerprint.clone());
+        self.read(move |conn| mail::certificate(conn, &user, &fingerprint))
+            .await
+    }
+
+    async fn mail_holder(&self, address: &MailAddress) -> Result<Option<UserName>, StoreError> {
+        let address = address.clone();
+        self.read(move |conn| mail::holder(conn, &address)).await
     }
 
     async fn consume_nonce(

@@ -341,6 +341,21 @@ CREATE TABLE invitations_used (
     used_at   INTEGER NOT NULL
 ) STRICT;
 ",
+    // Version 10: mail addresses (each held by the account whose device
+    // list first bound it) and the accounts' OpenPGP certificates.
+    r"
+CREATE TABLE mail_addresses (
+    address   TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES accounts (user_name) ON DELETE CASCADE
+) STRICT;
+
+CREATE TABLE mail_certificates (
+    fingerprint TEXT PRIMARY KEY,
+    user_name   TEXT NOT NULL REFERENCES accounts (user_name) ON DELETE CASCADE,
+    certificate BLOB NOT NULL
+) STRICT;
+CREATE INDEX mail_certificates_by_user ON mail_certificates (user_name);
+",
 ];
 
 /// The schema version this server writes.

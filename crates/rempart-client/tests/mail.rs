@@ -1,0 +1,171 @@
+//! Mail identity: a certificate published by its account, looked up by
+//! others only with the directory's proofs, shown as a change when it
+//! changes, and carried to a linked device.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use rempart_client::mail::{MailError, MailKeySource};
+use rempart_client::{AlertCode, Client, ClientError};
+use rempart_testkit::{TestServer, account, alerts, name, wait_until_published};
+use tempfile::TempDir;
+
+const EPOCHS: Duration = Duration::from_millis(50);
+
+fn alert_code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> AlertCode {
+    match result {
+        Err(ClientError::Alert(alert)) => alert.code,
+        other => panic!("expected an alert, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_published_mail_key_is_looked_up_with_the_directorys_proofs() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+
+    let key = alice
+        .create_mail_key("Alice@Example.org", false)
+        .await
+        .unwrap();
+    assert_eq!(key.address, "alice@example.org");
+    wait_until_published(server.data_dir()).await;
+
+    let found = bob.lookup_mail_key("alice@example.org").await.unwrap();
+    assert_eq!(found.fingerprint, key.fingerprint);
+    assert_eq!(found.source, MailKeySource::Proven);
+    assert_eq!(found.user, Some(name("alice")));
+    assert!(found.proven_at.is_some());
+    assert_eq!(found.changed_to, None);
+    assert_eq!(bob.show_mail_key("alice@example.org").unwrap(), found);
+
+    // The binding is in Alice's signed list: her own check finds it as
+    // she made it, and a second key for the address is refused.
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    assert!(matches!(
+        alice.create_mail_key("alice@example.org", false).await,
+        Err(ClientError::Mail(MailError::KeyExists { .. }))
+    ));
+    let own = alice.show_mail_key("alice@example.org").unwrap();
+    assert_eq!(own.source, MailKeySource::Own);
+
+    // Nobody else can take the address, and nothing is left of the try.
+    assert!(matches!(
+        bob.create_mail_key("alice@example.org", false).await,
+        Err(ClientError::Mail(MailError::AddressTaken(_)))
+    ));
+    assert_eq!(bob.mail_key(None).unwrap(), None);
+    // An address nobody published is said so.
+    assert!(matches!(
+        bob.lookup_mail_key("nobody@example.org").await,
+        Err(ClientError::Mail(MailError::NotPublished { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_changed_key_is_kept_aside_until_its_fingerprint_is_verified() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let first = alice
+        .create_mail_key("alice@example.org", false)
+        .await
+        .unwrap();
+    wait_until_published(server.data_dir()).await;
+    bob.lookup_mail_key("alice@example.org").await.unwrap();
+
+    let second = alice
+        .create_mail_key("alice@example.org", true)
+        .await
+        .unwrap();
+    assert_ne!(second.fingerprint, first.fingerprint);
+    wait_until_published(server.data_dir()).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    let changed = bob.lookup_mail_key("alice@example.org").await;
+    assert_eq!(alert_code(changed), AlertCode::MailKeyChanged);
+    let shown = bob.show_mail_key("alice@example.org").unwrap();
+    assert_eq!(shown.fingerprint, first.fingerprint, "the old one stays");
+    assert_eq!(
+        shown.changed_to.as_deref(),
+        Some(second.fingerprint.as_str())
+    );
+
+    // A wrong fingerprint changes nothing; the right one accepts the change.
+    assert!(matches!(
+        bob.verify_mail_key("alice@example.org", &"0".repeat(40)),
+        Err(ClientError::Mail(MailError::FingerprintMismatch { .. }))
+    ));
+    let spaced: String = second
+        .fingerprint
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let verified = bob.verify_mail_key("alice@example.org", &spaced).unwrap();
+    assert_eq!(verified.fingerprint, second.fingerprint);
+    assert_eq!(verified.source, MailKeySource::Verified);
+    assert_eq!(verified.changed_to, None);
+    // Proven again later, it stays verified.
+    let again = bob.lookup_mail_key("alice@example.org").await.unwrap();
+    assert_eq!(again.source, MailKeySource::Verified);
+}
+
+#[tokio::test]
+async fn an_imported_certificate_is_shown_as_imported() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let key = alice
+        .create_mail_key("alice@example.org", false)
+        .await
+        .unwrap();
+    let armored = alice.export_mail_key(None).unwrap();
+
+    let imported = bob.import_mail_key(armored.as_bytes()).unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].address, "alice@example.org");
+    assert_eq!(imported[0].fingerprint, key.fingerprint);
+    assert_eq!(imported[0].source, MailKeySource::Imported);
+    assert!(bob.import_mail_key(b"not a certificate").is_err());
+    assert!(matches!(
+        bob.show_mail_key("carol@example.org"),
+        Err(ClientError::Mail(MailError::Unknown(_)))
+    ));
+}
+
+#[tokio::test]
+async fn linking_a_device_carries_the_mail_key() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let mut phone = account(&server, &homes.path().join("phone"), "alice").await;
+    let key = phone
+        .create_mail_key("alice@example.org", false)
+        .await
+        .unwrap();
+
+    let pending = phone.start_link().await.unwrap();
+    let code = pending.code().to_owned();
+    let laptop_home = homes.path().join("laptop");
+    let (linked, laptop) = tokio::join!(
+        phone.finish_link(pending, Duration::from_millis(20)),
+        Client::link_device(&laptop_home, &server.url, &code, Duration::from_millis(20)),
+    );
+    linked.unwrap();
+    let mut laptop = laptop.unwrap();
+    assert_eq!(laptop.mail_key(None).unwrap(), Some(key));
+    assert_eq!(
+        laptop.export_mail_key(None).unwrap(),
+        phone.export_mail_key(None).unwrap()
+    );
+    // The binding survived the device-list change that added the laptop.
+    wait_until_published(server.data_dir()).await;
+    assert!(alerts(&laptop.sync().await.unwrap()).is_empty());
+    assert!(alerts(&phone.sync().await.unwrap()).is_empty());
+}
