@@ -196,4 +196,16 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "answers a device waiting to link a new one with a sealed request of its own: one replayed from an earlier link, then one with a byte changed",
         user_sees: "the typed error that the link was tampered with, each time; no device is added to the account",
     },
+    Attack {
+        number: 29,
+        test: "mail_address_given_to_another_account",
+        attacker: "binds a user's mail address to a certificate of its own: first shown to one sender beside the genuine proofs, then published in the directory under an account it made",
+        user_sees: "the sender shown it: `kt_proof_invalid`, nothing kept; a sender who had the genuine certificate: `mail_key_changed`, the new one kept aside, unused; the owner: `unknown_own_mail_key` at every sync (a sender who never looked the address up accepts the published binding: the owner's alert is what reveals it)",
+    },
+    Attack {
+        number: 30,
+        test: "older_mail_key",
+        attacker: "publishes again a user's older device list, which binds the mail certificate the user replaced",
+        user_sees: "a sender who saw the newer one: `directory_rollback`, the newer certificate stays; the owner: `unknown_own_mail_key`",
+    },
 ];

@@ -12,15 +12,20 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use libtest_mimic::{Arguments, Trial};
 use rempart_attacks::ATTACKS;
+use rempart_client::mail::{MailAddress, throwaway_certificate};
 use rempart_client::{AlertCode, Client, ClientError, Event};
 use rempart_proto::api::{Appended, EntryKind, ErrorBody, LinkState, LogPage, error_code};
 use rempart_proto::directory::{self as kt, HeadWithCosignatures};
+use rempart_proto::mail::{MAIL_LOOKUP_PATH, MailLookupResponse};
 use rempart_proto::{DeviceId, PublicKey};
 use rempart_testkit::{
     Cosigner, Proxy, RawMember, TestServer, account, alerts, cosign_latest_head,
     inject_ghost_device, inject_log_entry, latest_head_epoch, name,
     register_with_foreign_key_package, serve_unpublished_device_list, sign_head, stored_log_page,
     substitute_account_key, t, texts, wait_for_epoch,
+};
+use rempart_testkit::{
+    forge_device_list, give_mail_address, stored_device_list, wait_until_published,
 };
 use tempfile::TempDir;
 
@@ -66,6 +71,11 @@ fn main() {
         attack("replayed_device_list", replayed_device_list),
         attack("endless_log_page", endless_log_page),
         attack("tampered_link_request", tampered_link_request),
+        attack(
+            "mail_address_given_to_another_account",
+            mail_address_given_to_another_account,
+        ),
+        attack("older_mail_key", older_mail_key),
     ];
     assert_eq!(
         trials.len(),
@@ -1392,4 +1402,116 @@ async fn tampered_link_request() {
         assert_eq!(phone.devices().await.unwrap(), devices);
         assert!(alerts(&phone.sync().await.unwrap()).is_empty());
     }
+}
+
+const ALICES_ADDRESS: &str = "alice@example.org";
+
+async fn mail_address_given_to_another_account() {
+    let scene = Scene::start().await;
+    let data = scene.server.data_dir();
+    let mut alice = scene.direct("alice").await;
+    let bob = scene.direct("bob").await;
+    let carol = scene.watched("carol").await;
+    let genuine = alice.create_mail_key(ALICES_ADDRESS, false).await.unwrap();
+    wait_until_published(data).await;
+    bob.lookup_mail_key(ALICES_ADDRESS).await.unwrap();
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    // A certificate of the operator's for Alice's address.
+    let address = MailAddress::parse(ALICES_ADDRESS).unwrap();
+    let (forged, certificate) = throwaway_certificate("alice", &address).unwrap();
+
+    // Carol is shown it beside the genuine proofs.
+    {
+        let certificate = certificate.clone();
+        scene.view.rewrite(move |exchange| {
+            if exchange.path == MAIL_LOOKUP_PATH && exchange.status == 200 {
+                let mut answer: MailLookupResponse =
+                    serde_json::from_slice(&exchange.body).unwrap();
+                answer.certificate = certificate.clone();
+                exchange.body = serde_json::to_vec(&answer).unwrap();
+            }
+        });
+    }
+    assert_eq!(
+        alert_code(carol.lookup_mail_key(ALICES_ADDRESS).await),
+        AlertCode::KtProofInvalid
+    );
+    assert!(
+        carol.show_mail_key(ALICES_ADDRESS).is_err(),
+        "nothing was kept"
+    );
+
+    // Then the operator publishes the address under an account it made.
+    give_mail_address(
+        data,
+        ALICES_ADDRESS,
+        "mallory",
+        forged.as_str(),
+        &certificate,
+    );
+    wait_until_published(data).await;
+    assert_eq!(
+        alert_code(bob.lookup_mail_key(ALICES_ADDRESS).await),
+        AlertCode::MailKeyChanged
+    );
+    let kept = bob.show_mail_key(ALICES_ADDRESS).unwrap();
+    assert_eq!(
+        kept.fingerprint, genuine.fingerprint,
+        "the genuine one stays"
+    );
+    assert_eq!(kept.changed_to.as_deref(), Some(forged.as_str()));
+    // Alice sees it, and sees it again at every sync.
+    for _ in 0..2 {
+        let events = alice.sync().await.unwrap();
+        assert_eq!(
+            alerts(&events),
+            [AlertCode::UnknownOwnMailKey],
+            "{events:?}"
+        );
+    }
+}
+
+async fn older_mail_key() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let data = server.data_dir();
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice.create_mail_key(ALICES_ADDRESS, false).await.unwrap();
+    wait_until_published(data).await;
+    let (older, _) = stored_device_list(data, "alice");
+    bob.lookup_mail_key(ALICES_ADDRESS).await.unwrap();
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    // Alice replaces her key; Bob checks the new one with her.
+    let newer = alice.create_mail_key(ALICES_ADDRESS, true).await.unwrap();
+    wait_until_published(data).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+    assert_eq!(
+        alert_code(bob.lookup_mail_key(ALICES_ADDRESS).await),
+        AlertCode::MailKeyChanged
+    );
+    bob.verify_mail_key(ALICES_ADDRESS, &newer.fingerprint)
+        .unwrap();
+
+    // The operator publishes Alice's older list, signed by her, again.
+    let (_, version) = stored_device_list(data, "alice");
+    forge_device_list(data, "alice", &older, version + 1);
+    wait_until_published(data).await;
+    assert_eq!(
+        alert_code(bob.lookup_mail_key(ALICES_ADDRESS).await),
+        AlertCode::DirectoryRollback
+    );
+    assert_eq!(
+        bob.show_mail_key(ALICES_ADDRESS).unwrap().fingerprint,
+        newer.fingerprint,
+        "the newer certificate stays"
+    );
+    let events = alice.sync().await.unwrap();
+    assert_eq!(
+        alerts(&events),
+        [AlertCode::UnknownOwnMailKey],
+        "{events:?}"
+    );
 }

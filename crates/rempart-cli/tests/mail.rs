@@ -111,3 +111,106 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
     let secrets = gpg(keyring.path(), &["--list-secret-keys"]);
     assert!(String::from_utf8_lossy(&secrets.stdout).trim().is_empty());
 }
+
+/// Runs `rempart --json` with `args` and parses its one line of output.
+fn json(home: &Path, args: &[&str]) -> Value {
+    let out = rempart(home).arg("--json").args(args).output().unwrap();
+    succeeded(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_certificate_is_looked_up_with_proofs_imported_from_gnupg_and_verified() {
+    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
+    let homes = TempDir::new().unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        rempart(home)
+            .args(["init", "--server", &server.url(), "--name", name])
+            .assert()
+            .success();
+    }
+    let created = json(
+        &alice,
+        &["mail", "key", "create", "--address", "alice@example.org"],
+    );
+
+    // Bob looks Alice's address up: proven by the directory once it is
+    // published (at its next epoch).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let found = loop {
+        let out = rempart(&bob)
+            .args(["--json", "mail", "key", "lookup", "alice@example.org"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        failed_saying(&out, "is not in the directory");
+        assert!(std::time::Instant::now() < deadline, "never published");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(found["kind"], "mail_key");
+    assert_eq!(found["fingerprint"], created["fingerprint"]);
+    assert_eq!(found["source"], "proven");
+    assert_eq!(found["user"], "alice");
+    assert!(found["proven_at"].as_u64().is_some(), "{found}");
+    assert_eq!(
+        json(&bob, &["mail", "key", "show", "alice@example.org"]),
+        found
+    );
+
+    // Carol uses GnuPG: Bob imports her certificate, then verifies it.
+    let keyring = TempDir::new().unwrap();
+    let made = gpg(
+        keyring.path(),
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Carol <carol@example.net>",
+            "ed25519",
+            "default",
+            "never",
+        ],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let exported = gpg(
+        keyring.path(),
+        &["--armor", "--export", "carol@example.net"],
+    );
+    let certificate = homes.path().join("carol.asc");
+    std::fs::write(&certificate, &exported.stdout).unwrap();
+    let imported = json(
+        &bob,
+        &["mail", "key", "import", certificate.to_str().unwrap()],
+    );
+    assert_eq!(imported["address"], "carol@example.net");
+    assert_eq!(imported["source"], "imported");
+    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let carols = listed
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_owned();
+    assert_eq!(imported["fingerprint"], carols);
+
+    let out = rempart(&bob)
+        .args([
+            "mail",
+            "key",
+            "verify",
+            "carol@example.net",
+            &"0".repeat(40),
+        ])
+        .output()
+        .unwrap();
+    failed_saying(&out, "nothing was changed");
+    let verified = json(
+        &bob,
+        &["mail", "key", "verify", "carol@example.net", &carols],
+    );
+    assert_eq!(verified["source"], "verified");
+}

@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS mail_contacts (
 );
 ";
 
+/// The newest version of this account's device list the directory proved
+/// for one of its addresses: it never goes back below it.
+const SETTING_OWN_MAIL_PROVEN: &str = "mail_own_proven_version";
+
 /// Why a mail operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -665,11 +669,30 @@ impl Client {
                 ),
             ));
         }
-        // A list this account signed binds it: ours, if perhaps not the
-        // newest yet. The one this device holds is compared below.
-        let bound = own.list().mail_fingerprint(address);
-        let ours_before = list.version() < own.version();
-        if !ours_before && bound != Some(&fingerprint) {
+        // A list this account signed: ours, but perhaps an older one. One
+        // older than a version proven here before is the directory going
+        // back to a certificate this account replaced; one older than the
+        // list this device holds, and newer than any proven before, is a
+        // change not published yet.
+        let seen = self
+            .store
+            .setting(SETTING_OWN_MAIL_PROVEN)?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
+        if list.version() < seen {
+            return Err(alert(
+                AlertCode::UnknownOwnMailKey,
+                None,
+                format!(
+                    "the directory went back to version {} of your device list, older than version {seen} it proved before, binding your address {address} to {fingerprint}: senders may encrypt to a key you replaced",
+                    list.version()
+                ),
+            ));
+        }
+        if list.version() < own.version() {
+            return Ok(());
+        }
+        if own.list().mail_fingerprint(address) != Some(&fingerprint) {
             return Err(alert(
                 AlertCode::UnknownOwnMailKey,
                 None,
@@ -678,6 +701,10 @@ impl Client {
                 ),
             ));
         }
+        self.store.set_setting(
+            SETTING_OWN_MAIL_PROVEN,
+            i64::try_from(list.version()).unwrap_or(i64::MAX),
+        )?;
         Ok(())
     }
 

@@ -89,6 +89,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         accounts::registration_by_invitation,
         accounts::replace_device_list,
         accounts::new_key_for_a_device,
+        accounts::mail_addresses_and_certificates,
         keypackages::upload_and_limit,
         keypackages::claim_order_and_last_resort,
         keypackages::batch_claim,

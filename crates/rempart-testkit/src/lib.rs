@@ -472,18 +472,89 @@ pub fn forge_device_list(data_dir: &Path, user: &str, signed: &SignedDeviceList,
         )
         .unwrap();
     assert_eq!(changed, 1, "no account {user}");
+    queue_for_directory(&conn, user, signed);
+}
+
+/// Queues `signed` for the directory's next epoch under `user`'s label and
+/// the label of each mail address it binds (if it parses), as the server
+/// does for a list it accepts.
+fn queue_for_directory(conn: &rusqlite::Connection, user: &str, signed: &SignedDeviceList) {
     let value = rempart_proto::directory::directory_value(signed);
+    let addresses = serde_json::from_slice::<DeviceList>(&signed.list)
+        .map(|list| list.mail)
+        .unwrap_or_default();
+    let labels = std::iter::once(user.to_owned()).chain(
+        addresses
+            .iter()
+            .map(|binding| rempart_proto::mail::mail_label(&binding.address)),
+    );
+    for label in labels {
+        conn.execute(
+            "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
+            rusqlite::params![label, value.as_slice()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT OR IGNORE INTO directory_device_lists (user_name, value, device_list, list_signature)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![label, value.as_slice(), signed.list, signed.signature],
+        )
+        .unwrap();
+    }
+}
+
+/// The operator gives the mail address `address` to an account of its
+/// own, `holder`, made in the database under an account key it holds: a
+/// device list binding the address to `certificate` (whose fingerprint is
+/// `fingerprint`), the address moved to it, the certificate stored, and all
+/// of it queued for the directory's next epoch, as honestly published as
+/// any other.
+pub fn give_mail_address(
+    data_dir: &Path,
+    address: &str,
+    holder: &str,
+    fingerprint: &str,
+    certificate: &[u8],
+) {
+    let account = SigningKey::from_bytes(&[79; 32]);
+    let list = DeviceList {
+        user: holder.parse().unwrap(),
+        account_key: PublicKey::new(account.verifying_key()),
+        version: 1,
+        timestamp: now(),
+        devices: vec![DeviceEntry {
+            id: DeviceId::random(),
+            signature_key: PublicKey::new(SigningKey::from_bytes(&[80; 32]).verifying_key()),
+        }],
+        mail: vec![rempart_proto::mail::MailBinding {
+            address: rempart_proto::mail::MailAddress::parse(address).unwrap(),
+            fingerprint: rempart_proto::mail::Fingerprint::parse(fingerprint).unwrap(),
+        }],
+    };
+    let signed = SignedDeviceList::sign(&list, &account).unwrap();
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
     conn.execute(
-        "INSERT INTO directory_pending (user_name, value) VALUES (?1, ?2)",
-        rusqlite::params![user, value.as_slice()],
+        "INSERT INTO accounts (user_name, account_key, device_list, list_signature, version)
+         VALUES (?1, ?2, ?3, ?4, 1)",
+        rusqlite::params![
+            holder,
+            account.verifying_key().as_bytes().as_slice(),
+            signed.list,
+            signed.signature
+        ],
     )
     .unwrap();
     conn.execute(
-        "INSERT OR IGNORE INTO directory_device_lists (user_name, value, device_list, list_signature)
-         VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![user, value.as_slice(), signed.list, signed.signature],
+        "INSERT OR REPLACE INTO mail_addresses (address, user_name) VALUES (?1, ?2)",
+        rusqlite::params![address, holder],
     )
     .unwrap();
+    conn.execute(
+        "INSERT INTO mail_certificates (fingerprint, user_name, certificate) VALUES (?1, ?2, ?3)",
+        rusqlite::params![fingerprint, holder, certificate],
+    )
+    .unwrap();
+    queue_for_directory(&conn, holder, &signed);
 }
 
 /// The server shows, beside the valid lookup proof of `user`'s published

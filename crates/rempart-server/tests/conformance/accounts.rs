@@ -4,7 +4,7 @@ use ed25519_dalek::SigningKey;
 use rand::rngs::OsRng;
 use rempart_server::store::StoreError;
 
-use crate::support::{Account, Db, Device, assert_err, key_packages, register};
+use crate::support::{Account, Db, Device, assert_err, fingerprint, key_packages, register};
 
 /// Registration stores the exact signed list and every listed device; a
 /// taken name or device id refuses the whole registration.
@@ -200,4 +200,104 @@ pub async fn new_key_for_a_device(store: Db) {
         .unwrap();
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(claimed[0].device, kept);
+}
+
+/// A mail address stays with the account whose list first bound it: a
+/// registration or a list of another account binding it is refused whole.
+/// Certificates are kept by fingerprint, each for one account, up to the
+/// limit.
+pub async fn mail_addresses_and_certificates(store: Db) {
+    let alice = Account::new("alice", 1);
+    store
+        .register(alice.list_with_mail(1, &[("alice@example.org", 'A')]))
+        .await
+        .unwrap();
+    let address = rempart_proto::mail::MailAddress::parse("alice@example.org").unwrap();
+    assert_eq!(
+        store.mail_holder(&address).await.unwrap(),
+        Some(alice.user.clone())
+    );
+
+    let bob = Account::new("bob", 1);
+    assert_err!(
+        store
+            .register(bob.list_with_mail(1, &[("alice@example.org", 'B')]))
+            .await,
+        StoreError::MailAddressTaken(taken) if taken == address
+    );
+    assert!(store.device_list(&bob.user).await.unwrap().is_none());
+    store.register(bob.list(1)).await.unwrap();
+    assert_err!(
+        store
+            .replace_device_list(
+                bob.id(0),
+                bob.list_with_mail(2, &[("bob@example.org", 'B'), ("alice@example.org", 'B')])
+            )
+            .await,
+        StoreError::MailAddressTaken(_)
+    );
+    let bobs = rempart_proto::mail::MailAddress::parse("bob@example.org").unwrap();
+    assert_eq!(
+        store.mail_holder(&bobs).await.unwrap(),
+        None,
+        "nothing of the refused list stays"
+    );
+    // Alice's own later list keeps her address.
+    store
+        .replace_device_list(
+            alice.id(0),
+            alice.list_with_mail(2, &[("alice@example.org", 'C')]),
+        )
+        .await
+        .unwrap();
+
+    let certificate = |byte: u8| vec![byte; 300];
+    store
+        .put_mail_certificate(alice.user.clone(), fingerprint('A'), certificate(1))
+        .await
+        .unwrap();
+    // A new copy replaces the old; another account cannot take it.
+    store
+        .put_mail_certificate(alice.user.clone(), fingerprint('A'), certificate(2))
+        .await
+        .unwrap();
+    assert_err!(
+        store
+            .put_mail_certificate(bob.user.clone(), fingerprint('A'), certificate(3))
+            .await,
+        StoreError::MailCertificateTaken(_)
+    );
+    assert_eq!(
+        store
+            .mail_certificate(&alice.user, &fingerprint('A'))
+            .await
+            .unwrap(),
+        Some(certificate(2))
+    );
+    assert_eq!(
+        store
+            .mail_certificate(&bob.user, &fingerprint('A'))
+            .await
+            .unwrap(),
+        None
+    );
+    let max = rempart_proto::limits::MAX_MAIL_CERTIFICATES_PER_ACCOUNT;
+    for i in 1..max {
+        let hex = format!("{i:040X}");
+        let fingerprint = rempart_proto::mail::Fingerprint::parse(&hex).unwrap();
+        store
+            .put_mail_certificate(bob.user.clone(), fingerprint, certificate(4))
+            .await
+            .unwrap();
+    }
+    store
+        .put_mail_certificate(bob.user.clone(), fingerprint('B'), certificate(4))
+        .await
+        .unwrap();
+    assert_err!(
+        store
+            .put_mail_certificate(bob.user.clone(), fingerprint('E'), certificate(4))
+            .await,
+        StoreError::TooManyMailCertificates
+    );
 }

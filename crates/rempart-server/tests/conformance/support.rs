@@ -103,6 +103,26 @@ impl Account {
         self.list_of(version, &self.key, self.devices.iter())
     }
 
+    /// The account's devices at `version`, binding each of `addresses` to
+    /// a fingerprint, signed by its account key.
+    pub fn list_with_mail(
+        &self,
+        version: u64,
+        addresses: &[(&str, char)],
+    ) -> AccountSignedDeviceList {
+        let mut list: DeviceList =
+            serde_json::from_slice(&self.list(version).signed().list).unwrap();
+        list.mail = addresses
+            .iter()
+            .map(|(address, digit)| rempart_proto::mail::MailBinding {
+                address: rempart_proto::mail::MailAddress::parse(address).unwrap(),
+                fingerprint: fingerprint(*digit),
+            })
+            .collect();
+        let signed = SignedDeviceList::sign(&list, &self.key).unwrap();
+        AccountSignedDeviceList::verify(signed, &self.user).unwrap()
+    }
+
     /// A list of this user at `version` naming `devices`, signed by `key`.
     pub fn list_of<'a>(
         &self,
@@ -220,4 +240,9 @@ pub fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut items: Vec<T> = items.into_iter().collect();
     items.sort();
     items
+}
+
+/// A fingerprint of forty `digit`s.
+pub fn fingerprint(digit: char) -> rempart_proto::mail::Fingerprint {
+    rempart_proto::mail::Fingerprint::parse(&digit.to_string().repeat(40)).unwrap()
 }
