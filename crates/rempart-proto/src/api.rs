@@ -6,7 +6,7 @@
 //! | `GET` | `/openapi.json` | none | → OpenAPI document |
 //! | `POST` | `/v1/accounts` | signed by the first device | [`RegisterRequest`] → [`RegisterResponse`] |
 //! | `GET` | `/v1/accounts/{user}/devices` | none | → [`SignedDeviceList`] |
-//! | `PUT` | `/v1/accounts/{user}/devices` | a device of `user` | [`SignedDeviceList`] → [`DeviceListAccepted`] |
+//! | `PUT` | `/v1/accounts/{user}/devices` | a device of `user` | [`SignedDeviceList`] → [`DeviceListAccepted`] (409 `mail_address_taken` if it binds a mail address another account holds) |
 //! | `POST` | `/v1/keypackages` | device | [`KeyPackageUpload`] → [`KeyPackageStatus`] |
 //! | `GET` | `/v1/keypackages` | device | → [`KeyPackageStatus`] |
 //! | `POST` | `/v1/accounts/{user}/keypackages/claim` | device | → [`ClaimedKeyPackages`] |
@@ -31,6 +31,8 @@
 //! | `GET` | `/v1/directory/audit?from=A&to=B` | none | → [`AuditResponse`](crate::directory::AuditResponse) (400 unless 1 ≤ A < B ≤ latest) |
 //! | `POST` | `/v1/directory/lookups` | none | [`LookupsRequest`](crate::directory::LookupsRequest) → [`LookupsResponse`](crate::directory::LookupsResponse): the newer published lists with their lookup proofs, at one epoch |
 //! | `POST` | `/v1/directory/cosignatures` | none (the witness signature) | [`PostCosignature`](crate::directory::PostCosignature) → 204 (400 unless it verifies against that epoch's head) |
+//! | `POST` | `/v1/mail/certificates` | device | [`MailCertificateUpload`](crate::mail::MailCertificateUpload) → 204 (409 `mail_address_taken` if another account holds the fingerprint) |
+//! | `POST` | `/v1/mail/lookup` | none | [`MailLookupRequest`](crate::mail::MailLookupRequest) → [`MailLookupResponse`](crate::mail::MailLookupResponse): the holder, its list, both lookup proofs at one epoch, the certificate (404 if no account holds the address or it is not published yet) |
 //!
 //! A commit on a group that does not exist yet, built on epoch 0, creates the
 //! group with the committing device as its first member.
@@ -101,7 +103,8 @@ pub mod error_code {
     pub const LINK_USED: &str = "link_used";
     /// The body is larger than allowed.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
-    /// 409: another account holds the mail address or the certificate.
+    /// 409: another account holds the mail address (a device list binding
+    /// it is refused) or the certificate's fingerprint.
     pub const MAIL_ADDRESS_TAKEN: &str = "mail_address_taken";
     /// The server failed; nothing was stored.
     pub const INTERNAL: &str = "internal";
