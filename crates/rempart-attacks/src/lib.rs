@@ -208,4 +208,10 @@ pub const ATTACKS: &[Attack] = &[
         attacker: "publishes again a user's older device list, which binds the mail certificate the user replaced",
         user_sees: "a sender who saw the newer one: `directory_rollback`, the newer certificate stays; the owner: `unknown_own_mail_key`",
     },
+    Attack {
+        number: 31,
+        test: "mail_address_given_away_and_back",
+        attacker: "gives a user's mail address to an account of its own for a while, then gives it back, all between two of the owner's syncs",
+        user_sees: "the owner: `unknown_own_mail_key` from the address's key history (the current binding looks genuine again), at every sync",
+    },
 ];

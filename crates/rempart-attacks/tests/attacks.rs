@@ -25,7 +25,8 @@ use rempart_testkit::{
     substitute_account_key, t, texts, wait_for_epoch,
 };
 use rempart_testkit::{
-    forge_device_list, give_mail_address, stored_device_list, wait_until_published,
+    forge_device_list, give_mail_address, give_mail_address_back, stored_device_list,
+    wait_until_published,
 };
 use tempfile::TempDir;
 
@@ -76,6 +77,10 @@ fn main() {
             mail_address_given_to_another_account,
         ),
         attack("older_mail_key", older_mail_key),
+        attack(
+            "mail_address_given_away_and_back",
+            mail_address_given_away_and_back,
+        ),
     ];
     assert_eq!(
         trials.len(),
@@ -1514,4 +1519,44 @@ async fn older_mail_key() {
         [AlertCode::UnknownOwnMailKey],
         "{events:?}"
     );
+}
+
+async fn mail_address_given_away_and_back() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let data = server.data_dir();
+    let homes = TempDir::new().unwrap();
+    let mut alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let genuine = alice.create_mail_key(ALICES_ADDRESS, false).await.unwrap();
+    wait_until_published(data).await;
+    assert!(alerts(&alice.sync().await.unwrap()).is_empty());
+
+    // Between two of Alice's syncs, the address is the operator's for an
+    // epoch, then hers again.
+    let address = MailAddress::parse(ALICES_ADDRESS).unwrap();
+    let (forged, certificate) = throwaway_certificate("alice", &address).unwrap();
+    give_mail_address(
+        data,
+        ALICES_ADDRESS,
+        "mallory",
+        forged.as_str(),
+        &certificate,
+    );
+    wait_until_published(data).await;
+    give_mail_address_back(data, ALICES_ADDRESS, "alice");
+    wait_until_published(data).await;
+
+    // The address looks genuine again to anyone who asks now...
+    let homes_of_others = TempDir::new().unwrap();
+    let bob = account(&server, &homes_of_others.path().join("bob"), "bob").await;
+    let now = bob.lookup_mail_key(ALICES_ADDRESS).await.unwrap();
+    assert_eq!(now.fingerprint, genuine.fingerprint);
+    // ...but Alice's devices read its whole history, at every sync.
+    for _ in 0..2 {
+        let events = alice.sync().await.unwrap();
+        assert_eq!(
+            alerts(&events),
+            [AlertCode::UnknownOwnMailKey],
+            "{events:?}"
+        );
+    }
 }

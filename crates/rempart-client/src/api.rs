@@ -16,8 +16,8 @@ use rempart_proto::directory::{
     LookupsRequest, LookupsResponse,
 };
 use rempart_proto::mail::{
-    MAIL_CERTIFICATES_PATH, MAIL_LOOKUP_PATH, MailAddress, MailCertificateUpload,
-    MailLookupRequest, MailLookupResponse,
+    MAIL_CERTIFICATES_PATH, MAIL_HISTORY_PATH, MAIL_LOOKUP_PATH, MailAddress,
+    MailCertificateUpload, MailLookupRequest, MailLookupResponse,
 };
 use rempart_proto::{DeviceId, GroupId, LinkId, MessageId, SignedDeviceList, UserName};
 use reqwest::{Method, StatusCode};
@@ -207,6 +207,18 @@ impl ServerApi {
             address: address.clone(),
         };
         self.call(None, Method::POST, MAIL_LOOKUP_PATH, json(&body)?)
+            .await
+    }
+
+    /// The complete key history of `address`'s directory label.
+    pub async fn mail_history(
+        &self,
+        address: &MailAddress,
+    ) -> Result<HistoryResponse, ClientError> {
+        let body = MailLookupRequest {
+            address: address.clone(),
+        };
+        self.call(None, Method::POST, MAIL_HISTORY_PATH, json(&body)?)
             .await
     }
 

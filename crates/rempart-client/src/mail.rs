@@ -83,6 +83,10 @@ CREATE TABLE IF NOT EXISTS mail_contacts (
 /// for one of its addresses: it never goes back below it.
 const SETTING_OWN_MAIL_PROVEN: &str = "mail_own_proven_version";
 
+/// The newest directory epoch at which this account's addresses' key
+/// histories were checked clean.
+const SETTING_OWN_MAIL_HISTORY: &str = "mail_own_history_epoch";
+
 /// Why a mail operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -709,15 +713,118 @@ impl Client {
     }
 
     /// Checks every address this account binds, as
-    /// [`Self::check_own_address`]; what a sync does.
+    /// [`Self::check_own_address`], and, once per directory epoch, each
+    /// one's complete key history ([`Self::check_own_address_history`]);
+    /// what a sync does.
     pub(crate) async fn check_own_mail(&self, events: &mut Vec<Event>) -> Result<(), ClientError> {
         let own = self.own_list()?;
+        if own.list().mail.is_empty() {
+            return Ok(());
+        }
+        // An address whose current binding is already an alert is not
+        // said twice by its history.
+        let mut alerted = Vec::new();
         for binding in &own.list().mail {
             match self.check_own_address(&binding.address).await {
                 Ok(()) => {}
-                Err(ClientError::Alert(alert)) => events.push(alert.into()),
+                Err(ClientError::Alert(alert)) => {
+                    alerted.push(&binding.address);
+                    events.push(alert.into());
+                }
                 Err(e) => return Err(e),
             }
+        }
+        let newest = self.store.newest_head_epoch()?;
+        let monitored = self
+            .store
+            .setting(SETTING_OWN_MAIL_HISTORY)?
+            .and_then(|e| u64::try_from(e).ok());
+        if monitored == Some(newest) {
+            return Ok(());
+        }
+        let mut clean = alerted.is_empty();
+        for binding in &own.list().mail {
+            if alerted.contains(&&binding.address) {
+                continue;
+            }
+            match self.check_own_address_history(&binding.address).await {
+                Ok(()) => {}
+                Err(ClientError::Alert(alert)) => {
+                    clean = false;
+                    events.push(alert.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if clean {
+            self.store.set_setting(
+                SETTING_OWN_MAIL_HISTORY,
+                i64::try_from(newest).unwrap_or(i64::MAX),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Checks every device list the directory ever published `address`
+    /// with: each must be this account's, signed by its account key, and
+    /// none older than one before it. A binding made and undone between
+    /// two syncs is seen here; any other is
+    /// [`AlertCode::UnknownOwnMailKey`].
+    async fn check_own_address_history(&self, address: &MailAddress) -> Result<(), ClientError> {
+        let history = match self.api.mail_history(address).await {
+            Ok(history) => history,
+            // Not published yet: nothing to check.
+            Err(ClientError::Server { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let pinned = self.pinned_directory()?;
+        let head = self.accept_head(&pinned, &history.head)?;
+        let verified = rempart_kt::verify_mail_history(
+            &pinned.vrf_public_key,
+            head.head(),
+            address,
+            &history.proof,
+            &history.device_lists,
+        )
+        .map_err(|e| {
+            alert(
+                AlertCode::UnknownOwnMailKey,
+                None,
+                format!(
+                    "the directory's history of your address {address} does not verify ({e}): it may be hiding a binding it made"
+                ),
+            )
+        })?;
+        let account_key = self.id.account_key.public();
+        let mut newest = 0;
+        for (proven, signed) in verified {
+            let list = signed
+                .verify_for(&self.id.user)
+                .ok()
+                .filter(|list| list.account_key == account_key);
+            let Some(list) = list else {
+                let holder = serde_json::from_slice::<DeviceList>(&signed.list)
+                    .map_or_else(|_| "an unreadable list".to_owned(), |l| l.user.to_string());
+                return Err(alert(
+                    AlertCode::UnknownOwnMailKey,
+                    None,
+                    format!(
+                        "the directory published your address {address}, at epoch {}, with a device list your account did not sign (held by {holder}): senders may have encrypted to someone else",
+                        proven.epoch
+                    ),
+                ));
+            };
+            if list.version < newest {
+                return Err(alert(
+                    AlertCode::UnknownOwnMailKey,
+                    None,
+                    format!(
+                        "the directory published your address {address}, at epoch {}, with version {} of your device list after version {newest}: it went back to a certificate you replaced",
+                        proven.epoch, list.version
+                    ),
+                ));
+            }
+            newest = list.version;
         }
         Ok(())
     }

@@ -231,6 +231,28 @@ pub fn verify_history<'a>(
     proof: &[u8],
     lists: &'a [SignedDeviceList],
 ) -> Result<Vec<(ProvenVersion, &'a SignedDeviceList)>, ProofError> {
+    verify_label_history(vrf_public_key, head, user.as_str(), proof, lists)
+}
+
+/// [`verify_history`] for the label of the mail address `address`: every
+/// device list it was ever published with.
+pub fn verify_mail_history<'a>(
+    vrf_public_key: &[u8],
+    head: &DirectoryHead,
+    address: &MailAddress,
+    proof: &[u8],
+    lists: &'a [SignedDeviceList],
+) -> Result<Vec<(ProvenVersion, &'a SignedDeviceList)>, ProofError> {
+    verify_label_history(vrf_public_key, head, &mail_label(address), proof, lists)
+}
+
+fn verify_label_history<'a>(
+    vrf_public_key: &[u8],
+    head: &DirectoryHead,
+    label: &str,
+    proof: &[u8],
+    lists: &'a [SignedDeviceList],
+) -> Result<Vec<(ProvenVersion, &'a SignedDeviceList)>, ProofError> {
     const KIND: &str = "key history";
     let proof = proto::HistoryProof::parse_from_bytes(proof)
         .ok()
@@ -240,7 +262,7 @@ pub fn verify_history<'a>(
         vrf_public_key,
         head.root_hash,
         head.epoch,
-        AkdLabel::from(user.as_str()),
+        AkdLabel::from(label),
         proof,
         HistoryVerificationParams::Default {
             history_params: HistoryParams::Complete,

@@ -33,6 +33,7 @@
 //! | `POST` | `/v1/directory/cosignatures` | none (the witness signature) | [`PostCosignature`](crate::directory::PostCosignature) → 204 (400 unless it verifies against that epoch's head) |
 //! | `POST` | `/v1/mail/certificates` | device | [`MailCertificateUpload`](crate::mail::MailCertificateUpload) → 204 (409 `mail_address_taken` if another account holds the fingerprint) |
 //! | `POST` | `/v1/mail/lookup` | none | [`MailLookupRequest`](crate::mail::MailLookupRequest) → [`MailLookupResponse`](crate::mail::MailLookupResponse): the holder, its list, both lookup proofs at one epoch, the certificate (404 if no account holds the address or it is not published yet) |
+//! | `POST` | `/v1/mail/history` | none | [`MailLookupRequest`](crate::mail::MailLookupRequest) → [`HistoryResponse`](crate::directory::HistoryResponse): every device list the address was published with, and the history proof |
 //!
 //! A commit on a group that does not exist yet, built on epoch 0, creates the
 //! group with the committing device as its first member.

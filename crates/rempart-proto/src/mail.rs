@@ -26,6 +26,9 @@ pub const MAIL_CERTIFICATES_PATH: &str = "/v1/mail/certificates";
 /// `POST`: who holds an address, with proofs ([`MailLookupRequest`] →
 /// [`MailLookupResponse`]).
 pub const MAIL_LOOKUP_PATH: &str = "/v1/mail/lookup";
+/// `POST`: the complete key history of an address's label
+/// ([`MailLookupRequest`] → [`HistoryResponse`](crate::directory::HistoryResponse)).
+pub const MAIL_HISTORY_PATH: &str = "/v1/mail/history";
 
 /// A mail address in the shape Rempart accepts, lowercase: one `@` between
 /// a local part and a domain with a dot, printable ASCII without spaces,

@@ -106,7 +106,7 @@ use axum::{Extension, Json, Router};
 use rempart_proto::api::{self, Health};
 use rempart_proto::directory as kt;
 use rempart_proto::limits::MAX_BODY_BYTES;
-use rempart_proto::mail::{MAIL_CERTIFICATES_PATH, MAIL_LOOKUP_PATH};
+use rempart_proto::mail::{MAIL_CERTIFICATES_PATH, MAIL_HISTORY_PATH, MAIL_LOOKUP_PATH};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
@@ -755,6 +755,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             MAIL_LOOKUP_PATH,
             post(mail::lookup).layer(by_address(Limiter::lookup)),
+        )
+        .route(
+            MAIL_HISTORY_PATH,
+            post(mail::history).layer(by_address(Limiter::lookup)),
         )
         .route(
             kt::COSIGNATURES_PATH,

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use rempart_proto::DeviceList;
 use rempart_proto::api::ErrorBody;
+use rempart_proto::directory::HistoryResponse;
 use rempart_proto::limits::MAX_MAIL_CERTIFICATE_BYTES;
 use rempart_proto::mail::{
     MailCertificateUpload, MailLookupRequest, MailLookupResponse, certificate_fits,
@@ -104,4 +105,28 @@ pub(crate) async fn lookup(
             ))
         })?;
     Ok(Json(answer))
+}
+
+/// The complete key history of a mail address's directory label: every
+/// device list it was published with, and the akd history proof. What the
+/// address's owner checks, so that a binding made and undone between two
+/// of its checks is still seen.
+#[utoipa::path(
+    post,
+    path = "/v1/mail/history",
+    tag = "mail",
+    request_body = MailLookupRequest,
+    responses(
+        (status = 200, description = "The proof, its head and every device list, oldest first", body = HistoryResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 404, description = "The address is not in the directory", body = ErrorBody),
+    )
+)]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<HistoryResponse>, ApiError> {
+    let body = body.map_err(|rejection| body_error(rejection, state.max_body_bytes))?;
+    let MailLookupRequest { address } = parse_json(&body)?;
+    found(directory(&state)?.mail_history(&address).await?).map(Json)
 }

@@ -47,6 +47,7 @@ use crate::{accounts, delivery, directory, inbox, keypackages, links, mail, push
         directory::endpoints::post_cosignature,
         mail::upload_certificate,
         mail::lookup,
+        mail::history,
     ),
     // Frames a device sends on its WebSocket session (no path describes them).
     components(schemas(rempart_proto::api::SessionRequest)),

@@ -907,6 +907,21 @@ pub fn latest_head_epoch(data_dir: &Path) -> u64 {
     epoch.unwrap_or(0) as u64
 }
 
+/// The operator puts `address` back with `user`, its genuine holder:
+/// the address is `user`'s again, and `user`'s stored device list is queued
+/// again under its labels, so that the directory shows the genuine binding
+/// once more and only its history keeps what happened in between.
+pub fn give_mail_address_back(data_dir: &Path, address: &str, user: &str) {
+    let (signed, _) = stored_device_list(data_dir, user);
+    let conn = rusqlite::Connection::open(server_database(data_dir)).unwrap();
+    conn.execute(
+        "UPDATE mail_addresses SET user_name = ?2 WHERE address = ?1",
+        rusqlite::params![address, user],
+    )
+    .unwrap();
+    queue_for_directory(&conn, user, &signed);
+}
+
 /// Waits (polling, with a deadline) until the directory has published
 /// every update queued so far.
 pub async fn wait_until_published(data_dir: &Path) {

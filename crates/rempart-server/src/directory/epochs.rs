@@ -516,7 +516,7 @@ impl DirectoryService {
         }
         let (proof, EpochHash(epoch, _)) = self.akd.lookup(label).await?;
         let head = self.stored_head(epoch).await?;
-        let device_list = self.archived_list(user, &proof.value).await?;
+        let device_list = self.archived_list(user.as_str(), &proof.value).await?;
         let proof = proto::LookupProof::from(&proof).write_to_bytes()?;
         Ok(Answer::Found(LookupResponse {
             head,
@@ -550,7 +550,7 @@ impl DirectoryService {
             )));
         };
         let head = self.stored_head(epoch).await?;
-        let device_list = self.archived_list(user, &user_proof.value).await?;
+        let device_list = self.archived_list(user.as_str(), &user_proof.value).await?;
         Ok(Answer::Found(MailLookupResponse {
             head,
             user: user.clone(),
@@ -668,11 +668,30 @@ impl DirectoryService {
         &self,
         user: &UserName,
     ) -> Result<Answer<HistoryResponse>, DirectoryServiceError> {
+        self.label_history(user.as_str()).await
+    }
+
+    /// The complete key history proof for the mail address `address` (its
+    /// label, [`mail_label`]) at the latest epoch: every device list it was
+    /// ever published with.
+    pub(crate) async fn mail_history(
+        &self,
+        address: &MailAddress,
+    ) -> Result<Answer<HistoryResponse>, DirectoryServiceError> {
+        self.label_history(&mail_label(address)).await
+    }
+
+    /// The complete key history proof for `label` at the latest epoch, with
+    /// the device list of each version, as archived under that label.
+    async fn label_history(
+        &self,
+        name: &str,
+    ) -> Result<Answer<HistoryResponse>, DirectoryServiceError> {
         let _reading = self.current().await?;
-        let label = AkdLabel::from(user.as_str());
+        let label = AkdLabel::from(name);
         let EpochHash(latest, _) = self.akd.get_epoch_hash().await?;
         if !self.is_published(&label, latest).await? {
-            return Ok(Answer::Missing(format!("{user} is not in the directory")));
+            return Ok(Answer::Missing(format!("{name} is not in the directory")));
         }
         let (proof, EpochHash(epoch, _)) = self
             .akd
@@ -687,7 +706,7 @@ impl DirectoryService {
         versions.sort_by_key(|(version, _)| *version);
         let mut device_lists = Vec::with_capacity(versions.len());
         for (_, value) in versions {
-            device_lists.push(self.archived_list(user, value).await?);
+            device_lists.push(self.archived_list(name, value).await?);
         }
         let proof = proto::HistoryProof::from(&proof).write_to_bytes()?;
         Ok(Answer::Found(HistoryResponse {
@@ -781,15 +800,15 @@ impl DirectoryService {
 
     async fn archived_list(
         &self,
-        user: &UserName,
+        label: &str,
         value: &AkdValue,
     ) -> Result<SignedDeviceList, DirectoryServiceError> {
         self.db
-            .device_list(user.to_string(), value.0.clone())
+            .device_list(label.to_owned(), value.0.clone())
             .await?
             .ok_or_else(|| {
                 DirectoryServiceError::Inconsistent(format!(
-                    "a published value of {user} has no archived device list"
+                    "a published value of {label} has no archived device list"
                 ))
             })
     }
