@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use rempart_client::mail::{MailError, MailKeySource};
+use rempart_client::mail::mime::{Draft, new_message_id};
+use rempart_client::mail::{MailAddress, MailError, MailKeySource};
 use rempart_client::{AlertCode, Client, ClientError};
 use rempart_testkit::{TestServer, account, alerts, name, wait_until_published};
 use tempfile::TempDir;
@@ -168,4 +169,167 @@ async fn linking_a_device_carries_the_mail_key() {
     wait_until_published(server.data_dir()).await;
     assert!(alerts(&laptop.sync().await.unwrap()).is_empty());
     assert!(alerts(&phone.sync().await.unwrap()).is_empty());
+}
+
+/// Runs GnuPG on the keyring in `home`, with `stdin`; returns its output.
+fn gpg(home: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("GnuPG (apt-get install gnupg)");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The armored OpenPGP message inside a PGP/MIME message, as a mail
+/// program hands it to GnuPG.
+fn armored_part(message: &str) -> &str {
+    let begin = message.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = message.find("-----END PGP MESSAGE-----").unwrap();
+    &message[begin..end + "-----END PGP MESSAGE-----".len()]
+}
+
+#[tokio::test]
+async fn gnupg_reads_what_rempart_seals_and_rempart_reads_what_gnupg_sends() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let alices = alice
+        .create_mail_key("alice@example.org", false)
+        .await
+        .unwrap();
+
+    // Carol uses GnuPG, and she and Alice exchanged certificates.
+    let carol = TempDir::new().unwrap();
+    let made = gpg(
+        carol.path(),
+        &[
+            // Ed25519 and Curve25519: GnuPG's own choice for a new key.
+            "--quick-gen-key",
+            "Carol <carol@example.net>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
+    assert!(made.status.success(), "{made:?}");
+    let exported = gpg(
+        carol.path(),
+        &["--armor", "--export", "carol@example.net"],
+        b"",
+    );
+    let carols = alice.import_mail_key(&exported.stdout).unwrap().remove(0);
+    let imported = gpg(
+        carol.path(),
+        &["--import"],
+        alice.export_mail_key(None).unwrap().as_bytes(),
+    );
+    assert!(imported.status.success(), "{imported:?}");
+
+    // Alice writes to Carol: the message as stored holds neither the
+    // subject nor the text; GnuPG decrypts it and reports Alice's good
+    // signature.
+    let draft = Draft {
+        from: MailAddress::parse("alice@example.org").unwrap(),
+        to: vec![MailAddress::parse("carol@example.net").unwrap()],
+        cc: vec![],
+        subject: "The plan".into(),
+        body: "Meet at noon by the river.\n".into(),
+        message_id: new_message_id("example.org"),
+        in_reply_to: None,
+        references: vec![],
+        date: 1_800_000_000,
+    };
+    let sealed = String::from_utf8(alice.seal_mail(&draft).unwrap()).unwrap();
+    assert!(
+        !sealed.contains("The plan") && !sealed.contains("noon"),
+        "{sealed}"
+    );
+    let read = gpg(
+        carol.path(),
+        &["--status-fd", "2", "--trust-model", "always", "--decrypt"],
+        armored_part(&sealed).as_bytes(),
+    );
+    let status = String::from_utf8_lossy(&read.stderr);
+    assert!(read.status.success(), "{status}");
+    assert!(
+        status.contains(&format!("[GNUPG:] VALIDSIG {}", alices.fingerprint)),
+        "{status}"
+    );
+    let inner = String::from_utf8_lossy(&read.stdout);
+    assert!(inner.contains("Subject: The plan\r\n"), "{inner}");
+    assert!(inner.contains("protected-headers=\"v1\""), "{inner}");
+
+    // Carol answers from GnuPG, as her mail program would: a MIME part,
+    // signed and encrypted to Alice, in a PGP/MIME envelope.
+    let part =
+        "Content-Type: text/plain; charset=utf-8\r\nSubject: Re: The plan\r\n\r\nNoon is fine.\r\n";
+    let encrypted = gpg(
+        carol.path(),
+        &[
+            "--trust-model",
+            "always",
+            "--armor",
+            "--sign",
+            "--local-user",
+            "carol@example.net",
+            "--encrypt",
+            "--recipient",
+            "alice@example.org",
+        ],
+        part.as_bytes(),
+    );
+    assert!(encrypted.status.success(), "{encrypted:?}");
+    let envelope = format!(
+        "From: Carol <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
+         Message-ID: <answer@example.net>\r\nIn-Reply-To: <{}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
+        draft.message_id,
+        String::from_utf8(encrypted.stdout).unwrap()
+    );
+    let opened = alice.open_mail(envelope.as_bytes()).unwrap();
+    assert_eq!(opened.subject, "Re: The plan");
+    assert_eq!(opened.body.trim_end(), "Noon is fine.");
+    assert_eq!(
+        opened.signed_by.map(|f| f.to_string()),
+        Some(carols.fingerprint.clone())
+    );
+    assert_eq!(
+        opened.in_reply_to.as_deref(),
+        Some(draft.message_id.as_str())
+    );
+
+    // The same answer claiming to come from someone else is not signed by
+    // them: only the certificate kept for the From address counts.
+    let forged = envelope.replace(
+        "From: Carol <carol@example.net>",
+        "From: <dave@example.net>",
+    );
+    assert_eq!(alice.open_mail(forged.as_bytes()).unwrap().signed_by, None);
+    // A recipient without a certificate is refused, and nothing is written.
+    let mut unknown = draft.clone();
+    unknown
+        .to
+        .push(MailAddress::parse("erin@example.net").unwrap());
+    assert!(matches!(
+        alice.seal_mail(&unknown),
+        Err(ClientError::Mail(MailError::Unknown(_)))
+    ));
 }

@@ -21,12 +21,17 @@
 //!
 //! The component owns its tables ([`SCHEMA`]) and its error type.
 
+pub mod mime;
+
 use pgp::composed::{
     ArmorOptions, Deserializable as _, EncryptionCaps, KeyType, SecretKeyParamsBuilder,
     SignedPublicKey, SignedSecretKey, SubkeyParamsBuilder,
 };
 use pgp::crypto::ecc_curve::ECCCurve;
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::crypto::sym::SymmetricKeyAlgorithm;
 use pgp::ser::Serialize as _;
+use pgp::types::CompressionAlgorithm;
 use pgp::types::KeyDetails as _;
 use rempart_proto::mail::{Fingerprint, MailBinding, MailLookupResponse};
 use rempart_proto::{DeviceList, UserName};
@@ -141,6 +146,24 @@ pub enum MailError {
         /// The fingerprint of the certificate held (or the changed one).
         held: String,
     },
+    /// A header value holds a line break.
+    #[error("the {0} holds a line break, which a mail header cannot")]
+    BadHeader(&'static str),
+    /// A recipient's certificate has no key that encrypts.
+    #[error("the certificate {0} has no encryption key: nothing was sent")]
+    NoEncryptionKey(String),
+    /// A message is not one OpenPGP encrypted message in PGP/MIME form.
+    #[error("the message is not encrypted (PGP/MIME): its content is not shown")]
+    NotEncrypted,
+    /// None of this account's keys opens the message.
+    #[error("none of your mail keys decrypts this message")]
+    NoDecryptionKey,
+    /// A message is not well-formed.
+    #[error("the message is malformed: {0}")]
+    Malformed(&'static str),
+    /// A message decrypts to more than the limit.
+    #[error("the message decrypts to more than {0} bytes")]
+    TooLarge(u64),
     /// OpenPGP failed.
     #[error("OpenPGP: {0}")]
     Pgp(String),
@@ -237,6 +260,13 @@ fn generate(name: &str, address: &MailAddress) -> Result<SignedSecretKey, MailEr
         .can_sign(true)
         .can_encrypt(EncryptionCaps::None)
         .primary_user_id(format!("{name} <{}>", address.as_str()))
+        // Said on the certificate, so that other implementations sign and
+        // encrypt to it with these (GnuPG falls back to SHA-1 without).
+        .preferred_symmetric_algorithms(
+            vec![SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128].into(),
+        )
+        .preferred_hash_algorithms(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512].into())
+        .preferred_compression_algorithms(vec![CompressionAlgorithm::Uncompressed].into())
         .subkeys(vec![encryption.build().map_err(pgp_error)?]);
     params
         .build()
@@ -1042,6 +1072,94 @@ impl Client {
                 ))
             }
         }
+    }
+
+    /// Writes `draft` as a PGP/MIME message signed with this account's key
+    /// for `draft.from` and encrypted to it and to every `To` and `Cc`
+    /// recipient's certificate as kept here (never one kept aside as
+    /// changed). A recipient without one is refused, and nothing is
+    /// written.
+    pub fn seal_mail(&self, draft: &mime::Draft) -> Result<Vec<u8>, ClientError> {
+        let signer = self
+            .own_secret_keys(Some(&draft.from))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MailError::NoKey(draft.from.to_string()))?;
+        let mut recipients = Vec::new();
+        for address in draft.to.iter().chain(&draft.cc) {
+            let certificate = self
+                .usable_certificate(address)?
+                .ok_or_else(|| MailError::Unknown(address.to_string()))?;
+            recipients.push(certificate);
+        }
+        let recipients: Vec<&SignedPublicKey> = recipients.iter().collect();
+        Ok(mime::seal(draft, &signer, &recipients)?)
+    }
+
+    /// Reads a PGP/MIME message with this account's keys (the current ones
+    /// and those they replaced); its signature counts only under the
+    /// certificate kept here for its `From` address.
+    pub fn open_mail(&self, raw: &[u8]) -> Result<mime::Opened, ClientError> {
+        let keys = self.own_secret_keys(None)?;
+        // Whatever From address the message claims, only the certificate
+        // kept here for it can make its signature count.
+        let opened = mime::open(raw, &keys, |address| {
+            self.usable_certificate(address).ok().flatten()
+        })?;
+        Ok(opened)
+    }
+
+    /// The certificate to use for `address`: this account's own, or the
+    /// one kept for a correspondent (not a changed one kept aside).
+    fn usable_certificate(
+        &self,
+        address: &MailAddress,
+    ) -> Result<Option<SignedPublicKey>, ClientError> {
+        let conn = self.store.conn();
+        let own: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT certificate FROM mail_keys WHERE address = ?1 AND secret IS NOT NULL",
+                [address.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let bytes = match own {
+            Some(bytes) => Some(bytes),
+            None => conn
+                .query_row(
+                    "SELECT certificate FROM mail_contacts WHERE address = ?1",
+                    [address.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?,
+        };
+        bytes.map(|b| Ok(parse_certificate(&b)?)).transpose()
+    }
+
+    /// This account's secret keys: the current one of `address` (all
+    /// addresses if `None`), then the ones they replaced.
+    fn own_secret_keys(
+        &self,
+        address: Option<&MailAddress>,
+    ) -> Result<Vec<SignedSecretKey>, ClientError> {
+        let conn = self.store.conn();
+        let mut query = conn.prepare(
+            "SELECT secret FROM mail_keys WHERE secret IS NOT NULL AND (?1 IS NULL OR address = ?1)
+             UNION ALL
+             SELECT secret FROM mail_retired_keys WHERE ?1 IS NULL",
+        )?;
+        let secrets: Vec<Zeroizing<Vec<u8>>> = query
+            .query_map([address.map(MailAddress::as_str)], |r| {
+                r.get::<_, Vec<u8>>(0).map(Zeroizing::new)
+            })?
+            .collect::<Result<_, _>>()?;
+        secrets
+            .iter()
+            .map(|secret| {
+                SignedSecretKey::from_bytes(secret.as_slice())
+                    .map_err(|e| ClientError::Corrupt(format!("a stored mail key: {e}")))
+            })
+            .collect()
     }
 
     /// This account's current keys, secrets included, for a new device.
