@@ -17,10 +17,12 @@ use rempart_client::history::MessageState;
 mod chat;
 
 use rempart_client::at_rest::AtRestError;
+use rempart_client::mail::account::{Endpoint, MailSetup, Security};
 use rempart_client::session::Live;
 use rempart_client::{Client, ClientError, DeliveryState, Event, NewAccount, Passphrase};
 use rempart_proto::{DeviceId, PublicKey, UserName};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 /// End-to-end encrypted messaging whose server cannot read, nor silently add
 /// a device or a member.
@@ -157,6 +159,35 @@ enum MailCommand {
     /// This account's OpenPGP certificates, one per mail address.
     #[command(subcommand)]
     Key(MailKeyCommand),
+    /// Keep the mailbox an address's mail goes through (IMAP and SMTP
+    /// servers, login and password, in this device's encrypted store), and
+    /// make and publish the address's certificate if it has none.
+    Setup {
+        /// The mail address.
+        #[arg(long)]
+        address: String,
+        /// The IMAP server, HOST:PORT.
+        #[arg(long)]
+        imap: String,
+        /// The SMTP submission server, HOST:PORT.
+        #[arg(long)]
+        smtp: String,
+        /// The login, for both servers.
+        #[arg(long)]
+        login: String,
+        /// A file whose first line is the password, for both servers.
+        #[arg(long)]
+        password_file: PathBuf,
+        /// TLS from the first byte (the default).
+        #[arg(long, group = "security")]
+        tls: bool,
+        /// Plain connections upgraded with STARTTLS.
+        #[arg(long, group = "security")]
+        starttls: bool,
+        /// No TLS: only to servers on this machine (a loopback address).
+        #[arg(long, group = "security")]
+        plain_on_loopback: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +313,18 @@ const PASSPHRASE_FILE_VAR: &str = "REMPART_PASSPHRASE_FILE";
 /// Opens the account in `home`, with its passphrase if its store is
 /// encrypted: from the file named by REMPART_PASSPHRASE_FILE, or typed on
 /// the terminal.
+/// The first line of `path`: a password.
+fn read_password(path: &Path) -> Result<Zeroizing<String>, ClientError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        })?,
+    );
+    let line = text.lines().next().unwrap_or_default();
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
 /// `rempart mail key …`.
 async fn mail_key(
     command: MailKeyCommand,
@@ -671,6 +714,50 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
         Command::Mail(MailCommand::Key(command)) => mail_key(command, &home, out).await?,
+        Command::Mail(MailCommand::Setup {
+            address,
+            imap,
+            smtp,
+            login,
+            password_file,
+            tls: _,
+            starttls,
+            plain_on_loopback,
+        }) => {
+            let security = if plain_on_loopback {
+                Security::PlainOnLoopback
+            } else if starttls {
+                Security::Starttls
+            } else {
+                Security::Tls
+            };
+            let setup = MailSetup {
+                address,
+                imap: Endpoint::parse(&imap)?,
+                smtp: Endpoint::parse(&smtp)?,
+                login,
+                password: read_password(&password_file)?,
+                security,
+            };
+            let account = open(&home)?.setup_mail(setup).await?;
+            let mut text = format!(
+                "{}: IMAP {}, SMTP {}, as {} ({})\nfingerprint: {}",
+                account.address,
+                account.imap,
+                account.smtp,
+                account.login,
+                account.security.as_str(),
+                account.fingerprint
+            );
+            if account.key_created {
+                text.push_str("\na new mail key was made and published");
+            }
+            let mut value =
+                serde_json::to_value(&account).map_err(|e| ClientError::Corrupt(e.to_string()))?;
+            value["kind"] = json!("mail_setup");
+            out.line(value, text);
+            Vec::new()
+        }
         Command::Passphrase(PassphraseCommand::Change {
             new_passphrase_file,
         }) => {

@@ -214,3 +214,72 @@ fn a_certificate_is_looked_up_with_proofs_imported_from_gnupg_and_verified() {
     );
     assert_eq!(verified["source"], "verified");
 }
+
+#[test]
+fn mail_setup_keeps_the_mailbox_encrypted_and_allows_plain_connections_only_on_loopback() {
+    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
+    let homes = TempDir::new().unwrap();
+    let alice = homes.path().join("alice");
+    rempart(&alice)
+        .args(["init", "--server", &server.url(), "--name", "alice"])
+        .assert()
+        .success();
+    let password = homes.path().join("password");
+    std::fs::write(&password, "correct-horse-battery-staple\n").unwrap();
+    let setup = |imap: &str, more: &[&str]| {
+        let mut args = vec![
+            "mail",
+            "setup",
+            "--address",
+            "alice@example.org",
+            "--imap",
+            imap,
+            "--smtp",
+            "127.0.0.1:10587",
+            "--login",
+            "alice",
+            "--password-file",
+            password.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        rempart(&alice).arg("--json").args(args).output().unwrap()
+    };
+
+    // Without a key yet, setup makes and publishes one.
+    let out = setup("127.0.0.1:10143", &["--plain-on-loopback"]);
+    succeeded(&out);
+    let kept: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(kept["kind"], "mail_setup");
+    assert_eq!(kept["address"], "alice@example.org");
+    assert_eq!(kept["imap"], "127.0.0.1:10143");
+    assert_eq!(kept["smtp"], "127.0.0.1:10587");
+    assert_eq!(kept["security"], "plain_on_loopback");
+    assert_eq!(kept["key_created"], true);
+    assert_eq!(kept["fingerprint"].as_str().unwrap().len(), 40);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("battery"));
+
+    // Set up again: the same key.
+    let out = setup("[::1]:10143", &["--plain-on-loopback"]);
+    succeeded(&out);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["key_created"], false);
+    assert_eq!(again["fingerprint"], kept["fingerprint"]);
+
+    // Plain connections go nowhere but this machine.
+    let out = setup("mail.example.org:143", &["--plain-on-loopback"]);
+    failed_saying(&out, "is not a loopback address");
+    let out = setup("mail.example.org", &["--tls"]);
+    failed_saying(&out, "is not a mail server: write it as HOST:PORT");
+    let out = setup("mail.example.org:993", &["--tls", "--starttls"]);
+    assert_eq!(out.status.code(), Some(2), "one security at a time");
+
+    // The password is in the store, which is encrypted: no file of the
+    // home holds it in the clear.
+    for entry in std::fs::read_dir(&alice).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(b"battery".len()).any(|w| w == b"battery"),
+            "a file of the home holds the password"
+        );
+    }
+}

@@ -21,6 +21,7 @@
 //!
 //! The component owns its tables ([`SCHEMA`]) and its error type.
 
+pub mod account;
 pub mod mime;
 
 use pgp::composed::{
@@ -164,6 +165,14 @@ pub enum MailError {
     /// A message decrypts to more than the limit.
     #[error("the message decrypts to more than {0} bytes")]
     TooLarge(u64),
+    /// Not `HOST:PORT`.
+    #[error("{0:?} is not a mail server: write it as HOST:PORT, e.g. mail.example.org:993")]
+    BadEndpoint(String),
+    /// A plain connection to a server that is not on this machine.
+    #[error(
+        "{0} is not a loopback address: a connection without TLS is allowed only to this machine; use --tls or --starttls"
+    )]
+    PlainNotLoopback(String),
     /// OpenPGP failed.
     #[error("OpenPGP: {0}")]
     Pgp(String),
