@@ -23,10 +23,12 @@ use rempart_server::{Database, RateLimits, Server, ServerConfig, WitnessPolicy};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+mod mailservers;
 mod people;
 pub mod postgres;
 mod proxy;
 
+pub use mailservers::MailServers;
 pub use people::{account, alerts, name, t, texts};
 pub use proxy::{Exchange, Proxy, StallAt, sign_head};
 

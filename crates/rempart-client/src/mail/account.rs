@@ -5,11 +5,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::{MailError, parse_address};
+use super::{MailAddress, MailError, parse_address};
 use crate::Client;
 use crate::api::unix_now;
 use crate::error::ClientError;
@@ -199,6 +199,61 @@ impl Client {
             security: setup.security,
             fingerprint,
             key_created,
+        })
+    }
+}
+
+impl Client {
+    /// The mailbox kept for `address`, with its password.
+    pub(crate) fn mail_setup(&self, address: &MailAddress) -> Result<MailSetup, ClientError> {
+        let row = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT imap_host, imap_port, smtp_host, smtp_port, login, password, security
+                 FROM mail_accounts WHERE address = ?1",
+                [address.as_str()],
+                |r| {
+                    Ok((
+                        (r.get::<_, String>(0)?, r.get::<_, u16>(1)?),
+                        (r.get::<_, String>(2)?, r.get::<_, u16>(3)?),
+                        r.get::<_, String>(4)?,
+                        Zeroizing::new(r.get::<_, Vec<u8>>(5)?),
+                        r.get::<_, String>(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some(((imap_host, imap_port), (smtp_host, smtp_port), login, password, security)) = row
+        else {
+            return Err(MailError::NotSetUp(address.to_string()).into());
+        };
+        let password = std::str::from_utf8(&password)
+            .map(|p| Zeroizing::new(p.to_owned()))
+            .map_err(|_| ClientError::Corrupt("a stored mail password".into()))?;
+        let security = match security.as_str() {
+            "tls" => Security::Tls,
+            "starttls" => Security::Starttls,
+            "plain_on_loopback" => Security::PlainOnLoopback,
+            other => {
+                return Err(ClientError::Corrupt(format!(
+                    "unknown mail connection security {other:?}"
+                )));
+            }
+        };
+        Ok(MailSetup {
+            address: address.to_string(),
+            imap: Endpoint {
+                host: imap_host,
+                port: imap_port,
+            },
+            smtp: Endpoint {
+                host: smtp_host,
+                port: smtp_port,
+            },
+            login,
+            password,
+            security,
         })
     }
 }

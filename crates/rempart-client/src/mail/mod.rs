@@ -23,6 +23,7 @@
 
 pub mod account;
 pub mod mime;
+pub mod send;
 
 use pgp::composed::{
     ArmorOptions, Deserializable as _, EncryptionCaps, KeyType, SecretKeyParamsBuilder,
@@ -173,6 +174,17 @@ pub enum MailError {
         "{0} is not a loopback address: a connection without TLS is allowed only to this machine; use --tls or --starttls"
     )]
     PlainNotLoopback(String),
+    /// No mailbox is kept for the address.
+    #[error("no mailbox is set up for {0}: run `rempart mail setup --address {0} ...`")]
+    NotSetUp(String),
+    /// Recipients without a certificate.
+    #[error(
+        "no certificate is known for {0}: nothing was sent (look it up with `rempart mail key lookup`, or import one)"
+    )]
+    NoCertificates(String),
+    /// The mail server refused or failed.
+    #[error("the mail server: {0}")]
+    Smtp(String),
     /// OpenPGP failed.
     #[error("OpenPGP: {0}")]
     Pgp(String),
@@ -1089,13 +1101,23 @@ impl Client {
     /// changed). A recipient without one is refused, and nothing is
     /// written.
     pub fn seal_mail(&self, draft: &mime::Draft) -> Result<Vec<u8>, ClientError> {
+        let readers: Vec<&MailAddress> = draft.to.iter().chain(&draft.cc).collect();
+        self.seal_mail_for(draft, &readers)
+    }
+
+    /// [`Self::seal_mail`], encrypted to `readers` (and the sender) only.
+    pub(crate) fn seal_mail_for(
+        &self,
+        draft: &mime::Draft,
+        readers: &[&MailAddress],
+    ) -> Result<Vec<u8>, ClientError> {
         let signer = self
             .own_secret_keys(Some(&draft.from))?
             .into_iter()
             .next()
             .ok_or_else(|| MailError::NoKey(draft.from.to_string()))?;
         let mut recipients = Vec::new();
-        for address in draft.to.iter().chain(&draft.cc) {
+        for address in readers.iter().copied() {
             let certificate = self
                 .usable_certificate(address)?
                 .ok_or_else(|| MailError::Unknown(address.to_string()))?;
@@ -1120,7 +1142,7 @@ impl Client {
 
     /// The certificate to use for `address`: this account's own, or the
     /// one kept for a correspondent (not a changed one kept aside).
-    fn usable_certificate(
+    pub(crate) fn usable_certificate(
         &self,
         address: &MailAddress,
     ) -> Result<Option<SignedPublicKey>, ClientError> {
