@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, failed_saying, passphrase_file, succeeded};
+use rempart_testkit::{ServerProcess, failed_saying, gpg, passphrase_file, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -18,16 +18,6 @@ fn rempart(home: &Path) -> Command {
         .arg("--home")
         .arg(home);
     cmd
-}
-
-fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .arg("--batch")
-        .args(args)
-        .output()
-        .expect("GnuPG (apt-get install gnupg)")
 }
 
 #[test]
@@ -86,9 +76,13 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
     let keyring = TempDir::new().unwrap();
     let certificate = homes.path().join("alice.asc");
     std::fs::write(&certificate, &armored).unwrap();
-    let imported = gpg(keyring.path(), &["--import", certificate.to_str().unwrap()]);
+    let imported = gpg(
+        keyring.path(),
+        &["--import", certificate.to_str().unwrap()],
+        b"",
+    );
     assert!(imported.status.success(), "{imported:?}");
-    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"]);
+    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"], b"");
     let listed = String::from_utf8(listed.stdout).unwrap();
     let lines: Vec<&str> = listed.lines().collect();
     let field = |line: &str, n: usize| line.split(':').nth(n).unwrap_or("").to_owned();
@@ -108,7 +102,7 @@ fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
         "{listed}"
     );
     // Only the certificate: GnuPG holds no secret key.
-    let secrets = gpg(keyring.path(), &["--list-secret-keys"]);
+    let secrets = gpg(keyring.path(), &["--list-secret-keys"], b"");
     assert!(String::from_utf8_lossy(&secrets.stdout).trim().is_empty());
 }
 
@@ -165,19 +159,19 @@ fn a_certificate_is_looked_up_with_proofs_imported_from_gnupg_and_verified() {
     let made = gpg(
         keyring.path(),
         &[
-            "--passphrase",
-            "",
             "--quick-gen-key",
             "Carol <carol@example.net>",
             "ed25519",
             "default",
             "never",
         ],
+        b"",
     );
     assert!(made.status.success(), "{made:?}");
     let exported = gpg(
         keyring.path(),
         &["--armor", "--export", "carol@example.net"],
+        b"",
     );
     let certificate = homes.path().join("carol.asc");
     std::fs::write(&certificate, &exported.stdout).unwrap();
@@ -187,7 +181,7 @@ fn a_certificate_is_looked_up_with_proofs_imported_from_gnupg_and_verified() {
     );
     assert_eq!(imported["address"], "carol@example.net");
     assert_eq!(imported["source"], "imported");
-    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"]);
+    let listed = gpg(keyring.path(), &["--with-colons", "--fingerprint"], b"");
     let listed = String::from_utf8(listed.stdout).unwrap();
     let carols = listed
         .lines()

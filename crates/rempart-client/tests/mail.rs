@@ -9,7 +9,7 @@ use std::time::Duration;
 use rempart_client::mail::mime::{Draft, new_message_id};
 use rempart_client::mail::{MailAddress, MailError, MailKeySource};
 use rempart_client::{AlertCode, Client, ClientError};
-use rempart_testkit::{TestServer, account, alerts, name, wait_until_published};
+use rempart_testkit::{TestServer, account, alerts, gpg, name, wait_until_published};
 use tempfile::TempDir;
 
 const EPOCHS: Duration = Duration::from_millis(50);
@@ -169,30 +169,6 @@ async fn linking_a_device_carries_the_mail_key() {
     wait_until_published(server.data_dir()).await;
     assert!(alerts(&laptop.sync().await.unwrap()).is_empty());
     assert!(alerts(&phone.sync().await.unwrap()).is_empty());
-}
-
-/// Runs GnuPG on the keyring in `home`, with `stdin`; returns its output.
-fn gpg(home: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("GnuPG (apt-get install gnupg)");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// The armored OpenPGP message inside a PGP/MIME message, as a mail

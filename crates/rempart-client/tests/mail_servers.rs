@@ -10,35 +10,11 @@ use rempart_client::ClientError;
 use rempart_client::mail::MailError;
 use rempart_client::mail::account::{Endpoint, MailSetup, Security};
 use rempart_client::mail::send::Outgoing;
-use rempart_testkit::{MailServers, TestServer, account};
+use rempart_testkit::{MailServers, TestServer, account, gpg};
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
 const EPOCHS: Duration = Duration::from_millis(50);
-
-/// Runs GnuPG on the keyring in `home`, with `stdin`.
-fn gpg(home: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("GnuPG (apt-get install gnupg)");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// A GnuPG user's keyring with a new Ed25519/Curve25519 key for `uid`,
 /// and the key's certificate in armor.

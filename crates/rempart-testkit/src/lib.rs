@@ -1249,3 +1249,28 @@ pub fn failed_saying(out: &std::process::Output, said: &str) {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(said), "{said:?} not in {stderr:?}");
 }
+
+/// Runs GnuPG (Debian's `gnupg`; `.ci/run` installs it) on the keyring in
+/// `home`, in batch mode with no passphrase, feeding it `stdin`.
+pub fn gpg(home: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("GnuPG (apt-get install gnupg)");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
