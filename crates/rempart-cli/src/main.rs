@@ -149,14 +149,16 @@ enum Command {
     /// The passphrase that encrypts this device's store.
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
-    /// Mail: this account's OpenPGP keys.
+    /// Mail: OpenPGP keys (this account's and its correspondents'), and
+    /// the mailbox they are used with.
     #[command(subcommand)]
     Mail(MailCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum MailCommand {
-    /// This account's OpenPGP certificates, one per mail address.
+    /// OpenPGP certificates: this account's, one per mail address, and its
+    /// correspondents', each with where it came from.
     #[command(subcommand)]
     Key(MailKeyCommand),
     /// Keep the mailbox an address's mail goes through (IMAP and SMTP

@@ -20,15 +20,21 @@ fn rempart(home: &Path) -> Command {
     cmd
 }
 
-#[test]
-fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
-    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
+/// A server process, and Alice's account on it in `homes/alice`.
+fn alice_on_a_server() -> (TempDir, ServerProcess, TempDir) {
+    let (data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
     let homes = TempDir::new().unwrap();
-    let alice = homes.path().join("alice");
-    rempart(&alice)
+    rempart(&homes.path().join("alice"))
         .args(["init", "--server", &server.url(), "--name", "alice"])
         .assert()
         .success();
+    (data, server, homes)
+}
+
+#[test]
+fn a_mail_key_is_made_on_the_device_and_gnupg_reads_its_certificate() {
+    let (_data, _server, homes) = alice_on_a_server();
+    let alice = homes.path().join("alice");
 
     let out = rempart(&alice)
         .args([
@@ -211,13 +217,8 @@ fn a_certificate_is_looked_up_with_proofs_imported_from_gnupg_and_verified() {
 
 #[test]
 fn mail_setup_keeps_the_mailbox_encrypted_and_allows_plain_connections_only_on_loopback() {
-    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
-    let homes = TempDir::new().unwrap();
+    let (_data, _server, homes) = alice_on_a_server();
     let alice = homes.path().join("alice");
-    rempart(&alice)
-        .args(["init", "--server", &server.url(), "--name", "alice"])
-        .assert()
-        .success();
     let password = homes.path().join("password");
     std::fs::write(&password, "correct-horse-battery-staple\n").unwrap();
     let setup = |imap: &str, more: &[&str]| {

@@ -1017,6 +1017,16 @@ impl Client {
     /// the same one again refreshes it (a proof never lowers a verified
     /// one); another one is kept aside and is [`AlertCode::MailKeyChanged`].
     fn keep_contact(&self, offered: Offered) -> Result<(), ClientError> {
+        // What is held is read and replaced in one transaction; a changed
+        // certificate is kept aside before it is said.
+        match self.store.atomic(|| self.keep_contact_inner(offered))? {
+            Some(changed) => Err(changed),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::keep_contact`]'s writes; returns the alert of a change.
+    fn keep_contact_inner(&self, offered: Offered) -> Result<Option<ClientError>, ClientError> {
         let conn = self.store.conn();
         let held = self.contact(&offered.address)?;
         let version = offered.list_version.and_then(|v| i64::try_from(v).ok());
@@ -1039,7 +1049,7 @@ impl Client {
                         unix_now()
                     ],
                 )?;
-                Ok(())
+                Ok(None)
             }
             Some(held) if held.fingerprint == offered.fingerprint.as_str() => {
                 let source = match (held.source, offered.source) {
@@ -1065,7 +1075,7 @@ impl Client {
                         unix_now()
                     ],
                 )?;
-                Ok(())
+                Ok(None)
             }
             Some(held) => {
                 conn.execute(
@@ -1083,14 +1093,14 @@ impl Client {
                         epoch
                     ],
                 )?;
-                Err(alert(
+                Ok(Some(alert(
                     AlertCode::MailKeyChanged,
                     offered.user,
                     format!(
                         "{} now shows the certificate {} where you had {}: the new one is not used until you verify it (`rempart mail key verify {} FINGERPRINT`)",
                         offered.address, offered.fingerprint, held.fingerprint, offered.address
                     ),
-                ))
+                )))
             }
         }
     }
@@ -1134,10 +1144,19 @@ impl Client {
         let keys = self.own_secret_keys(None)?;
         // Whatever From address the message claims, only the certificate
         // kept here for it can make its signature count.
+        // A store that cannot be read is an error, never an unsigned
+        // message.
+        let failure = std::cell::RefCell::new(None);
         let opened = mime::open(raw, &keys, |address| {
-            self.usable_certificate(address).ok().flatten()
-        })?;
-        Ok(opened)
+            self.usable_certificate(address).unwrap_or_else(|e| {
+                failure.borrow_mut().get_or_insert(e);
+                None
+            })
+        });
+        if let Some(error) = failure.into_inner() {
+            return Err(error);
+        }
+        Ok(opened?)
     }
 
     /// The certificate to use for `address`: this account's own, or the
