@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser, Subcommand};
 use rempart_client::history::MessageState;
 mod chat;
+mod mail;
 
 use rempart_client::at_rest::AtRestError;
 use rempart_client::mail::account::{Endpoint, MailSetup, Security};
@@ -157,6 +158,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum MailCommand {
+    #[command(flatten)]
+    Mailbox(mail::MailboxCommand),
     /// OpenPGP certificates: this account's, one per mail address, and its
     /// correspondents', each with where it came from.
     #[command(subcommand)]
@@ -716,6 +719,10 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
         Command::Group(command) => group(command, &home, out).await?,
         Command::Device(command) => device(command, &home, out).await?,
         Command::Mail(MailCommand::Key(command)) => mail_key(command, &home, out).await?,
+        Command::Mail(MailCommand::Mailbox(command)) => {
+            mail::run(command, &home, out).await?;
+            Vec::new()
+        }
         Command::Mail(MailCommand::Setup {
             address,
             imap,

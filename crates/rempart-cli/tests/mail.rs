@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use rempart_testkit::{ServerProcess, failed_saying, gpg, passphrase_file, succeeded};
+use rempart_testkit::{MailServers, ServerProcess, failed_saying, gpg, passphrase_file, succeeded};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -277,4 +277,176 @@ fn mail_setup_keeps_the_mailbox_encrypted_and_allows_plain_connections_only_on_l
             "a file of the home holds the password"
         );
     }
+}
+
+/// Runs `rempart --json` with `args` and parses each line of its output.
+fn json_lines(home: &Path, args: &[&str]) -> Vec<Value> {
+    let out = rempart(home).arg("--json").args(args).output().unwrap();
+    succeeded(&out);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn mail_goes_between_two_rempart_users_through_real_servers_from_the_command_line() {
+    let mail = MailServers::start();
+    for address in ["alice@example.org", "bob@example.org", "erin@example.net"] {
+        mail.add_mailbox(address, "secret");
+    }
+    let (_data, server) = ServerProcess::beside(Path::new(env!("CARGO_BIN_EXE_rempart")), &[]);
+    let homes = TempDir::new().unwrap();
+    let password = homes.path().join("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    let (imap, smtp) = (
+        format!("127.0.0.1:{}", mail.imap),
+        format!("127.0.0.1:{}", mail.smtp),
+    );
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        rempart(home)
+            .args(["init", "--server", &server.url(), "--name", name])
+            .assert()
+            .success();
+        let address = format!("{name}@example.org");
+        json(
+            home,
+            &[
+                "mail",
+                "setup",
+                "--address",
+                &address,
+                "--imap",
+                &imap,
+                "--smtp",
+                &smtp,
+                "--login",
+                &address,
+                "--password-file",
+                password.to_str().unwrap(),
+                "--plain-on-loopback",
+            ],
+        );
+    }
+    // Bob's address is published at the directory's next epoch.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !rempart(&alice)
+        .args(["mail", "key", "lookup", "bob@example.org"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "never published");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Alice writes, the text on standard input.
+    let out = rempart(&alice)
+        .args([
+            "--json",
+            "mail",
+            "send",
+            "--to",
+            "bob@example.org",
+            "--subject",
+            "Lunch?",
+            "-",
+        ])
+        .write_stdin("Noon at the usual place?\n")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["kind"], "mail_sent");
+    assert_eq!(sent["encrypted"], true);
+
+    // Bob fetches, lists and reads it: the security state beside it.
+    mail.stored_messages("bob@example.org", 1);
+    let synced = json(&bob, &["mail", "sync"]);
+    assert_eq!(
+        (synced["kind"].as_str(), synced["new"].as_u64()),
+        (Some("mail_sync"), Some(1))
+    );
+    let listed = json_lines(&bob, &["mail", "list"]);
+    assert_eq!(listed.len(), 1);
+    let entry = &listed[0];
+    assert_eq!(entry["kind"], "mail");
+    assert_eq!(entry["from"], "alice@example.org");
+    assert_eq!(entry["subject"], "Lunch?");
+    assert_eq!(entry["encrypted"], true);
+    assert_eq!(entry["signed_by"].as_str().unwrap().len(), 40);
+    assert_eq!(entry["assurance"], "autocrypt");
+    assert!(entry.get("body").is_none());
+    let id = entry["id"].as_i64().unwrap().to_string();
+    let read = json(&bob, &["mail", "read", &id]);
+    assert_eq!(read["body"], "Noon at the usual place?\n");
+    assert_eq!(read["signed_by"], entry["signed_by"]);
+    let out = rempart(&bob).args(["mail", "read", &id]).output().unwrap();
+    succeeded(&out);
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        shown.starts_with(&format!(
+            "[encrypted, signed by {} (autocrypt)]\n",
+            entry["signed_by"].as_str().unwrap()
+        )),
+        "{shown}"
+    );
+
+    // Bob answers; Alice's list shows it in the thread of her message.
+    let answer = json(&bob, &["mail", "reply", &id, "Yes, noon."]);
+    assert_eq!(answer["encrypted"], true);
+    mail.stored_messages("alice@example.org", 1);
+    json(&alice, &["mail", "sync"]);
+    let inbox = json_lines(&alice, &["mail", "list"]);
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["subject"], "Re: Lunch?");
+    assert_eq!(inbox[0]["assurance"], "proven");
+    assert_eq!(inbox[0]["thread"], sent["message_id"]);
+    let outbox = json_lines(&alice, &["mail", "list", "--folder", "Sent"]);
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0]["thread"], sent["message_id"]);
+
+    // Erin has no certificate: refused, with the reason; sent in the clear
+    // only when allowed for that message, and the sent copy says so.
+    let out = rempart(&alice)
+        .args([
+            "mail",
+            "send",
+            "--to",
+            "erin@example.net",
+            "--subject",
+            "Hello",
+            "Hi Erin",
+        ])
+        .output()
+        .unwrap();
+    failed_saying(
+        &out,
+        "no certificate is known for erin@example.net: nothing was sent",
+    );
+    let allowed = json(
+        &alice,
+        &[
+            "mail",
+            "send",
+            "--to",
+            "erin@example.net",
+            "--subject",
+            "Hello",
+            "--allow-unencrypted",
+            "Hi Erin",
+        ],
+    );
+    assert_eq!(allowed["encrypted"], false);
+    assert_eq!(allowed["sent_in_clear_to"][0], "erin@example.net");
+    let outbox = json_lines(&alice, &["mail", "list", "--folder", "Sent"]);
+    assert_eq!(outbox.len(), 2);
+    let copy = outbox.iter().find(|m| m["id"] == allowed["id"]).unwrap();
+    assert_eq!(copy["encrypted"], false);
+    assert_eq!(copy["sent_in_clear_to"][0], "erin@example.net");
+    let erins = mail.stored_messages("erin@example.net", 1);
+    assert_eq!(erins.len(), 1);
 }

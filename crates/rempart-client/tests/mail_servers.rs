@@ -6,11 +6,14 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use rempart_client::ClientError;
-use rempart_client::mail::MailError;
 use rempart_client::mail::account::{Endpoint, MailSetup, Security};
+use rempart_client::mail::mailbox::{INBOX, SENT};
 use rempart_client::mail::send::Outgoing;
-use rempart_testkit::{MailServers, TestServer, account, gpg};
+use rempart_client::mail::{MailError, MailKeySource};
+use rempart_testkit::{MailServers, TestServer, account, gpg, wait_until_published};
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
@@ -28,6 +31,42 @@ fn gnupg_user(uid: &str, address: &str) -> (TempDir, Vec<u8>) {
     assert!(made.status.success(), "{made:?}");
     let exported = gpg(home.path(), &["--armor", "--export", address], b"");
     (home, exported.stdout)
+}
+
+/// The mailbox of `address` on `mail`, over plain loopback connections.
+fn mailbox(mail: &MailServers, address: &str) -> MailSetup {
+    MailSetup {
+        address: address.into(),
+        imap: Endpoint::parse(&format!("127.0.0.1:{}", mail.imap)).unwrap(),
+        smtp: Endpoint::parse(&format!("127.0.0.1:{}", mail.smtp)).unwrap(),
+        login: address.into(),
+        password: Zeroizing::new("secret".into()),
+        security: Security::PlainOnLoopback,
+    }
+}
+
+/// Submits `message` over SMTP as `sender`, as another mail program would.
+async fn submit(mail: &MailServers, sender: &str, recipient: &str, message: &[u8]) {
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(mail.smtp)
+        .credentials(lettre::transport::smtp::authentication::Credentials::new(
+            sender.into(),
+            "secret".into(),
+        ))
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some(sender.parse().unwrap()),
+        vec![recipient.parse().unwrap()],
+    )
+    .unwrap();
+    transport.send_raw(&envelope, message).await.unwrap();
+}
+
+fn armored_part(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let begin = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = text.find("-----END PGP MESSAGE-----").unwrap() + 25;
+    text[begin..end].to_owned()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -140,4 +179,283 @@ async fn mail_reaches_each_reader_encrypted_and_gnupg_reads_it() {
         .status
         .success()
     );
+}
+
+#[tokio::test]
+async fn rempart_users_write_a_thread_through_the_servers() {
+    let mail = MailServers::start();
+    for address in ["alice@example.org", "bob@example.org"] {
+        mail.add_mailbox(address, "secret");
+    }
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    let alices = alice
+        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .await
+        .unwrap();
+    let bobs = bob
+        .setup_mail(mailbox(&mail, "bob@example.org"))
+        .await
+        .unwrap();
+    wait_until_published(server.data_dir()).await;
+
+    // Alice writes to Bob, whose certificate she never saw: the directory
+    // proves it before anything is sent.
+    let first = alice
+        .send_mail(Outgoing {
+            to: vec!["bob@example.org".into()],
+            subject: "Lunch?".into(),
+            body: "Noon at the usual place?\n".into(),
+            ..Outgoing::default()
+        })
+        .await
+        .unwrap();
+    assert!(first.encrypted);
+    assert_eq!(
+        alice.show_mail_key("bob@example.org").unwrap().source,
+        MailKeySource::Proven
+    );
+
+    // Bob fetches it over IMAP. Receiving asks the Rempart server nothing,
+    // so the signature counts under the certificate of the message's own
+    // Autocrypt header, shown as such.
+    mail.stored_messages("bob@example.org", 1);
+    let synced = bob.sync_mail(None, INBOX).await.unwrap();
+    assert_eq!((synced.new, synced.more), (1, false));
+    assert_eq!(bob.sync_mail(None, INBOX).await.unwrap().new, 0);
+    let inbox = bob.mail_list(INBOX).unwrap();
+    assert_eq!(inbox.len(), 1);
+    let received = bob.mail_read(inbox[0].id).unwrap();
+    assert!(received.summary.encrypted);
+    assert_eq!(received.summary.subject, "Lunch?");
+    assert_eq!(received.body.as_deref(), Some("Noon at the usual place?\n"));
+    assert_eq!(
+        received.summary.signed_by.as_deref(),
+        Some(alices.fingerprint.as_str())
+    );
+    assert_eq!(received.summary.assurance, Some(MailKeySource::Autocrypt));
+
+    // Bob answers: Alice's address is looked up first, and the same
+    // certificate, now proven, takes the Autocrypt one's place.
+    let answer = bob
+        .reply_mail(inbox[0].id, "Yes, noon.\n".into(), false)
+        .await
+        .unwrap();
+    assert!(answer.encrypted);
+    assert_eq!(
+        bob.show_mail_key("alice@example.org").unwrap().source,
+        MailKeySource::Proven
+    );
+
+    mail.stored_messages("alice@example.org", 1);
+    alice.sync_mail(None, INBOX).await.unwrap();
+    let inbox = alice.mail_list(INBOX).unwrap();
+    assert_eq!(inbox.len(), 1);
+    let read = alice.mail_read(inbox[0].id).unwrap();
+    assert_eq!(read.summary.subject, "Re: Lunch?");
+    assert_eq!(read.body.as_deref(), Some("Yes, noon.\n"));
+    assert_eq!(read.in_reply_to.as_deref(), Some(first.message_id.as_str()));
+    assert_eq!(
+        read.summary.signed_by.as_deref(),
+        Some(bobs.fingerprint.as_str())
+    );
+    assert_eq!(read.summary.assurance, Some(MailKeySource::Proven));
+    // One thread, named by its first message, in Alice's sent copy too.
+    assert_eq!(read.summary.thread, first.message_id);
+    let sent = alice.mail_list(SENT).unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].thread, first.message_id);
+    assert!(sent[0].encrypted && sent[0].sent_in_clear_to.is_empty());
+
+    // Alice answers the answer: it names the whole thread.
+    alice
+        .reply_mail(inbox[0].id, "See you.\n".into(), false)
+        .await
+        .unwrap();
+    mail.stored_messages("bob@example.org", 2);
+    assert_eq!(bob.sync_mail(None, INBOX).await.unwrap().new, 1);
+    let inbox = bob.mail_list(INBOX).unwrap();
+    assert_eq!(inbox.len(), 2);
+    assert!(inbox.iter().all(|m| m.thread == first.message_id));
+    let last = bob.mail_read(inbox[1].id).unwrap();
+    assert_eq!(last.summary.subject, "Re: Lunch?");
+    assert_eq!(
+        last.references,
+        vec![first.message_id.clone(), answer.message_id.clone()]
+    );
+    assert_eq!(last.summary.assurance, Some(MailKeySource::Proven));
+}
+
+#[tokio::test]
+async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed() {
+    let mail = MailServers::start();
+    for address in ["alice@example.org", "carol@example.net", "erin@example.net"] {
+        mail.add_mailbox(address, "secret");
+    }
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let alices = alice
+        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .await
+        .unwrap();
+    let (carol, _) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
+    assert!(
+        gpg(
+            carol.path(),
+            &["--import"],
+            alice.export_mail_key(None).unwrap().as_bytes()
+        )
+        .status
+        .success()
+    );
+
+    // Carol's mail program: a MIME part signed and encrypted to Alice by
+    // GnuPG, in a PGP/MIME envelope with her Autocrypt header.
+    let part = "Content-Type: text/plain; charset=utf-8\r\nSubject: Hello from GnuPG\r\n\r\nCarol here.\r\n";
+    let encrypted = gpg(
+        carol.path(),
+        &[
+            "--trust-model",
+            "always",
+            "--armor",
+            "--sign",
+            "--local-user",
+            "carol@example.net",
+            "--encrypt",
+            "--recipient",
+            "alice@example.org",
+        ],
+        part.as_bytes(),
+    );
+    assert!(encrypted.status.success(), "{encrypted:?}");
+    let binary = gpg(carol.path(), &["--export", "carol@example.net"], b"").stdout;
+    let keydata = base64::engine::general_purpose::STANDARD.encode(binary);
+    let folded: Vec<&str> = keydata
+        .as_bytes()
+        .chunks(72)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let envelope = format!(
+        "From: Carol <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
+         Message-ID: <hello@example.net>\r\nMIME-Version: 1.0\r\n\
+         Autocrypt: addr=carol@example.net; keydata=\r\n {}\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
+        folded.join("\r\n "),
+        String::from_utf8(encrypted.stdout).unwrap()
+    );
+    submit(
+        &mail,
+        "carol@example.net",
+        "alice@example.org",
+        envelope.as_bytes(),
+    )
+    .await;
+    // Erin writes in the clear.
+    submit(
+        &mail,
+        "erin@example.net",
+        "alice@example.org",
+        b"From: <erin@example.net>\r\nTo: <alice@example.org>\r\nSubject: Hi\r\n\
+          Message-ID: <hi@example.net>\r\n\r\nNo keys here.\r\n",
+    )
+    .await;
+    mail.stored_messages("alice@example.org", 2);
+
+    assert_eq!(alice.sync_mail(None, INBOX).await.unwrap().new, 2);
+    let inbox = alice.mail_list(INBOX).unwrap();
+    let from = |who: &str| {
+        inbox
+            .iter()
+            .find(|m| m.from.as_deref() == Some(who))
+            .unwrap()
+            .clone()
+    };
+    let carols_mail = from("carol@example.net");
+    assert!(carols_mail.encrypted);
+    assert_eq!(carols_mail.subject, "Hello from GnuPG");
+    assert_eq!(carols_mail.assurance, Some(MailKeySource::Autocrypt));
+    let carols_key = alice.show_mail_key("carol@example.net").unwrap();
+    assert_eq!(carols_key.source, MailKeySource::Autocrypt);
+    assert_eq!(carols_mail.signed_by, Some(carols_key.fingerprint.clone()));
+    assert_eq!(
+        alice
+            .mail_read(carols_mail.id)
+            .unwrap()
+            .body
+            .as_deref()
+            .map(str::trim_end),
+        Some("Carol here.")
+    );
+    let erins_mail = from("erin@example.net");
+    assert!(!erins_mail.encrypted);
+    assert_eq!(erins_mail.signed_by, None);
+    assert_eq!(
+        alice
+            .mail_read(erins_mail.id)
+            .unwrap()
+            .body
+            .as_deref()
+            .map(str::trim_end),
+        Some("No keys here.")
+    );
+
+    // Alice answers Carol, encrypted to the Autocrypt certificate (the
+    // directory publishes no key for her): GnuPG reads it, signed by Alice.
+    let answer = alice
+        .reply_mail(carols_mail.id, "Hello Carol.\n".into(), false)
+        .await
+        .unwrap();
+    assert!(answer.encrypted);
+    let stored = mail.stored_messages("carol@example.net", 1);
+    for secret in ["Hello Carol", "Hello from GnuPG"] {
+        assert!(!contains(&stored[0], secret), "{secret} in the clear");
+    }
+    let read = gpg(
+        carol.path(),
+        &["--status-fd", "2", "--trust-model", "always", "--decrypt"],
+        armored_part(&stored[0]).as_bytes(),
+    );
+    let status = String::from_utf8_lossy(&read.stderr);
+    assert!(read.status.success(), "{status}");
+    assert!(
+        status.contains(&format!("[GNUPG:] VALIDSIG {}", alices.fingerprint)),
+        "{status}"
+    );
+
+    // Erin has no certificate: the answer is refused, unless allowed for
+    // that one message; then it goes in the clear, and the sent copy says
+    // so. Erin's mailbox receives only the allowed one.
+    let refused = alice
+        .reply_mail(erins_mail.id, "Refused.\n".into(), false)
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::Mail(MailError::NoCertificates(who))) if who == "erin@example.net"),
+        "{refused:?}"
+    );
+    let allowed = alice
+        .reply_mail(erins_mail.id, "Allowed.\n".into(), true)
+        .await
+        .unwrap();
+    assert!(!allowed.encrypted);
+    assert_eq!(
+        allowed.sent_in_clear_to,
+        vec!["erin@example.net".to_owned()]
+    );
+    let sent = alice.mail_list(SENT).unwrap();
+    let copy = sent.iter().find(|m| m.id == allowed.id).unwrap();
+    assert!(!copy.encrypted);
+    assert_eq!(copy.sent_in_clear_to, vec!["erin@example.net".to_owned()]);
+    let erins = mail.stored_messages("erin@example.net", 1);
+    assert_eq!(erins.len(), 1);
+    let text = String::from_utf8_lossy(&erins[0]);
+    assert!(text.contains("Subject: Re: Hi"), "{text}");
+    assert!(text.contains("Autocrypt: addr=alice@example.org"), "{text}");
+    assert!(!text.contains("multipart/encrypted"), "{text}");
+    // The text, in base64: "Allowed.\n".
+    assert!(text.contains("QWxsb3dlZC4K"), "{text}");
 }

@@ -22,6 +22,8 @@ use rand::RngCore as _;
 use rand::rngs::OsRng;
 use rempart_proto::mail::Fingerprint;
 
+use pgp::ser::Serialize as _;
+
 use super::{MailAddress, MailError, fingerprint_of, pgp_error};
 
 /// The subject shown outside the encryption.
@@ -54,7 +56,7 @@ pub struct Draft {
 }
 
 /// A message read: its protected headers and text, and its security state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Opened {
     /// The sender, from the protected headers (or the outer ones).
     pub from: Option<MailAddress>,
@@ -68,9 +70,23 @@ pub struct Opened {
     pub in_reply_to: Option<String>,
     /// The ids of the thread before it.
     pub references: Vec<String>,
+    /// The `To` recipients (protected headers, or the outer ones).
+    pub to: Vec<MailAddress>,
+    /// The `Cc` recipients.
+    pub cc: Vec<MailAddress>,
+    /// When it says it was written (Unix time), if it says.
+    pub date: Option<i64>,
+    /// Whether the text came from one encrypted root whose integrity check
+    /// passed; `false` for a message sent in the clear.
+    pub encrypted: bool,
     /// The certificate whose key signed it, if the signature verifies under
-    /// the certificate held for the `From` address.
+    /// the certificate held for the `From` address (or, when none is held,
+    /// under the one of its Autocrypt header).
     pub signed_by: Option<Fingerprint>,
+    /// When the signature verified only under the certificate of the
+    /// message's own Autocrypt header: that certificate (binary), for the
+    /// caller to keep with its lower assurance.
+    pub autocrypt: Option<Vec<u8>>,
 }
 
 /// A new message id at `domain`: 128 random bits.
@@ -113,6 +129,49 @@ fn message_ids(ids: &[String]) -> Result<String, MailError> {
         .map(|id| one_line("References", id).map(|id| format!("<{id}>")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ids.join(" "))
+}
+
+/// The `Autocrypt` header (Autocrypt Level 1) giving `certificate` for
+/// `address`, folded into lines a mail server keeps.
+fn autocrypt_header(
+    address: &MailAddress,
+    certificate: &SignedPublicKey,
+) -> Result<String, MailError> {
+    let keydata = base64::engine::general_purpose::STANDARD
+        .encode(certificate.to_bytes().map_err(pgp_error)?);
+    let mut header = format!("Autocrypt: addr={address}; prefer-encrypt=mutual; keydata=\r\n");
+    for line in keydata.as_bytes().chunks(76) {
+        header.push(' ');
+        header.push_str(&String::from_utf8_lossy(line));
+        header.push_str("\r\n");
+    }
+    Ok(header)
+}
+
+/// The address and certificate (binary) an `Autocrypt` header value gives,
+/// or `None` if it is not a well-formed Level 1 header: `addr` and
+/// `keydata` present once, no unknown attribute that is not optional
+/// (`_name`).
+pub fn parse_autocrypt(value: &str) -> Option<(MailAddress, Vec<u8>)> {
+    let (mut address, mut keydata) = (None, None);
+    for attribute in value.split(';') {
+        let (name, content) = attribute.trim().split_once('=')?;
+        match name.trim() {
+            "addr" if address.is_none() => address = Some(MailAddress::parse(content.trim())?),
+            "keydata" if keydata.is_none() => {
+                let compact: String = content.split_ascii_whitespace().collect();
+                keydata = Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(compact)
+                        .ok()?,
+                );
+            }
+            "prefer-encrypt" => {}
+            optional if optional.starts_with('_') => {}
+            _ => return None,
+        }
+    }
+    Some((address?, keydata?))
 }
 
 /// RFC 5322 date of `unix` seconds, in UTC.
@@ -210,6 +269,7 @@ pub fn seal(
     OsRng.fill_bytes(&mut boundary);
     let boundary = format!("rempart-{}", hex::encode(boundary));
     let mut message = routing_headers(draft)?;
+    message.push_str(&autocrypt_header(&draft.from, &own)?);
     message.push_str(&format!(
         "Subject: {PLACEHOLDER_SUBJECT}\r\nDate: {}\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n \
@@ -228,6 +288,82 @@ pub fn seal(
     message.push_str(&armored.replace("\r\n", "\n").replace('\n', "\r\n"));
     message.push_str(&format!("\r\n--{boundary}--\r\n"));
     Ok(message.into_bytes())
+}
+
+/// Writes `draft` in the clear: text/plain with the real subject, for a
+/// recipient without a certificate when the sender allowed it for this
+/// message. It carries the sender's Autocrypt header, so that a reply can
+/// be encrypted.
+pub fn plain(draft: &Draft, own: &SignedPublicKey) -> Result<Vec<u8>, MailError> {
+    let subject = one_line("Subject", &draft.subject)?;
+    let mut message = routing_headers(draft)?;
+    message.push_str(&autocrypt_header(&draft.from, own)?);
+    message.push_str(&format!(
+        "Subject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+        encoded_word(&subject),
+        rfc5322_date(draft.date)
+    ));
+    let text = base64::engine::general_purpose::STANDARD.encode(draft.body.as_bytes());
+    for line in text.as_bytes().chunks(76) {
+        message.push_str(&String::from_utf8_lossy(line));
+        message.push_str("\r\n");
+    }
+    Ok(message.into_bytes())
+}
+
+fn all_addresses(address: Option<&Address<'_>>) -> Vec<MailAddress> {
+    address
+        .map(|a| {
+            a.iter()
+                .filter_map(|a| a.address().and_then(MailAddress::parse))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The message's one `Autocrypt` header (none if it has several).
+fn autocrypt_of(message: &mail_parser::Message<'_>) -> Option<(MailAddress, Vec<u8>)> {
+    let mut values = message
+        .headers_raw()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Autocrypt"))
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    parse_autocrypt(value)
+}
+
+/// Reads a message sent in the clear: its headers and first text part,
+/// marked as not encrypted and signed by nobody. Nothing of it is ever
+/// taken as a certificate.
+pub fn read_unencrypted(raw: &[u8]) -> Result<Opened, MailError> {
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or(MailError::Malformed("not an RFC 5322 message"))?;
+    let body = message
+        .body_text(0)
+        .map(|t| t.into_owned())
+        .unwrap_or_default();
+    if body.len() as u64 > MAX_PLAINTEXT_BYTES {
+        return Err(MailError::TooLarge(MAX_PLAINTEXT_BYTES));
+    }
+    Ok(Opened {
+        from: first_address(message.from()),
+        subject: message.subject().unwrap_or_default().to_owned(),
+        body,
+        message_id: message.message_id().map(str::to_owned),
+        in_reply_to: ids(message.in_reply_to()).into_iter().next(),
+        references: ids(message.references()),
+        to: all_addresses(message.to()),
+        cc: all_addresses(message.cc()),
+        date: message.date().map(mail_parser::DateTime::to_timestamp),
+        encrypted: false,
+        signed_by: None,
+        autocrypt: None,
+    })
 }
 
 fn first_address(address: Option<&Address<'_>>) -> Option<MailAddress> {
@@ -308,17 +444,34 @@ pub fn open(
             "the encrypted part is not a MIME part",
         ))?;
     let from = first_address(inner.from()).or_else(|| first_address(outer.from()));
-    let signed_by = match from.as_ref().and_then(&certificate_of) {
-        Some(certificate) if message.is_signed() => {
-            let verified = message.verify(&certificate.primary_key).is_ok();
-            if verified {
-                Some(fingerprint_of(&certificate)?)
-            } else {
-                None
-            }
+    let held = from.as_ref().and_then(&certificate_of);
+    // With no certificate held for the sender, the one its Autocrypt header
+    // gives may sign: only for the outer From address, naming it in a
+    // User ID.
+    let offered = match (&held, &from, autocrypt_of(&outer)) {
+        (None, Some(from), Some((address, keydata)))
+            if &address == from && first_address(outer.from()).as_ref() == Some(from) =>
+        {
+            super::parse_certificate(&keydata)
+                .ok()
+                .filter(|c| super::addresses_of(c).contains(from))
+                .map(|c| (c, keydata))
         }
         _ => None,
     };
+    let via_autocrypt = held.is_none();
+    let signer = held.or_else(|| offered.as_ref().map(|(c, _)| c.clone()));
+    let signed_by = match signer {
+        Some(certificate)
+            if message.is_signed() && message.verify(&certificate.primary_key).is_ok() =>
+        {
+            Some(fingerprint_of(&certificate)?)
+        }
+        _ => None,
+    };
+    let autocrypt = offered
+        .filter(|_| via_autocrypt && signed_by.is_some())
+        .map(|(_, keydata)| keydata);
     let subject = inner
         .subject()
         .filter(|_| inner.header("Subject").is_some())
@@ -345,10 +498,29 @@ pub fn open(
                 inner_refs
             }
         },
+        to: {
+            let to = all_addresses(inner.to());
+            if to.is_empty() {
+                all_addresses(outer.to())
+            } else {
+                to
+            }
+        },
+        cc: {
+            let cc = all_addresses(inner.cc());
+            if cc.is_empty() {
+                all_addresses(outer.cc())
+            } else {
+                cc
+            }
+        },
+        date: outer.date().map(mail_parser::DateTime::to_timestamp),
+        encrypted: true,
         from,
         subject,
         body,
         signed_by,
+        autocrypt,
     })
 }
 
@@ -406,10 +578,34 @@ mod tests {
                 Some(fingerprint_of(&alice_public).unwrap())
             );
         }
-        // Without the sender's certificate it opens, unsigned as far as the
-        // reader can tell; with another key it does not open.
+        // Without the sender's certificate, it is signed under the one its
+        // Autocrypt header gives, handed back to be kept.
         let opened = open(&sealed, std::slice::from_ref(&bob), |_| None).unwrap();
-        assert_eq!(opened.signed_by, None);
+        assert_eq!(
+            opened.signed_by,
+            Some(fingerprint_of(&alice_public).unwrap())
+        );
+        assert_eq!(opened.autocrypt, Some(alice_public.to_bytes().unwrap()));
+        let held = open(&sealed, std::slice::from_ref(&bob), certificates).unwrap();
+        assert_eq!(held.autocrypt, None);
+        // Without that header it is unsigned as far as the reader can tell;
+        // with a header giving another certificate for the address, too.
+        let text = String::from_utf8(sealed.clone()).unwrap();
+        let start = text.find("Autocrypt: ").unwrap();
+        let end = start + text[start..].find("\r\nSubject:").unwrap() + 2;
+        let stripped = format!("{}{}", &text[..start], &text[end..]);
+        let opened = open(stripped.as_bytes(), std::slice::from_ref(&bob), |_| None).unwrap();
+        assert_eq!((opened.signed_by, opened.autocrypt), (None, None));
+        let other = SignedPublicKey::from(generate("x", &address("alice@example.org")).unwrap());
+        let swapped = format!(
+            "{}{}{}",
+            &text[..start],
+            autocrypt_header(&address("alice@example.org"), &other).unwrap(),
+            &text[end..]
+        );
+        let opened = open(swapped.as_bytes(), std::slice::from_ref(&bob), |_| None).unwrap();
+        assert_eq!((opened.signed_by, opened.autocrypt), (None, None));
+        // With another key it does not open.
         let carol = generate("carol", &address("carol@example.org")).unwrap();
         assert!(matches!(
             open(&sealed, &[carol], certificates),
@@ -423,6 +619,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(opened.signed_by, None);
+    }
+
+    #[test]
+    fn autocrypt_headers_parse_only_when_well_formed() {
+        let alice = SignedPublicKey::from(generate("a", &address("alice@example.org")).unwrap());
+        let header = autocrypt_header(&address("alice@example.org"), &alice).unwrap();
+        let value = header.strip_prefix("Autocrypt:").unwrap();
+        let (addr, keydata) = parse_autocrypt(value).unwrap();
+        assert_eq!(addr, address("alice@example.org"));
+        assert_eq!(keydata, alice.to_bytes().unwrap());
+        assert!(header.lines().all(|l| l.len() <= 78), "{header}");
+        let with_optional = format!("_extra=1; {value}");
+        assert!(parse_autocrypt(&with_optional).is_some());
+        for bad in [
+            "addr=alice@example.org",
+            "keydata=AAAA",
+            "addr=alice@example.org; keydata=!!!",
+            "addr=alice@example.org; critical=1; keydata=AAAA",
+            "addr=not an address; keydata=AAAA",
+        ] {
+            assert!(parse_autocrypt(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

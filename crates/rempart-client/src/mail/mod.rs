@@ -22,6 +22,8 @@
 //! The component owns its tables ([`SCHEMA`]) and its error type.
 
 pub mod account;
+pub mod imap;
+pub mod mailbox;
 pub mod mime;
 pub mod send;
 
@@ -185,6 +187,12 @@ pub enum MailError {
     /// The mail server refused or failed.
     #[error("the mail server: {0}")]
     Smtp(String),
+    /// The IMAP server refused or failed.
+    #[error("the IMAP server: {0}")]
+    Imap(String),
+    /// No message is kept under the number.
+    #[error("no message {0} is kept here: `rempart mail list` shows their numbers")]
+    NoMessage(i64),
     /// OpenPGP failed.
     #[error("OpenPGP: {0}")]
     Pgp(String),
@@ -211,6 +219,9 @@ pub enum MailKeySource {
     Imported,
     /// Its fingerprint was checked by the user.
     Verified,
+    /// From the Autocrypt header of a received message that its key
+    /// signed: nobody vouched for it, the lowest assurance.
+    Autocrypt,
 }
 
 impl MailKeySource {
@@ -221,6 +232,19 @@ impl MailKeySource {
             Self::Proven => "proven",
             Self::Imported => "imported",
             Self::Verified => "verified",
+            Self::Autocrypt => "autocrypt",
+        }
+    }
+
+    /// How sure a certificate from this source is: a by-hand check of
+    /// its fingerprint above the directory's proof, above an import by
+    /// hand, above an Autocrypt header.
+    fn assurance(self) -> u8 {
+        match self {
+            Self::Autocrypt => 0,
+            Self::Imported => 1,
+            Self::Proven => 2,
+            Self::Verified | Self::Own => 3,
         }
     }
 
@@ -230,6 +254,7 @@ impl MailKeySource {
             "proven" => Ok(Self::Proven),
             "imported" => Ok(Self::Imported),
             "verified" => Ok(Self::Verified),
+            "autocrypt" => Ok(Self::Autocrypt),
             other => Err(ClientError::Corrupt(format!(
                 "unknown mail key source {other:?}"
             ))),
@@ -514,6 +539,17 @@ impl Client {
         Ok(certificate
             .to_armored_string(ArmorOptions::default())
             .map_err(pgp_error)?)
+    }
+
+    /// This account's addresses with a key on this device.
+    pub(crate) fn own_addresses(&self) -> Result<Vec<String>, ClientError> {
+        let conn = self.store.conn();
+        let mut query = conn
+            .prepare("SELECT address FROM mail_keys WHERE secret IS NOT NULL ORDER BY address")?;
+        let addresses = query
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(addresses)
     }
 
     /// Address, fingerprint and certificate of one of this account's keys.
@@ -1051,13 +1087,29 @@ impl Client {
                 )?;
                 Ok(None)
             }
-            Some(held) if held.fingerprint == offered.fingerprint.as_str() => {
-                let source = match (held.source, offered.source) {
-                    (MailKeySource::Verified, _) => MailKeySource::Verified,
-                    (_, offered) => offered,
+            // An Autocrypt header never displaces a certificate held.
+            Some(held)
+                if offered.source == MailKeySource::Autocrypt
+                    && held.fingerprint != offered.fingerprint.as_str() =>
+            {
+                Ok(None)
+            }
+            // A certificate from a surer source takes the place of one
+            // that came from an Autocrypt header alone.
+            Some(held)
+                if held.fingerprint == offered.fingerprint.as_str()
+                    || (held.source == MailKeySource::Autocrypt
+                        && offered.source.assurance() > held.source.assurance()) =>
+            {
+                let source = if held.fingerprint == offered.fingerprint.as_str()
+                    && held.source.assurance() > offered.source.assurance()
+                {
+                    held.source
+                } else {
+                    offered.source
                 };
                 conn.execute(
-                    "UPDATE mail_contacts SET certificate = ?2, source = ?3,
+                    "UPDATE mail_contacts SET certificate = ?2, source = ?3, fingerprint = ?8,
                          user_name = coalesce(?4, user_name),
                          list_version = coalesce(?5, list_version),
                          proven_at = coalesce(?6, proven_at), updated_at = ?7,
@@ -1072,7 +1124,8 @@ impl Client {
                         user,
                         version,
                         epoch,
-                        unix_now()
+                        unix_now(),
+                        offered.fingerprint.as_str()
                     ],
                 )?;
                 Ok(None)
@@ -1156,7 +1209,24 @@ impl Client {
         if let Some(error) = failure.into_inner() {
             return Err(error);
         }
-        Ok(opened?)
+        let opened = opened?;
+        // A certificate its Autocrypt header gave, under which the message
+        // verified, is kept for an address with none, at the lowest
+        // assurance.
+        if let (Some(keydata), Some(from), Some(fingerprint)) =
+            (&opened.autocrypt, &opened.from, &opened.signed_by)
+        {
+            self.keep_contact(Offered {
+                address: from.clone(),
+                fingerprint: fingerprint.clone(),
+                certificate: keydata.clone(),
+                source: MailKeySource::Autocrypt,
+                user: None,
+                list_version: None,
+                proven_at: None,
+            })?;
+        }
+        Ok(opened)
     }
 
     /// The certificate to use for `address`: this account's own, or the
