@@ -69,6 +69,54 @@ fn armored_part(message: &[u8]) -> String {
     text[begin..end].to_owned()
 }
 
+/// `part` signed by Carol and encrypted to Alice by GnuPG, in armor.
+fn carol_writes(carol: &TempDir, part: &str) -> String {
+    let encrypted = gpg(
+        carol.path(),
+        &[
+            "--trust-model",
+            "always",
+            "--armor",
+            "--sign",
+            "--local-user",
+            "carol@example.net",
+            "--encrypt",
+            "--recipient",
+            "alice@example.org",
+        ],
+        part.as_bytes(),
+    );
+    assert!(encrypted.status.success(), "{encrypted:?}");
+    String::from_utf8(encrypted.stdout).unwrap()
+}
+
+/// `armored` decoded and armored again without its checksum, with one
+/// byte of its last packet (the encrypted data) changed if `flip`.
+fn rearmored(armored: &str, flip: bool) -> String {
+    let body: String = armored
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .take_while(|l| !l.starts_with('=') && !l.starts_with("-----"))
+        .collect();
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    if flip {
+        let at = bytes.len() - 40;
+        bytes[at] ^= 0x01;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PGP MESSAGE-----\r\n\r\n{}\r\n-----END PGP MESSAGE-----",
+        lines.join("\r\n")
+    )
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -314,23 +362,10 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
 
     // Carol's mail program: a MIME part signed and encrypted to Alice by
     // GnuPG, in a PGP/MIME envelope with her Autocrypt header.
-    let part = "Content-Type: text/plain; charset=utf-8\r\nSubject: Hello from GnuPG\r\n\r\nCarol here.\r\n";
-    let encrypted = gpg(
-        carol.path(),
-        &[
-            "--trust-model",
-            "always",
-            "--armor",
-            "--sign",
-            "--local-user",
-            "carol@example.net",
-            "--encrypt",
-            "--recipient",
-            "alice@example.org",
-        ],
-        part.as_bytes(),
+    let encrypted = carol_writes(
+        &carol,
+        "Content-Type: text/plain; charset=utf-8\r\nSubject: Hello from GnuPG\r\n\r\nCarol here.\r\n",
     );
-    assert!(encrypted.status.success(), "{encrypted:?}");
     let binary = gpg(carol.path(), &["--export", "carol@example.net"], b"").stdout;
     let keydata = base64::engine::general_purpose::STANDARD.encode(binary);
     let folded: Vec<&str> = keydata
@@ -346,7 +381,7 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
          --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
          --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
         folded.join("\r\n "),
-        String::from_utf8(encrypted.stdout).unwrap()
+        encrypted
     );
     submit(
         &mail,
@@ -458,4 +493,103 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
     assert!(!text.contains("multipart/encrypted"), "{text}");
     // The text, in base64: "Allowed.\n".
     assert!(text.contains("QWxsb3dlZC4K"), "{text}");
+}
+
+#[tokio::test]
+async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_never_shown() {
+    let mail = MailServers::start();
+    for address in ["alice@example.org", "carol@example.net"] {
+        mail.add_mailbox(address, "secret");
+    }
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    alice
+        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .await
+        .unwrap();
+    let (carol, carols) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
+    alice.import_mail_key(&carols).unwrap();
+    assert!(
+        gpg(
+            carol.path(),
+            &["--import"],
+            alice.export_mail_key(None).unwrap().as_bytes()
+        )
+        .status
+        .success()
+    );
+    let secret = "Content-Type: text/plain\r\n\r\nThe secret meeting is at noon.\r\n";
+    let envelope = |id: &str, armored: &str| {
+        format!(
+            "From: <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
+             Message-ID: <{id}@example.net>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\r\n{armored}\r\n--b--\r\n"
+        )
+    };
+
+    // One byte of the ciphertext changed in transit, the armor written
+    // anew around it (so that only OpenPGP's integrity check can tell); the
+    // same message re-armored unchanged reads.
+    let armored = carol_writes(&carol, secret);
+    for (id, flip) in [("tampered", true), ("rearmored", false)] {
+        let message = envelope(id, &rearmored(&armored, flip));
+        submit(
+            &mail,
+            "carol@example.net",
+            "alice@example.org",
+            message.as_bytes(),
+        )
+        .await;
+    }
+
+    // A message whose root is not the encryption: a clear part beside a
+    // genuine encrypted one, as in EFAIL's attacks.
+    let genuine = envelope("genuine", &carol_writes(&carol, secret));
+    let inner_start = genuine.find("Content-Type: multipart/encrypted").unwrap();
+    let mixed = format!(
+        "From: <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: Invoice\r\n\
+         Message-ID: <mixed@example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
+         --m\r\nContent-Type: text/plain\r\n\r\nPay the bearer.\r\n\
+         --m\r\n{}\r\n--m--\r\n",
+        &genuine[inner_start..]
+    );
+    submit(
+        &mail,
+        "carol@example.net",
+        "alice@example.org",
+        mixed.as_bytes(),
+    )
+    .await;
+    mail.stored_messages("alice@example.org", 3);
+
+    assert_eq!(alice.sync_mail(None, INBOX).await.unwrap().new, 3);
+    let inbox = alice.mail_list(INBOX).unwrap();
+    let by_id = |id: &str| {
+        let summary = inbox
+            .iter()
+            .find(|m| m.message_id.as_deref() == Some(id))
+            .unwrap();
+        alice.mail_read(summary.id).unwrap()
+    };
+    let tampered = by_id("tampered@example.net");
+    assert!(tampered.summary.encrypted);
+    let problem = tampered.summary.problem.as_deref().unwrap();
+    assert!(
+        problem.starts_with("the message does not decrypt"),
+        "{problem}"
+    );
+    assert_eq!((tampered.body, tampered.summary.signed_by), (None, None));
+    let control = by_id("rearmored@example.net");
+    assert_eq!(control.summary.problem, None);
+    assert!(control.body.unwrap().contains("secret meeting"));
+
+    let mixed = by_id("mixed@example.net");
+    assert!(!mixed.summary.encrypted, "{mixed:?}");
+    assert_eq!(mixed.summary.signed_by, None);
+    let body = mixed.body.unwrap();
+    assert!(!body.contains("secret meeting"), "{body}");
 }

@@ -16,6 +16,7 @@ use std::io::Read as _;
 use base64::Engine as _;
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders as _};
 use pgp::composed::{ArmorOptions, Message, MessageBuilder, SignedPublicKey, SignedSecretKey};
+use pgp::crypto::aead::{AeadAlgorithm, ChunkSize};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
 use rand::RngCore as _;
@@ -220,6 +221,30 @@ fn encryption_keys(certificate: &SignedPublicKey) -> Vec<&pgp::composed::SignedP
         .collect()
 }
 
+/// Whether `certificate` says its holder reads SEIPD v2 (its Features
+/// subpacket, on a User ID binding or a direct signature).
+fn reads_seipd_v2(certificate: &SignedPublicKey) -> bool {
+    certificate
+        .details
+        .users
+        .iter()
+        .flat_map(|user| &user.signatures)
+        .chain(&certificate.details.direct_signatures)
+        .filter_map(|signature| signature.features())
+        .any(|features| features.seipd_v2())
+}
+
+/// `builder`'s message signed by `signer`, in ASCII armor.
+fn signed_armor<'a, E: pgp::composed::Encryption>(
+    mut builder: pgp::composed::MessageBuilder<'a, pgp::composed::DummyReader, E>,
+    signer: &'a SignedSecretKey,
+) -> Result<String, MailError> {
+    builder.sign(&signer.primary_key, "".into(), HashAlgorithm::Sha256);
+    builder
+        .to_armored_string(OsRng, ArmorOptions::default())
+        .map_err(pgp_error)
+}
+
 /// Writes `draft` as a PGP/MIME message (RFC 5322 bytes, CRLF line ends)
 /// signed with `signer` and encrypted to each of `recipients` and to the
 /// signer's own certificate. A recipient certificate without an encryption
@@ -255,15 +280,28 @@ pub fn seal(
         inner.push_str("\r\n");
     }
 
-    let mut builder = MessageBuilder::from_bytes("", inner.into_bytes())
-        .seipd_v1(OsRng, SymmetricKeyAlgorithm::AES256);
-    for key in targets {
-        builder.encrypt_to_key(OsRng, key).map_err(pgp_error)?;
-    }
-    builder.sign(&signer.primary_key, "".into(), HashAlgorithm::Sha256);
-    let armored = builder
-        .to_armored_string(OsRng, ArmorOptions::default())
-        .map_err(pgp_error)?;
+    // SEIPD v2 (AEAD) only if every reader's certificate says it reads it;
+    // otherwise v1 with its modification detection code, which GnuPG 2.2
+    // reads.
+    let builder = MessageBuilder::from_bytes("", inner.into_bytes());
+    let armored = if recipients.iter().copied().chain([&own]).all(reads_seipd_v2) {
+        let mut builder = builder.seipd_v2(
+            OsRng,
+            SymmetricKeyAlgorithm::AES256,
+            AeadAlgorithm::Ocb,
+            ChunkSize::default(),
+        );
+        for key in targets {
+            builder.encrypt_to_key(OsRng, key).map_err(pgp_error)?;
+        }
+        signed_armor(builder, signer)?
+    } else {
+        let mut builder = builder.seipd_v1(OsRng, SymmetricKeyAlgorithm::AES256);
+        for key in targets {
+            builder.encrypt_to_key(OsRng, key).map_err(pgp_error)?;
+        }
+        signed_armor(builder, signer)?
+    };
 
     let mut boundary = [0u8; 12];
     OsRng.fill_bytes(&mut boundary);
@@ -415,17 +453,17 @@ pub fn open(
     if !message.is_encrypted() {
         return Err(MailError::NotEncrypted);
     }
-    let mut plaintext = None;
-    for key in keys {
-        let Ok((message, _)) = Message::from_armor(payload.contents()) else {
-            continue;
-        };
-        if let Ok(decrypted) = message.decrypt(&"".into(), key) {
-            plaintext = Some(decrypted);
-            break;
-        }
-    }
-    let mut message = plaintext.ok_or(MailError::NoDecryptionKey)?;
+    // Decrypting checks the integrity of what it decrypts (the
+    // modification detection code of SEIPD v1, the AEAD tags of v2) before
+    // any of it is read; a message encrypted to none of `keys` is told
+    // apart from one that was changed.
+    let no_password = pgp::types::Password::from("");
+    let mut message = message
+        .decrypt_with_keys(vec![&no_password; keys.len()], keys.iter().collect())
+        .map_err(|e| match e {
+            pgp::errors::Error::MissingKey => MailError::NoDecryptionKey,
+            other => MailError::Undecryptable(other.to_string()),
+        })?;
     if message.is_compressed() {
         message = message.decompress().map_err(pgp_error)?;
     }
@@ -433,7 +471,7 @@ pub fn open(
     (&mut message)
         .take(MAX_PLAINTEXT_BYTES + 1)
         .read_to_end(&mut data)
-        .map_err(pgp_error)?;
+        .map_err(|e| MailError::Undecryptable(e.to_string()))?;
     if data.len() as u64 > MAX_PLAINTEXT_BYTES {
         return Err(MailError::TooLarge(MAX_PLAINTEXT_BYTES));
     }
@@ -529,6 +567,8 @@ pub fn open(
 mod tests {
     use super::*;
     use crate::mail::generate;
+    use pgp::composed::{EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    use pgp::crypto::ecc_curve::ECCCurve;
 
     fn address(text: &str) -> MailAddress {
         MailAddress::parse(text).unwrap()
@@ -619,6 +659,62 @@ mod tests {
         })
         .unwrap();
         assert_eq!(opened.signed_by, None);
+    }
+
+    /// The SEIPD version of a sealed message's encrypted part.
+    fn seipd_version(sealed: &[u8]) -> u8 {
+        use pgp::packet::{ProtectedDataConfig, SymEncryptedProtectedDataConfig as Config};
+        let text = String::from_utf8_lossy(sealed);
+        let begin = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
+        let (message, _) = Message::from_armor(text[begin..].as_bytes()).unwrap();
+        let Message::Encrypted {
+            edata: pgp::composed::Edata::SymEncryptedProtectedData { reader },
+            ..
+        } = message
+        else {
+            panic!("not SEIPD");
+        };
+        match reader.config() {
+            ProtectedDataConfig::Seipd(Config::V1) => 1,
+            ProtectedDataConfig::Seipd(Config::V2 { .. }) => 2,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seipd_v2_is_used_only_when_every_reader_says_it_reads_it() {
+        let alice = generate("alice", &address("alice@example.org")).unwrap();
+        let bob = generate("bob", &address("bob@example.org")).unwrap();
+        let bob_public = SignedPublicKey::from(bob.clone());
+        assert!(reads_seipd_v2(&bob_public));
+        let both = seal(&draft(), &alice, &[&bob_public]).unwrap();
+        assert_eq!(seipd_version(&both), 2);
+        let opened = open(&both, std::slice::from_ref(&bob), |_| None).unwrap();
+        assert_eq!(opened.body, draft().body);
+
+        // A reader whose certificate says only v1 (as GnuPG 2.2's do).
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id("carol <carol@example.org>".into())
+            .subkeys(vec![
+                SubkeyParamsBuilder::default()
+                    .key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
+                    .can_encrypt(EncryptionCaps::All)
+                    .build()
+                    .unwrap(),
+            ]);
+        let carol = params.build().unwrap().generate(OsRng).unwrap();
+        let carol_public = SignedPublicKey::from(carol.clone());
+        assert!(!reads_seipd_v2(&carol_public));
+        let mixed = seal(&draft(), &alice, &[&bob_public, &carol_public]).unwrap();
+        assert_eq!(seipd_version(&mixed), 1);
+        for reader in [&bob, &carol] {
+            let opened = open(&mixed, std::slice::from_ref(reader), |_| None).unwrap();
+            assert_eq!(opened.body, draft().body);
+        }
     }
 
     #[test]

@@ -162,6 +162,12 @@ pub enum MailError {
     /// None of this account's keys opens the message.
     #[error("none of your mail keys decrypts this message")]
     NoDecryptionKey,
+    /// The message is encrypted to this account but does not decrypt, or
+    /// fails its integrity check.
+    #[error(
+        "the message does not decrypt ({0}): it may have been changed after it was encrypted; its text is not shown"
+    )]
+    Undecryptable(String),
     /// A message is not well-formed.
     #[error("the message is malformed: {0}")]
     Malformed(&'static str),
@@ -313,6 +319,9 @@ fn generate(name: &str, address: &MailAddress) -> Result<SignedSecretKey, MailEr
         )
         .preferred_hash_algorithms(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512].into())
         .preferred_compression_algorithms(vec![CompressionAlgorithm::Uncompressed].into())
+        // Reads SEIPD v2 (AEAD) as well as v1: a sender whose every reader
+        // says so may use it.
+        .feature_seipd_v2(true)
         .subkeys(vec![encryption.build().map_err(pgp_error)?]);
     params
         .build()
