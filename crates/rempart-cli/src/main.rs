@@ -150,8 +150,9 @@ enum Command {
     /// The passphrase that encrypts this device's store.
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
-    /// Mail: OpenPGP keys (this account's and its correspondents'), and
-    /// the mailbox they are used with.
+    /// Mail through any IMAP and SMTP mailbox, signed and encrypted with
+    /// OpenPGP (PGP/MIME): sending, receiving, reading, and the keys
+    /// (this account's and its correspondents').
     #[command(subcommand)]
     Mail(MailCommand),
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rempart_client::mail::mime::{Draft, new_message_id};
 use rempart_client::mail::{MailAddress, MailError, MailKeySource};
 use rempart_client::{AlertCode, Client, ClientError};
-use rempart_testkit::{TestServer, account, alerts, gpg, name, wait_until_published};
+use rempart_testkit::{
+    TestServer, account, alerts, gpg, gpg_sign_encrypt, name, wait_until_published,
+};
 use tempfile::TempDir;
 
 const EPOCHS: Duration = Duration::from_millis(50);
@@ -255,30 +257,19 @@ async fn gnupg_reads_what_rempart_seals_and_rempart_reads_what_gnupg_sends() {
     // signed and encrypted to Alice, in a PGP/MIME envelope.
     let part =
         "Content-Type: text/plain; charset=utf-8\r\nSubject: Re: The plan\r\n\r\nNoon is fine.\r\n";
-    let encrypted = gpg(
+    let encrypted = gpg_sign_encrypt(
         carol.path(),
-        &[
-            "--trust-model",
-            "always",
-            "--armor",
-            "--sign",
-            "--local-user",
-            "carol@example.net",
-            "--encrypt",
-            "--recipient",
-            "alice@example.org",
-        ],
+        "carol@example.net",
+        "alice@example.org",
         part.as_bytes(),
     );
-    assert!(encrypted.status.success(), "{encrypted:?}");
     let envelope = format!(
         "From: Carol <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
          Message-ID: <answer@example.net>\r\nIn-Reply-To: <{}>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
          --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
          --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
-        draft.message_id,
-        String::from_utf8(encrypted.stdout).unwrap()
+        draft.message_id, encrypted
     );
     let opened = alice.open_mail(envelope.as_bytes()).unwrap();
     assert_eq!(opened.subject, "Re: The plan");

@@ -13,7 +13,9 @@ use rempart_client::mail::account::{Endpoint, MailSetup, Security};
 use rempart_client::mail::mailbox::{INBOX, SENT};
 use rempart_client::mail::send::Outgoing;
 use rempart_client::mail::{MailError, MailKeySource};
-use rempart_testkit::{MailServers, TestServer, account, gpg, wait_until_published};
+use rempart_testkit::{
+    MailServers, TestServer, account, gpg, gpg_sign_encrypt, wait_until_published,
+};
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
@@ -62,32 +64,21 @@ async fn submit(mail: &MailServers, sender: &str, recipient: &str, message: &[u8
     transport.send_raw(&envelope, message).await.unwrap();
 }
 
+/// `part` signed by Carol and encrypted to Alice by GnuPG, in armor.
+fn carol_writes(carol: &std::path::Path, part: &str) -> String {
+    gpg_sign_encrypt(
+        carol,
+        "carol@example.net",
+        "alice@example.org",
+        part.as_bytes(),
+    )
+}
+
 fn armored_part(message: &[u8]) -> String {
     let text = String::from_utf8_lossy(message);
     let begin = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
     let end = text.find("-----END PGP MESSAGE-----").unwrap() + 25;
     text[begin..end].to_owned()
-}
-
-/// `part` signed by Carol and encrypted to Alice by GnuPG, in armor.
-fn carol_writes(carol: &TempDir, part: &str) -> String {
-    let encrypted = gpg(
-        carol.path(),
-        &[
-            "--trust-model",
-            "always",
-            "--armor",
-            "--sign",
-            "--local-user",
-            "carol@example.net",
-            "--encrypt",
-            "--recipient",
-            "alice@example.org",
-        ],
-        part.as_bytes(),
-    );
-    assert!(encrypted.status.success(), "{encrypted:?}");
-    String::from_utf8(encrypted.stdout).unwrap()
 }
 
 /// `armored` decoded and armored again without its checksum, with one
@@ -363,7 +354,7 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
     // Carol's mail program: a MIME part signed and encrypted to Alice by
     // GnuPG, in a PGP/MIME envelope with her Autocrypt header.
     let encrypted = carol_writes(
-        &carol,
+        carol.path(),
         "Content-Type: text/plain; charset=utf-8\r\nSubject: Hello from GnuPG\r\n\r\nCarol here.\r\n",
     );
     let binary = gpg(carol.path(), &["--export", "carol@example.net"], b"").stdout;
@@ -533,7 +524,7 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
     // One byte of the ciphertext changed in transit, the armor written
     // anew around it (so that only OpenPGP's integrity check can tell); the
     // same message re-armored unchanged reads.
-    let armored = carol_writes(&carol, secret);
+    let armored = carol_writes(carol.path(), secret);
     for (id, flip) in [("tampered", true), ("rearmored", false)] {
         let message = envelope(id, &rearmored(&armored, flip));
         submit(
@@ -547,7 +538,7 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
 
     // A message whose root is not the encryption: a clear part beside a
     // genuine encrypted one, as in EFAIL's attacks.
-    let genuine = envelope("genuine", &carol_writes(&carol, secret));
+    let genuine = envelope("genuine", &carol_writes(carol.path(), secret));
     let inner_start = genuine.find("Content-Type: multipart/encrypted").unwrap();
     let mixed = format!(
         "From: <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: Invoice\r\n\

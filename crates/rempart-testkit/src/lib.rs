@@ -1274,3 +1274,25 @@ pub fn gpg(home: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// `data` signed by `signer` and encrypted to `recipient` by GnuPG with
+/// the keyring in `home`, in ASCII armor.
+pub fn gpg_sign_encrypt(home: &Path, signer: &str, recipient: &str, data: &[u8]) -> String {
+    let encrypted = gpg(
+        home,
+        &[
+            "--trust-model",
+            "always",
+            "--armor",
+            "--sign",
+            "--local-user",
+            signer,
+            "--encrypt",
+            "--recipient",
+            recipient,
+        ],
+        data,
+    );
+    assert!(encrypted.status.success(), "{encrypted:?}");
+    String::from_utf8(encrypted.stdout).unwrap()
+}

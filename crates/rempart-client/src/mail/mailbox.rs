@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS mail_messages (
     UNIQUE (address, folder, uid_validity, uid)
 );
 CREATE INDEX IF NOT EXISTS mail_messages_by_id ON mail_messages (message_id);
+CREATE INDEX IF NOT EXISTS mail_messages_by_thread ON mail_messages (folder, thread);
 CREATE TABLE IF NOT EXISTS mail_folders (
     address      TEXT NOT NULL,
     folder       TEXT NOT NULL,
@@ -195,7 +196,7 @@ impl Client {
             .first()
             .map(|id| (*id).clone())
             .or_else(|| opened.message_id.clone())
-            .unwrap_or_else(|| format!("local-{}", unix_now())))
+            .unwrap_or_else(|| format!("local-{}", super::mime::new_message_id("thread"))))
     }
 
     /// Keeps `kept` at `place`; a message already kept there (same UID)

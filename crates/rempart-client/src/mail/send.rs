@@ -259,9 +259,6 @@ impl Client {
     ) -> Result<Sent, ClientError> {
         let original = self.mail_read(id)?;
         let summary = &original.summary;
-        if summary.problem.is_some() {
-            return Err(MailError::NoMessage(id).into());
-        }
         let own: Vec<String> = self.own_addresses()?;
         let from_is_own = summary.from.as_ref().is_some_and(|f| own.contains(f));
         let to: Vec<String> = if from_is_own {
