@@ -584,3 +584,34 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
     let body = mixed.body.unwrap();
     assert!(!body.contains("secret meeting"), "{body}");
 }
+
+#[tokio::test]
+async fn a_mail_server_that_no_public_root_vouches_for_is_refused_before_the_login() {
+    let mail = MailServers::start();
+    mail.add_mailbox("alice@example.org", "secret");
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    // Dovecot's certificate is self-signed: over TLS from the first byte,
+    // and over STARTTLS, the connection ends at the handshake.
+    for (security, port) in [(Security::Tls, mail.imaps), (Security::Starttls, mail.imap)] {
+        let mut setup = mailbox(&mail, "alice@example.org");
+        setup.security = security;
+        setup.imap = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+        alice.setup_mail(setup).await.unwrap();
+        let refused = alice.sync_mail(None, INBOX).await;
+        assert!(
+            matches!(&refused, Err(ClientError::Mail(MailError::Imap(why))) if why.starts_with("TLS: ") && why.contains("certificate")),
+            "{security:?}: {refused:?}"
+        );
+    }
+    assert_eq!(mail.imap_logins("alice@example.org"), 0);
+    // The same mailbox over plain loopback logs in: the count above could
+    // have seen one.
+    alice
+        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .await
+        .unwrap();
+    alice.sync_mail(None, INBOX).await.unwrap();
+    assert_eq!(mail.imap_logins("alice@example.org"), 1);
+}

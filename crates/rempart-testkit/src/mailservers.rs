@@ -18,8 +18,11 @@ pub struct MailServers {
     dir: TempDir,
     /// The SMTP submission port (no TLS: loopback only).
     pub smtp: u16,
-    /// The IMAP port (no TLS: loopback only).
+    /// The IMAP port (plain, or upgraded with STARTTLS).
     pub imap: u16,
+    /// The IMAPS port (TLS from the first byte), under a self-signed
+    /// certificate for 127.0.0.1 that no public root signs.
+    pub imaps: u16,
     master: Option<std::process::Child>,
 }
 
@@ -66,24 +69,46 @@ impl MailServers {
         // Postfix's daemons and Dovecot's mail user must reach in.
         run(Command::new("chmod").arg("755").arg(&root));
         let (smtp, imap, lmtp, auth) = (free_port(), free_port(), free_port(), free_port());
+        let imaps = free_port();
 
         let dovecot = root.join("dovecot");
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir_all(dovecot.join(sub)).unwrap();
         }
         run(Command::new("chmod").arg("777").arg(dovecot.join("mail")));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+            ])
+            .arg(dovecot.join("key.pem"))
+            .arg("-out")
+            .arg(dovecot.join("cert.pem")));
         std::fs::write(dovecot.join("users"), "").unwrap();
         let d = dovecot.display();
         std::fs::write(
             dovecot.join("dovecot.conf"),
             format!(
                 "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-                 protocols = imap lmtp\nlisten = 127.0.0.1\nssl = no\n\
+                 protocols = imap lmtp\nlisten = 127.0.0.1\nssl = yes\n\
+                 ssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n\
                  disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
                  first_valid_uid = 1\nmail_location = maildir:{d}/mail/%d/%n\n\
                  passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
                  userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%d/%n\n}}\n\
-                 service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                 service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n    ssl = yes\n  }}\n}}\n\
                  service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp}\n  }}\n}}\n\
                  service auth {{\n  inet_listener {{\n    address = 127.0.0.1\n    port = {auth}\n  }}\n}}\n\
                  service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
@@ -99,6 +124,7 @@ impl MailServers {
             dir,
             smtp,
             imap,
+            imaps,
             master: None,
         };
         wait_for_port(imap, "Dovecot", &dovecot.join("dovecot.log"));
@@ -188,6 +214,14 @@ impl MailServers {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// How many times `address` logged in to IMAP, from Dovecot's log.
+    pub fn imap_logins(&self, address: &str) -> usize {
+        std::fs::read_to_string(self.dovecot().join("dovecot.log"))
+            .unwrap_or_default()
+            .matches(&format!("Login: user=<{address}>"))
+            .count()
     }
 
     fn dovecot(&self) -> PathBuf {

@@ -423,7 +423,9 @@ impl Client {
     ) -> Result<MailKey, ClientError> {
         let address = parse_address(address)?;
         let own = self.own_list()?;
-        if let Some((_, fingerprint, certificate)) = self.own_mail_key(Some(address.as_str()))? {
+        let seen = self.own_mail_key(Some(address.as_str()))?;
+        let seen_fingerprint = seen.as_ref().map(|(_, f, _)| f.clone());
+        if let Some((_, fingerprint, certificate)) = seen {
             let bound = own
                 .list()
                 .mail_fingerprint(&address)
@@ -452,6 +454,18 @@ impl Client {
         let secret = Zeroizing::new(secret.to_bytes().map_err(pgp_error)?);
         let conn = self.store.conn();
         self.store.atomic(|| {
+            // Another `create` may have run since the key was read: then
+            // this one takes nothing's place.
+            let current = self
+                .own_mail_key(Some(address.as_str()))?
+                .map(|(_, f, _)| f);
+            if current != seen_fingerprint {
+                return Err(MailError::KeyExists {
+                    address: address.to_string(),
+                    fingerprint: current.unwrap_or_default(),
+                }
+                .into());
+            }
             conn.execute(
                 "INSERT INTO mail_retired_keys (fingerprint, address, certificate, secret, retired_at)
                  SELECT fingerprint, address, certificate, secret, ?2 FROM mail_keys
