@@ -10,7 +10,8 @@ use rempart_client::mail::mime::{Draft, new_message_id};
 use rempart_client::mail::{MailAddress, MailError, MailKeySource};
 use rempart_client::{AlertCode, Client, ClientError};
 use rempart_testkit::{
-    TestServer, account, alerts, gpg, gpg_sign_encrypt, name, wait_until_published,
+    TestServer, account, alerts, autocrypt_header, gpg, gpg_sign_encrypt, name, pgp_mime,
+    wait_until_published,
 };
 use tempfile::TempDir;
 
@@ -263,13 +264,14 @@ async fn gnupg_reads_what_rempart_seals_and_rempart_reads_what_gnupg_sends() {
         "alice@example.org",
         part.as_bytes(),
     );
-    let envelope = format!(
-        "From: Carol <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
-         Message-ID: <answer@example.net>\r\nIn-Reply-To: <{}>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
-         --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
-         --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
-        draft.message_id, encrypted
+    let envelope = pgp_mime(
+        "Carol <carol@example.net>",
+        "<alice@example.org>",
+        &format!(
+            "Message-ID: <answer@example.net>\r\nIn-Reply-To: <{}>\r\n",
+            draft.message_id
+        ),
+        &encrypted,
     );
     let opened = alice.open_mail(envelope.as_bytes()).unwrap();
     assert_eq!(opened.subject, "Re: The plan");
@@ -299,4 +301,83 @@ async fn gnupg_reads_what_rempart_seals_and_rempart_reads_what_gnupg_sends() {
         alice.seal_mail(&unknown),
         Err(ClientError::Mail(MailError::Unknown(_)))
     ));
+}
+
+#[tokio::test]
+async fn an_autocrypt_key_gives_way_to_the_directorys_and_never_displaces_a_key_held() {
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let bob = account(&server, &homes.path().join("bob"), "bob").await;
+    alice
+        .create_mail_key("alice@example.org", false)
+        .await
+        .unwrap();
+
+    // Mallory, with GnuPG, writes to Alice as bob@example.org, with an
+    // Autocrypt header giving a key of her own for that address.
+    let mallory = TempDir::new().unwrap();
+    let made = gpg(
+        mallory.path(),
+        &[
+            "--quick-gen-key",
+            "Bob <bob@example.org>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
+    assert!(made.status.success(), "{made:?}");
+    assert!(
+        gpg(
+            mallory.path(),
+            &["--import"],
+            alice.export_mail_key(None).unwrap().as_bytes()
+        )
+        .status
+        .success()
+    );
+    let forged_key = gpg(mallory.path(), &["--export", "bob@example.org"], b"").stdout;
+    let forged = pgp_mime(
+        "<bob@example.org>",
+        "<alice@example.org>",
+        &format!(
+            "Message-ID: <forged@example.org>\r\n{}",
+            autocrypt_header("bob@example.org", &forged_key)
+        ),
+        &gpg_sign_encrypt(
+            mallory.path(),
+            "bob@example.org",
+            "alice@example.org",
+            b"Content-Type: text/plain\r\n\r\nSend the files here.\r\n",
+        ),
+    );
+    // With no key held for the address, it counts, at the lowest assurance.
+    let opened = alice.open_mail(forged.as_bytes()).unwrap();
+    let kept = alice.show_mail_key("bob@example.org").unwrap();
+    assert_eq!(kept.source, MailKeySource::Autocrypt);
+    assert_eq!(
+        opened.signed_by.map(|f| f.to_string()),
+        Some(kept.fingerprint)
+    );
+
+    // Bob publishes his own: the lookup that sending makes first takes the
+    // Autocrypt key's place, without an alert, the directory being surer.
+    let bobs = bob.create_mail_key("bob@example.org", false).await.unwrap();
+    wait_until_published(server.data_dir()).await;
+    let proven = alice.lookup_mail_key("bob@example.org").await.unwrap();
+    assert_eq!(proven.source, MailKeySource::Proven);
+    assert_eq!(proven.fingerprint, bobs.fingerprint);
+    assert_eq!(proven.changed_to, None);
+
+    // Mallory's message again: its header no longer counts, and the proven
+    // key stays.
+    let opened = alice.open_mail(forged.as_bytes()).unwrap();
+    assert_eq!(opened.signed_by, None);
+    let kept = alice.show_mail_key("bob@example.org").unwrap();
+    assert_eq!(
+        (kept.source, kept.fingerprint, kept.changed_to),
+        (MailKeySource::Proven, bobs.fingerprint, None)
+    );
 }

@@ -14,7 +14,8 @@ use rempart_client::mail::mailbox::{INBOX, SENT};
 use rempart_client::mail::send::Outgoing;
 use rempart_client::mail::{MailError, MailKeySource};
 use rempart_testkit::{
-    MailServers, TestServer, account, gpg, gpg_sign_encrypt, wait_until_published,
+    MailServers, TestServer, account, autocrypt_header, gpg, gpg_sign_encrypt, pgp_mime,
+    wait_until_published,
 };
 use tempfile::TempDir;
 use zeroize::Zeroizing;
@@ -358,21 +359,14 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
         "Content-Type: text/plain; charset=utf-8\r\nSubject: Hello from GnuPG\r\n\r\nCarol here.\r\n",
     );
     let binary = gpg(carol.path(), &["--export", "carol@example.net"], b"").stdout;
-    let keydata = base64::engine::general_purpose::STANDARD.encode(binary);
-    let folded: Vec<&str> = keydata
-        .as_bytes()
-        .chunks(72)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    let envelope = format!(
-        "From: Carol <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
-         Message-ID: <hello@example.net>\r\nMIME-Version: 1.0\r\n\
-         Autocrypt: addr=carol@example.net; keydata=\r\n {}\r\n\
-         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
-         --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
-         --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
-        folded.join("\r\n "),
-        encrypted
+    let envelope = pgp_mime(
+        "Carol <carol@example.net>",
+        "<alice@example.org>",
+        &format!(
+            "Message-ID: <hello@example.net>\r\n{}",
+            autocrypt_header("carol@example.net", &binary)
+        ),
+        &encrypted,
     );
     submit(
         &mail,
@@ -512,12 +506,11 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
     );
     let secret = "Content-Type: text/plain\r\n\r\nThe secret meeting is at noon.\r\n";
     let envelope = |id: &str, armored: &str| {
-        format!(
-            "From: <carol@example.net>\r\nTo: <alice@example.org>\r\nSubject: ...\r\n\
-             Message-ID: <{id}@example.net>\r\nMIME-Version: 1.0\r\n\
-             Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
-             --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
-             --b\r\nContent-Type: application/octet-stream\r\n\r\n{armored}\r\n--b--\r\n"
+        pgp_mime(
+            "<carol@example.net>",
+            "<alice@example.org>",
+            &format!("Message-ID: <{id}@example.net>\r\n"),
+            armored,
         )
     };
 

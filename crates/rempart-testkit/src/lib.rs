@@ -1296,3 +1296,31 @@ pub fn gpg_sign_encrypt(home: &Path, signer: &str, recipient: &str, data: &[u8])
     assert!(encrypted.status.success(), "{encrypted:?}");
     String::from_utf8(encrypted.stdout).unwrap()
 }
+
+/// A PGP/MIME message (RFC 3156) from `from` to `to` around `armored`, as
+/// another mail program writes it, with the header lines `headers` (each
+/// ending in CRLF: its Message-ID, an Autocrypt header...).
+pub fn pgp_mime(from: &str, to: &str, headers: &str, armored: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: ...\r\nMIME-Version: 1.0\r\n{headers}\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\r\n{armored}\r\n--b--\r\n"
+    )
+}
+
+/// An `Autocrypt` header line (Level 1) giving `certificate` (binary) for
+/// `address`, folded, ending in CRLF.
+pub fn autocrypt_header(address: &str, certificate: &[u8]) -> String {
+    use base64::Engine as _;
+    let keydata = base64::engine::general_purpose::STANDARD.encode(certificate);
+    let folded: Vec<&str> = keydata
+        .as_bytes()
+        .chunks(72)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "Autocrypt: addr={address}; keydata=\r\n {}\r\n",
+        folded.join("\r\n ")
+    )
+}
