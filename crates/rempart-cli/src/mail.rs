@@ -255,6 +255,9 @@ pub(crate) async fn run(
             if !summary.cc.is_empty() {
                 text.push_str(&format!("cc: {}\n", printable(&summary.cc.join(", "))));
             }
+            if !summary.bcc.is_empty() {
+                text.push_str(&format!("bcc: {}\n", printable(&summary.bcc.join(", "))));
+            }
             text.push_str(&format!(
                 "date: {}\nsubject: {}\n\n{}",
                 date(summary.date),

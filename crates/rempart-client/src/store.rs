@@ -530,6 +530,7 @@ impl Store {
         conn.execute_batch(crate::mail::SCHEMA)?;
         conn.execute_batch(crate::mail::account::SCHEMA)?;
         conn.execute_batch(crate::mail::mailbox::SCHEMA)?;
+        crate::mail::mailbox::upgrade(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()

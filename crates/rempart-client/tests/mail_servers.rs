@@ -14,7 +14,7 @@ use rempart_client::mail::mailbox::{INBOX, SENT};
 use rempart_client::mail::send::Outgoing;
 use rempart_client::mail::{MailError, MailKeySource};
 use rempart_testkit::{
-    MailServers, TestServer, account, autocrypt_header, gpg, gpg_sign_encrypt, pgp_mime,
+    MailServers, REFUSED, TestServer, account, autocrypt_header, gpg, gpg_sign_encrypt, pgp_mime,
     wait_until_published,
 };
 use tempfile::TempDir;
@@ -607,4 +607,72 @@ async fn a_mail_server_that_no_public_root_vouches_for_is_refused_before_the_log
         .unwrap();
     alice.sync_mail(None, INBOX).await.unwrap();
     assert_eq!(mail.imap_logins("alice@example.org"), 1);
+}
+
+#[tokio::test]
+async fn a_send_the_server_refuses_partway_is_kept_saying_who_did_not_get_it() {
+    let mail = MailServers::start();
+    for address in ["alice@example.org", "carol@example.net"] {
+        mail.add_mailbox(address, "secret");
+    }
+    let server = TestServer::start_with_epochs(EPOCHS).await;
+    let homes = TempDir::new().unwrap();
+    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    alice
+        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .await
+        .unwrap();
+    let (_carol, carols) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
+    alice.import_mail_key(&carols).unwrap();
+
+    // Carol's copy goes; the Bcc copy (in the clear, allowed) is refused by
+    // the server.
+    let partly = alice
+        .send_mail(Outgoing {
+            to: vec!["carol@example.net".into()],
+            bcc: vec![REFUSED.into()],
+            subject: "Partly".into(),
+            body: "Half of it.\n".into(),
+            allow_unencrypted: true,
+            ..Outgoing::default()
+        })
+        .await;
+    let Err(ClientError::Mail(MailError::PartlySent {
+        sent_to,
+        missed,
+        id,
+        ..
+    })) = partly
+    else {
+        panic!("{partly:?}");
+    };
+    assert_eq!(
+        (sent_to.as_str(), missed.as_str()),
+        ("carol@example.net", REFUSED)
+    );
+    assert_eq!(mail.stored_messages("carol@example.net", 1).len(), 1);
+    let kept = alice.mail_read(id).unwrap();
+    assert_eq!(kept.summary.folder, SENT);
+    assert_eq!(kept.summary.bcc, vec![REFUSED.to_owned()]);
+    let problem = kept.summary.problem.unwrap();
+    assert!(
+        problem.starts_with(&format!("not sent to {REFUSED}: ")),
+        "{problem}"
+    );
+
+    // Refused from the first copy on: nothing went, nothing is kept.
+    let refused = alice
+        .send_mail(Outgoing {
+            to: vec![REFUSED.into()],
+            subject: "Never".into(),
+            body: "Never.\n".into(),
+            allow_unencrypted: true,
+            ..Outgoing::default()
+        })
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::Mail(MailError::Smtp(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(alice.mail_list(SENT).unwrap().len(), 1);
 }

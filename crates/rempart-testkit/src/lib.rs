@@ -28,7 +28,7 @@ mod people;
 pub mod postgres;
 mod proxy;
 
-pub use mailservers::MailServers;
+pub use mailservers::{MailServers, REFUSED};
 pub use people::{account, alerts, name, t, texts};
 pub use proxy::{Exchange, Proxy, StallAt, sign_head};
 

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// The one address Postfix refuses as a recipient, at the SMTP dialogue.
+pub const REFUSED: &str = "refused@example.net";
+
 /// A Postfix and a Dovecot serving the domains `example.org` and
 /// `example.net` on loopback. Stopped when dropped.
 #[derive(Debug)]
@@ -148,7 +151,8 @@ impl MailServers {
                  smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n\
                  smtpd_sasl_path = inet:127.0.0.1:{auth}\n\
                  smtpd_relay_restrictions = permit_sasl_authenticated, reject\n\
-                 smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n"
+                 smtpd_recipient_restrictions = check_recipient_access \
+                 inline:{{ {REFUSED}=REJECT }}, permit_sasl_authenticated, reject\n"
             ),
         )
         .unwrap();

@@ -268,6 +268,7 @@ impl Client {
                             "the message is {size} bytes, over the {MAX_MESSAGE_BYTES} read"
                         )),
                         sent_in_clear_to: Vec::new(),
+                        bcc: Vec::new(),
                     },
                 ),
             };
@@ -337,6 +338,7 @@ impl Client {
             assurance,
             problem,
             sent_in_clear_to: Vec::new(),
+            bcc: Vec::new(),
         })
     }
 

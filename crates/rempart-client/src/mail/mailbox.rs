@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS mail_messages (
     assurance    TEXT,
     problem      TEXT,
     in_clear_to  TEXT NOT NULL DEFAULT '[]',
+    bcc_addrs    TEXT NOT NULL DEFAULT '[]',
     date         INTEGER,
     kept_at      INTEGER NOT NULL,
     UNIQUE (address, folder, uid_validity, uid)
@@ -91,6 +92,9 @@ pub struct MailSummary {
     /// For a sent copy: the recipients it went to in the clear.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sent_in_clear_to: Vec<String>,
+    /// For a sent copy: its `Bcc` recipients (no other copy names them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<String>,
 }
 
 /// A kept message with its text: what `rempart mail read` shows.
@@ -127,6 +131,8 @@ pub(crate) struct Kept {
     pub problem: Option<String>,
     /// The recipients a sent copy went to in the clear.
     pub sent_in_clear_to: Vec<String>,
+    /// A sent copy's `Bcc` recipients.
+    pub bcc: Vec<String>,
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, ClientError> {
@@ -142,7 +148,8 @@ fn strings(addresses: &[MailAddress]) -> Vec<String> {
 }
 
 const COLUMNS: &str = "id, folder, sender, to_addrs, cc_addrs, subject, date, encrypted,
-    signed_by, assurance, thread, message_id, problem, in_clear_to, body, in_reply_to, refs";
+    signed_by, assurance, thread, message_id, problem, in_clear_to, body, in_reply_to, refs,
+    bcc_addrs";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailMessage> {
     let assurance: Option<String> = r.get(9)?;
@@ -162,11 +169,27 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailMessage> {
             message_id: r.get(11)?,
             problem: r.get(12)?,
             sent_in_clear_to: from_json(&r.get::<_, String>(13)?),
+            bcc: from_json(&r.get::<_, String>(17)?),
         },
         body: r.get(14)?,
         in_reply_to: r.get(15)?,
         references: from_json(&r.get::<_, String>(16)?),
     })
+}
+
+/// Brings a mailbox table made before a column existed up to [`SCHEMA`].
+pub(crate) fn upgrade(conn: &rusqlite::Connection) -> Result<(), ClientError> {
+    let has_bcc: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('mail_messages') WHERE name = 'bcc_addrs'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_bcc {
+        conn.execute_batch(
+            "ALTER TABLE mail_messages ADD COLUMN bcc_addrs TEXT NOT NULL DEFAULT '[]'",
+        )?;
+    }
+    Ok(())
 }
 
 impl Client {
@@ -209,9 +232,9 @@ impl Client {
         conn.execute(
             "INSERT OR IGNORE INTO mail_messages (address, folder, uid_validity, uid, message_id,
                  in_reply_to, refs, thread, sender, to_addrs, cc_addrs, subject, body, encrypted,
-                 signed_by, assurance, problem, in_clear_to, date, kept_at)
+                 signed_by, assurance, problem, in_clear_to, date, kept_at, bcc_addrs)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20)",
+                 ?18, ?19, ?20, ?21)",
             params![
                 place.address.as_str(),
                 place.folder,
@@ -232,7 +255,8 @@ impl Client {
                 kept.problem,
                 to_json(&kept.sent_in_clear_to)?,
                 opened.date,
-                unix_now()
+                unix_now(),
+                to_json(&kept.bcc)?
             ],
         )?;
         let id = match place.uid {
@@ -308,5 +332,29 @@ impl Client {
             params![address.as_str(), folder, validity, last_uid],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_made_before_the_bcc_column_gains_it() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let without = SCHEMA.replace("    bcc_addrs    TEXT NOT NULL DEFAULT '[]',\n", "");
+        assert_ne!(without, SCHEMA);
+        conn.execute_batch(&without).unwrap();
+        upgrade(&conn).unwrap();
+        upgrade(&conn).unwrap();
+        let columns: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('mail_messages') WHERE name = 'bcc_addrs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(columns, 1);
     }
 }

@@ -193,6 +193,20 @@ pub enum MailError {
     /// The mail server refused or failed.
     #[error("the mail server: {0}")]
     Smtp(String),
+    /// The mail server took some copies and refused the next.
+    #[error(
+        "the mail server took the message for {sent_to} but not for {missed} ({reason}); the copy kept as {id} in Sent says so"
+    )]
+    PartlySent {
+        /// Who got it.
+        sent_to: String,
+        /// Who did not.
+        missed: String,
+        /// What the server said.
+        reason: String,
+        /// The number of the copy kept in `Sent`.
+        id: i64,
+    },
     /// The IMAP server refused or failed.
     #[error("the IMAP server: {0}")]
     Imap(String),

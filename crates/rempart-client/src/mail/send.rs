@@ -173,17 +173,46 @@ impl Client {
             ))
             .build();
         let sender = envelope_address(&from)?;
+        let mut delivered: Vec<String> = Vec::new();
+        let mut failure = None;
         for (readers, bytes) in &copies {
-            let recipients = readers
-                .iter()
-                .map(|a| envelope_address(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            let envelope = Envelope::new(Some(sender.clone()), recipients).map_err(smtp_error)?;
-            transport
-                .send_raw(&envelope, bytes)
-                .await
-                .map_err(smtp_error)?;
+            let submitted = async {
+                let recipients = readers
+                    .iter()
+                    .map(|a| envelope_address(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let envelope =
+                    Envelope::new(Some(sender.clone()), recipients).map_err(smtp_error)?;
+                transport
+                    .send_raw(&envelope, bytes)
+                    .await
+                    .map_err(smtp_error)
+            }
+            .await;
+            match submitted {
+                Ok(_) => delivered.extend(readers.iter().map(ToString::to_string)),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
         }
+        // Nothing went: nothing to keep. Part of it went: the sent copy is
+        // kept, saying who did not get it.
+        let failure = match failure {
+            Some(error) if delivered.is_empty() => return Err(error.into()),
+            Some(error) => {
+                let missed: Vec<String> = to
+                    .iter()
+                    .chain(&cc)
+                    .chain(&bcc)
+                    .map(ToString::to_string)
+                    .filter(|a| !delivered.contains(a))
+                    .collect();
+                Some((missed, error.to_string()))
+            }
+            None => None,
+        };
         // The sent copy, marked if any of it went in the clear.
         let sent_in_clear_to: Vec<String> = in_clear.iter().map(ToString::to_string).collect();
         let opened = Opened {
@@ -209,10 +238,22 @@ impl Client {
             &Kept {
                 opened,
                 assurance: Some(MailKeySource::Own),
-                problem: None,
+                problem: failure
+                    .as_ref()
+                    .map(|(missed, why)| format!("not sent to {}: {why}", missed.join(", "))),
                 sent_in_clear_to: sent_in_clear_to.clone(),
+                bcc: bcc.iter().map(ToString::to_string).collect(),
             },
         )?;
+        if let Some((missed, reason)) = failure {
+            return Err(MailError::PartlySent {
+                sent_to: delivered.join(", "),
+                missed: missed.join(", "),
+                reason,
+                id,
+            }
+            .into());
+        }
         Ok(Sent {
             message_id: draft.message_id,
             recipients: to.len() + cc.len() + bcc.len(),
