@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
-use rempart_client::ClientError;
+use rempart_client::mail::account::MailAccount;
 use rempart_client::mail::account::{Endpoint, MailSetup, Security};
 use rempart_client::mail::mailbox::{INBOX, SENT};
 use rempart_client::mail::send::Outgoing;
 use rempart_client::mail::{MailError, MailKeySource};
+use rempart_client::{Client, ClientError};
 use rempart_testkit::{
     MailServers, REFUSED, TestServer, account, autocrypt_header, gpg, gpg_sign_encrypt, pgp_mime,
     wait_until_published,
@@ -45,6 +46,39 @@ fn mailbox(mail: &MailServers, address: &str) -> MailSetup {
         login: address.into(),
         password: Zeroizing::new("secret".into()),
         security: Security::PlainOnLoopback,
+    }
+}
+
+/// Mail servers with a mailbox for each of `addresses`, a Rempart server,
+/// and the homes of its accounts.
+struct World {
+    mail: MailServers,
+    server: TestServer,
+    homes: TempDir,
+}
+
+impl World {
+    async fn start(addresses: &[&str]) -> Self {
+        let mail = MailServers::start();
+        for address in addresses {
+            mail.add_mailbox(address, "secret");
+        }
+        Self {
+            mail,
+            server: TestServer::start_with_epochs(EPOCHS).await,
+            homes: TempDir::new().unwrap(),
+        }
+    }
+
+    /// `name`'s account, with the mailbox `name@example.org` set up over
+    /// plain loopback (which makes and publishes its key).
+    async fn user(&self, name: &str) -> (Client, MailAccount) {
+        let client = account(&self.server, &self.homes.path().join(name), name).await;
+        let kept = client
+            .setup_mail(mailbox(&self.mail, &format!("{name}@example.org")))
+            .await
+            .unwrap();
+        (client, kept)
     }
 }
 
@@ -223,23 +257,11 @@ async fn mail_reaches_each_reader_encrypted_and_gnupg_reads_it() {
 
 #[tokio::test]
 async fn rempart_users_write_a_thread_through_the_servers() {
-    let mail = MailServers::start();
-    for address in ["alice@example.org", "bob@example.org"] {
-        mail.add_mailbox(address, "secret");
-    }
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let bob = account(&server, &homes.path().join("bob"), "bob").await;
-    let alices = alice
-        .setup_mail(mailbox(&mail, "alice@example.org"))
-        .await
-        .unwrap();
-    let bobs = bob
-        .setup_mail(mailbox(&mail, "bob@example.org"))
-        .await
-        .unwrap();
-    wait_until_published(server.data_dir()).await;
+    let world = World::start(&["alice@example.org", "bob@example.org"]).await;
+    let mail = &world.mail;
+    let (alice, alices) = world.user("alice").await;
+    let (bob, bobs) = world.user("bob").await;
+    wait_until_published(world.server.data_dir()).await;
 
     // Alice writes to Bob, whose certificate she never saw: the directory
     // proves it before anything is sent.
@@ -330,17 +352,9 @@ async fn rempart_users_write_a_thread_through_the_servers() {
 
 #[tokio::test]
 async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed() {
-    let mail = MailServers::start();
-    for address in ["alice@example.org", "carol@example.net", "erin@example.net"] {
-        mail.add_mailbox(address, "secret");
-    }
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let alice = account(&server, &homes.path().join("alice"), "alice").await;
-    let alices = alice
-        .setup_mail(mailbox(&mail, "alice@example.org"))
-        .await
-        .unwrap();
+    let world = World::start(&["alice@example.org", "carol@example.net", "erin@example.net"]).await;
+    let mail = &world.mail;
+    let (alice, alices) = world.user("alice").await;
     let (carol, _) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
     assert!(
         gpg(
@@ -369,7 +383,7 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
         &encrypted,
     );
     submit(
-        &mail,
+        mail,
         "carol@example.net",
         "alice@example.org",
         envelope.as_bytes(),
@@ -377,7 +391,7 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
     .await;
     // Erin writes in the clear.
     submit(
-        &mail,
+        mail,
         "erin@example.net",
         "alice@example.org",
         b"From: <erin@example.net>\r\nTo: <alice@example.org>\r\nSubject: Hi\r\n\
@@ -482,17 +496,9 @@ async fn a_gnupg_user_writes_to_alice_and_a_stranger_gets_mail_only_if_allowed()
 
 #[tokio::test]
 async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_never_shown() {
-    let mail = MailServers::start();
-    for address in ["alice@example.org", "carol@example.net"] {
-        mail.add_mailbox(address, "secret");
-    }
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let alice = account(&server, &homes.path().join("alice"), "alice").await;
-    alice
-        .setup_mail(mailbox(&mail, "alice@example.org"))
-        .await
-        .unwrap();
+    let world = World::start(&["alice@example.org", "carol@example.net"]).await;
+    let mail = &world.mail;
+    let (alice, _) = world.user("alice").await;
     let (carol, carols) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
     alice.import_mail_key(&carols).unwrap();
     assert!(
@@ -521,7 +527,7 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
     for (id, flip) in [("tampered", true), ("rearmored", false)] {
         let message = envelope(id, &rearmored(&armored, flip));
         submit(
-            &mail,
+            mail,
             "carol@example.net",
             "alice@example.org",
             message.as_bytes(),
@@ -542,7 +548,7 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
         &genuine[inner_start..]
     );
     submit(
-        &mail,
+        mail,
         "carol@example.net",
         "alice@example.org",
         mixed.as_bytes(),
@@ -580,15 +586,13 @@ async fn text_that_fails_its_integrity_check_or_sits_beside_the_encryption_is_ne
 
 #[tokio::test]
 async fn a_mail_server_that_no_public_root_vouches_for_is_refused_before_the_login() {
-    let mail = MailServers::start();
-    mail.add_mailbox("alice@example.org", "secret");
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let alice = account(&server, &homes.path().join("alice"), "alice").await;
+    let world = World::start(&["alice@example.org"]).await;
+    let mail = &world.mail;
+    let (alice, _) = world.user("alice").await;
     // Dovecot's certificate is self-signed: over TLS from the first byte,
     // and over STARTTLS, the connection ends at the handshake.
     for (security, port) in [(Security::Tls, mail.imaps), (Security::Starttls, mail.imap)] {
-        let mut setup = mailbox(&mail, "alice@example.org");
+        let mut setup = mailbox(mail, "alice@example.org");
         setup.security = security;
         setup.imap = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
         alice.setup_mail(setup).await.unwrap();
@@ -602,7 +606,7 @@ async fn a_mail_server_that_no_public_root_vouches_for_is_refused_before_the_log
     // The same mailbox over plain loopback logs in: the count above could
     // have seen one.
     alice
-        .setup_mail(mailbox(&mail, "alice@example.org"))
+        .setup_mail(mailbox(mail, "alice@example.org"))
         .await
         .unwrap();
     alice.sync_mail(None, INBOX).await.unwrap();
@@ -611,17 +615,9 @@ async fn a_mail_server_that_no_public_root_vouches_for_is_refused_before_the_log
 
 #[tokio::test]
 async fn a_send_the_server_refuses_partway_is_kept_saying_who_did_not_get_it() {
-    let mail = MailServers::start();
-    for address in ["alice@example.org", "carol@example.net"] {
-        mail.add_mailbox(address, "secret");
-    }
-    let server = TestServer::start_with_epochs(EPOCHS).await;
-    let homes = TempDir::new().unwrap();
-    let alice = account(&server, &homes.path().join("alice"), "alice").await;
-    alice
-        .setup_mail(mailbox(&mail, "alice@example.org"))
-        .await
-        .unwrap();
+    let world = World::start(&["alice@example.org", "carol@example.net"]).await;
+    let mail = &world.mail;
+    let (alice, _) = world.user("alice").await;
     let (_carol, carols) = gnupg_user("Carol <carol@example.net>", "carol@example.net");
     alice.import_mail_key(&carols).unwrap();
 
