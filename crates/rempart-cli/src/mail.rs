@@ -33,7 +33,8 @@ pub(crate) enum MailboxCommand {
         /// A copy recipient (repeat, or separate with commas).
         #[arg(long, value_delimiter = ',')]
         cc: Vec<String>,
-        /// A hidden recipient, sent a copy encrypted to them alone.
+        /// A hidden recipient, sent a copy encrypted to them alone (repeat,
+        /// or separate with commas).
         #[arg(long, value_delimiter = ',')]
         bcc: Vec<String>,
         /// The subject.
@@ -149,7 +150,11 @@ fn status(summary: &MailSummary) -> String {
     said
 }
 
-fn to_value<T: serde::Serialize>(value: &T, kind: &str) -> Result<serde_json::Value, ClientError> {
+/// `value` as JSON, with its `kind`.
+pub(crate) fn to_value<T: serde::Serialize>(
+    value: &T,
+    kind: &str,
+) -> Result<serde_json::Value, ClientError> {
     let mut value = serde_json::to_value(value).map_err(|e| ClientError::Corrupt(e.to_string()))?;
     value["kind"] = json!(kind);
     Ok(value)

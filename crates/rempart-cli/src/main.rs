@@ -394,9 +394,7 @@ async fn mail_key(
                 "\nCHANGED: the address now shows {changed}, not used until you verify it"
             ));
         }
-        let mut value =
-            serde_json::to_value(&info).map_err(|e| ClientError::Corrupt(e.to_string()))?;
-        value["kind"] = json!("mail_key");
+        let value = mail::to_value(&info, "mail_key")?;
         out.line(value, text);
     }
     Ok(Vec::new())
@@ -762,9 +760,7 @@ async fn run(cli: Cli, out: &Output) -> Result<ExitCode, ClientError> {
             if account.key_created {
                 text.push_str("\na new mail key was made and published");
             }
-            let mut value =
-                serde_json::to_value(&account).map_err(|e| ClientError::Corrupt(e.to_string()))?;
-            value["kind"] = json!("mail_setup");
+            let value = mail::to_value(&account, "mail_setup")?;
             out.line(value, text);
             Vec::new()
         }

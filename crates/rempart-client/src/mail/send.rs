@@ -70,10 +70,11 @@ fn envelope_address(address: &MailAddress) -> Result<Address, MailError> {
 }
 
 impl Client {
-    /// Sends `outgoing`: checks that every recipient has a certificate
-    /// (else nothing is sent), seals one copy for the `To` and `Cc`
-    /// recipients and one for each `Bcc` recipient, and submits them over
-    /// SMTP with the address's mailbox credentials.
+    /// Sends `outgoing`: finds every recipient's certificate (else nothing
+    /// is sent, unless `allow_unencrypted` lets those without one get it in
+    /// the clear), writes one copy for the `To` and `Cc` recipients and one
+    /// for each `Bcc` recipient, submits them over SMTP with the address's
+    /// mailbox credentials, and keeps a copy in `Sent`.
     pub async fn send_mail(&self, outgoing: Outgoing) -> Result<Sent, ClientError> {
         let from = if outgoing.from.is_empty() {
             self.only_mailbox()?
